@@ -1,0 +1,60 @@
+//! Object keys: the one place that decides where every artefact of a document lives.
+//!
+//! Keys derive only from `doc_id` (SHA-256 of the uploaded bytes) and the page index,
+//! so a redelivered message rewrites the same objects instead of creating new ones.
+
+/// Prefix under which the tiler writes page bundles and document manifests.
+pub const WORK_PREFIX: &str = "work";
+/// Prefix under which results are written by the worker.
+pub const RESULTS_PREFIX: &str = "results";
+/// Prefix under which a readable error record is written for a document that failed.
+pub const ERRORS_PREFIX: &str = "errors";
+
+/// `work/<doc_id>/manifest.json`: the document manifest, written after all its pages.
+pub fn document_manifest(doc_id: &str) -> String {
+    format!("{WORK_PREFIX}/{doc_id}/manifest.json")
+}
+
+/// `work/<doc_id>/page-NNNN.bundle`: one page's views and manifest in one object.
+pub fn page_bundle(doc_id: &str, page_index: u32) -> String {
+    format!("{WORK_PREFIX}/{doc_id}/page-{page_index:04}.bundle")
+}
+
+/// `errors/<doc_id>.json`: why a document could not be processed.
+pub fn error_record(doc_id: &str) -> String {
+    format!("{ERRORS_PREFIX}/{doc_id}.json")
+}
+
+/// `results/<doc_id>/page-NNNN.json`: one page's task results.
+pub fn page_result(doc_id: &str, page_index: u32) -> String {
+    format!("{RESULTS_PREFIX}/{doc_id}/page-{page_index:04}.json")
+}
+
+/// `results/<doc_id>.json`: the merged results of a whole document.
+pub fn document_result(doc_id: &str) -> String {
+    format!("{RESULTS_PREFIX}/{doc_id}.json")
+}
+
+/// The document id: lowercase hex SHA-256 of the exact uploaded bytes.
+pub fn doc_id(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_derived_from_doc_id_and_page() {
+        let id = doc_id(b"abc");
+        assert_eq!(
+            id,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(page_bundle(&id, 7), format!("work/{id}/page-0007.bundle"));
+        assert_eq!(document_manifest(&id), format!("work/{id}/manifest.json"));
+        assert_eq!(error_record(&id), format!("errors/{id}.json"));
+        assert_eq!(page_result(&id, 12), format!("results/{id}/page-0012.json"));
+    }
+}

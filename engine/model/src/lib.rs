@@ -1,0 +1,4 @@
+//! `sphinx-model`: SPHINX-X (Mixture of Visual experts + projector + skip tokens +
+//! LLaMA-family LLM) on tch/libtorch, loading converted safetensors checkpoints.
+//!
+//! One file per component, each readable next to its paragraph of the SPHINX-X paper.
