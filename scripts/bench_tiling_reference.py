@@ -14,7 +14,7 @@ import json
 import sys
 import time
 
-import fitz  # PyMuPDF
+import pymupdf as fitz
 from PIL import Image
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
