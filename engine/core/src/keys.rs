@@ -41,6 +41,15 @@ pub fn doc_id(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// [`doc_id`] of a stream, for inputs too large to hold in memory (they still get an
+/// error record under the id the same bytes would have had).
+pub fn doc_id_of_reader(mut reader: impl std::io::Read) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut reader, &mut hasher)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,6 +64,7 @@ mod tests {
         assert_eq!(page_bundle(&id, 7), format!("work/{id}/page-0007.bundle"));
         assert_eq!(document_manifest(&id), format!("work/{id}/manifest.json"));
         assert_eq!(error_record(&id), format!("errors/{id}.json"));
+        assert_eq!(doc_id_of_reader(&b"abc"[..]).unwrap(), id);
         assert_eq!(page_result(&id, 12), format!("results/{id}/page-0012.json"));
     }
 }

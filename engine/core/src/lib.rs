@@ -9,3 +9,4 @@
 //! It deliberately knows nothing about models, GPUs or AWS.
 
 pub mod keys;
+pub mod store;

@@ -2,3 +2,7 @@
 //! LLaMA-family LLM) on tch/libtorch, loading converted safetensors checkpoints.
 //!
 //! One file per component, each readable next to its paragraph of the SPHINX-X paper.
+
+pub mod config;
+pub mod llama;
+pub mod weights;
