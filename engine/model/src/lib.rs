@@ -6,3 +6,8 @@
 pub mod config;
 pub mod llama;
 pub mod weights;
+
+pub mod config;
+pub mod llama;
+pub mod tokenizer;
+pub mod weights;

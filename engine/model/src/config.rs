@@ -1,0 +1,289 @@
+//! Model hyper-parameters, named and defaulted exactly like the reference's `ModelArgs`
+//! (LLaMA2-Accessory `accessory/model/LLM/llama_ens_light.py`), so a converted
+//! checkpoint's `config.json` maps onto [`LlamaConfig`] field for field.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// Why a config file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read model config {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot write model config {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("model config {path} is not valid JSON for this schema: {source}")]
+    Parse {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("model config {path} is inconsistent: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+/// Reference `ModelArgs.multiple_of` default: SwiGLU hidden size rounds up to this.
+const DEFAULT_MULTIPLE_OF: i64 = 256;
+/// Reference `ModelArgs.norm_eps` default.
+const DEFAULT_NORM_EPS: f64 = 1e-5;
+/// Reference `ModelArgs.rope_theta` default (Meta LLaMA's RoPE base).
+const DEFAULT_ROPE_THETA: f64 = 10_000.0;
+/// Reference `ModelArgs.max_seq_len` default.
+const DEFAULT_MAX_SEQ_LEN: i64 = 2048;
+
+fn default_multiple_of() -> i64 {
+    DEFAULT_MULTIPLE_OF
+}
+fn default_norm_eps() -> f64 {
+    DEFAULT_NORM_EPS
+}
+fn default_rope_theta() -> f64 {
+    DEFAULT_ROPE_THETA
+}
+fn default_max_seq_len() -> i64 {
+    DEFAULT_MAX_SEQ_LEN
+}
+
+/// Hyper-parameters of a LLaMA-family decoder (field names = reference `ModelArgs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LlamaConfig {
+    /// Model width (embedding size).
+    pub dim: i64,
+    pub n_layers: i64,
+    pub n_heads: i64,
+    /// Key/value heads for grouped-query attention; `None` means `n_heads` (plain MHA).
+    #[serde(default)]
+    pub n_kv_heads: Option<i64>,
+    pub vocab_size: i64,
+    /// SwiGLU hidden size is rounded up to a multiple of this.
+    #[serde(default = "default_multiple_of")]
+    pub multiple_of: i64,
+    /// Optional factor on the SwiGLU hidden size before rounding (LLaMA-2 70B uses 1.3).
+    #[serde(default)]
+    pub ffn_dim_multiplier: Option<f64>,
+    #[serde(default = "default_norm_eps")]
+    pub norm_eps: f64,
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    /// Linear RoPE scaling: the reference multiplies every position by this factor.
+    #[serde(default)]
+    pub rope_scaling: Option<f64>,
+    /// Longest sequence (prompt + generated) the model is built for.
+    #[serde(default = "default_max_seq_len")]
+    pub max_seq_len: i64,
+}
+
+impl LlamaConfig {
+    /// TinyLlama-1.1B, the LLM of SPHINX-Tiny and SPHINX-Tiny-1k (its published
+    /// `config.json`: 22 layers, 32 heads, 4 KV heads, hidden 5632, eps 1e-5, theta 1e4).
+    pub fn tinyllama() -> Self {
+        Self {
+            dim: 2048,
+            n_layers: 22,
+            n_heads: 32,
+            n_kv_heads: Some(4),
+            vocab_size: 32_000,
+            multiple_of: DEFAULT_MULTIPLE_OF,
+            ffn_dim_multiplier: None,
+            norm_eps: DEFAULT_NORM_EPS,
+            rope_theta: DEFAULT_ROPE_THETA,
+            rope_scaling: None,
+            // Room for 5 views x (257 + 2) image tokens plus a long OCR answer.
+            max_seq_len: 4096,
+        }
+    }
+
+    /// A tiny model for tests: GQA (2 KV heads for 4 query heads) and a non-default
+    /// `multiple_of`/`ffn_dim_multiplier`, so every sizing branch runs.
+    pub fn tiny_test() -> Self {
+        Self {
+            dim: 64,
+            n_layers: 2,
+            n_heads: 4,
+            n_kv_heads: Some(2),
+            vocab_size: 320,
+            multiple_of: 48,
+            ffn_dim_multiplier: Some(1.3),
+            norm_eps: DEFAULT_NORM_EPS,
+            rope_theta: DEFAULT_ROPE_THETA,
+            rope_scaling: None,
+            max_seq_len: 128,
+        }
+    }
+
+    /// Key/value heads (the reference's `n_kv_heads or n_heads`).
+    pub fn kv_heads(&self) -> i64 {
+        self.n_kv_heads.unwrap_or(self.n_heads)
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> i64 {
+        self.dim / self.n_heads
+    }
+
+    /// SwiGLU hidden size, computed exactly like the reference `FeedForward.__init__`:
+    /// `int(2 * 4 * dim / 3)`, times `ffn_dim_multiplier` (truncated), rounded up to
+    /// `multiple_of`.
+    pub fn ffn_hidden_dim(&self) -> i64 {
+        let mut hidden = 2 * (4 * self.dim) / 3;
+        if let Some(m) = self.ffn_dim_multiplier {
+            hidden = (m * hidden as f64) as i64;
+        }
+        self.multiple_of * ((hidden + self.multiple_of - 1) / self.multiple_of)
+    }
+
+    /// Checks the divisibility and positivity rules the forward pass relies on.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("dim", self.dim),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("n_kv_heads", self.kv_heads()),
+            ("vocab_size", self.vocab_size),
+            ("multiple_of", self.multiple_of),
+            ("max_seq_len", self.max_seq_len),
+        ];
+        for (name, v) in positive {
+            if v <= 0 {
+                return Err(format!("{name} must be positive, got {v}"));
+            }
+        }
+        if self.dim % self.n_heads != 0 {
+            return Err(format!("dim {} is not divisible by n_heads {}", self.dim, self.n_heads));
+        }
+        if self.head_dim() % 2 != 0 {
+            return Err(format!("head_dim {} must be even for RoPE", self.head_dim()));
+        }
+        if self.n_heads % self.kv_heads() != 0 {
+            return Err(format!(
+                "n_heads {} is not a multiple of n_kv_heads {}",
+                self.n_heads,
+                self.kv_heads()
+            ));
+        }
+        if !(self.norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+            return Err("norm_eps and rope_theta must be positive".into());
+        }
+        if let Some(m) = self.ffn_dim_multiplier {
+            if !(m > 0.0) {
+                return Err(format!("ffn_dim_multiplier must be positive, got {m}"));
+            }
+        }
+        if let Some(s) = self.rope_scaling {
+            if !(s > 0.0) {
+                return Err(format!("rope_scaling must be positive, got {s}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which reference model file a checkpoint was trained with (its `meta.json` `llama_type`);
+/// it fixes the view layout: one 512 px view, or a global view plus 2x2 sub-images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LlamaType {
+    /// SPHINX-Tiny: `llama_ens_light.py`.
+    LlamaEnsLight,
+    /// SPHINX-Tiny-1k: `llama_ens5_light.py`.
+    LlamaEns5Light,
+}
+
+/// Everything the engine needs to build a SPHINX-X model from a converted checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SphinxConfig {
+    pub llama_type: LlamaType,
+    pub llm: LlamaConfig,
+}
+
+impl SphinxConfig {
+    /// SPHINX-Tiny: TinyLlama + MoV on one 512 px view.
+    pub fn sphinx_tiny() -> Self {
+        Self {
+            llama_type: LlamaType::LlamaEnsLight,
+            llm: LlamaConfig::tinyllama(),
+        }
+    }
+
+    /// SPHINX-Tiny-1k: TinyLlama + MoV on a global view and 2x2 sub-images of 1024 px.
+    pub fn sphinx_tiny_1k() -> Self {
+        Self {
+            llama_type: LlamaType::LlamaEns5Light,
+            llm: LlamaConfig::tinyllama(),
+        }
+    }
+
+    /// Tiny random-weight model for tests.
+    pub fn tiny_test() -> Self {
+        Self {
+            llama_type: LlamaType::LlamaEns5Light,
+            llm: LlamaConfig::tiny_test(),
+        }
+    }
+
+    /// Reads and validates a JSON config (as written by `scripts/convert_checkpoint.py`).
+    pub fn from_json_file(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        let cfg: Self = serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: shown.clone(),
+            source,
+        })?;
+        cfg.llm
+            .validate()
+            .map_err(|reason| ConfigError::Invalid { path: shown, reason })?;
+        Ok(cfg)
+    }
+
+    /// Writes the config as pretty JSON.
+    pub fn to_json_file(&self, path: &Path) -> Result<(), ConfigError> {
+        let shown = path.display().to_string();
+        let text = serde_json::to_string_pretty(self).map_err(|source| ConfigError::Parse {
+            path: shown.clone(),
+            source,
+        })?;
+        std::fs::write(path, text + "\n").map_err(|source| ConfigError::Write { path: shown, source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tinyllama_hidden_size_matches_its_published_5632() {
+        assert_eq!(LlamaConfig::tinyllama().ffn_hidden_dim(), 5632);
+        assert_eq!(LlamaConfig::tinyllama().head_dim(), 64);
+    }
+
+    #[test]
+    fn llama2_70b_sizing_with_multiplier() {
+        // LLaMA-2 70B params.json: dim 8192, ffn_dim_multiplier 1.3, multiple_of 4096 -> 28672.
+        let cfg = LlamaConfig {
+            dim: 8192,
+            multiple_of: 4096,
+            ffn_dim_multiplier: Some(1.3),
+            ..LlamaConfig::tinyllama()
+        };
+        assert_eq!(cfg.ffn_hidden_dim(), 28672);
+    }
+
+    #[test]
+    fn validate_rejects_bad_head_split() {
+        let cfg = LlamaConfig {
+            n_kv_heads: Some(3),
+            ..LlamaConfig::tiny_test()
+        };
+        assert!(cfg.validate().unwrap_err().contains("n_kv_heads"));
+    }
+}

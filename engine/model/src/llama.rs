@@ -1,0 +1,487 @@
+//! LLaMA-family decoder as in Meta's LLaMA and LLaMA2-Accessory
+//! (`accessory/model/LLM/llama.py`, `llama_ens_light.py`): pre-norm blocks of RMSNorm,
+//! grouped-query attention with Meta's interleaved-pair RoPE, and a SwiGLU feed-forward.
+//!
+//! Module paths mirror the reference's parameter names (`tok_embeddings`,
+//! `layers.N.attention.wq`, `layers.N.feed_forward.w1`, `norm`, `output`), so a
+//! converted checkpoint loads with no renaming table. SPHINX checkpoints wrap this
+//! model as `llma` (the reference `MetaModel` attribute): build it at `root / "llma"`.
+//!
+//! Deliberately not here: sampling and the generation loop (callers own them) and the
+//! visual side (image tokens arrive through [`Llama::forward_embeds`]).
+
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::config::LlamaConfig;
+
+/// Why a forward call was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LlamaError {
+    #[error("invalid LLaMA config: {0}")]
+    Config(String),
+    #[error("input embeddings must be [batch, seq, {dim}] but have shape {shape:?}")]
+    EmbedsShape { dim: i64, shape: Vec<i64> },
+    #[error("token ids must be a 2-D int64 tensor [batch, seq], got {kind:?} {shape:?}")]
+    IdsShape { kind: Kind, shape: Vec<i64> },
+    #[error(
+        "positions {start_pos}..{end} exceed the model's RoPE table of {limit} positions \
+         (max_seq_len {max_seq_len} x {ROPE_TABLE_FACTOR})"
+    )]
+    TooLong {
+        start_pos: i64,
+        end: i64,
+        limit: i64,
+        max_seq_len: i64,
+    },
+    #[error("KV cache: {0}")]
+    Cache(String),
+    #[error("key mask must be bool [batch {batch}, keys {keys}], got {kind:?} {shape:?}")]
+    KeyMask {
+        batch: i64,
+        keys: i64,
+        kind: Kind,
+        shape: Vec<i64>,
+    },
+    #[error("libtorch rejected the operation: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// The reference precomputes RoPE for `max_seq_len * 2` positions (`llama_ens_light.py`).
+pub const ROPE_TABLE_FACTOR: i64 = 2;
+
+/// Root-mean-square LayerNorm: normalises in float32 and casts back before the gain,
+/// exactly like the reference `RMSNorm.forward`.
+#[derive(Debug)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    pub fn new(p: nn::Path, dim: i64, eps: f64) -> Self {
+        let weight = p.var("weight", &[dim], nn::Init::Const(1.0));
+        Self { weight, eps }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let xf = x.to_kind(Kind::Float);
+        let inv_rms = (xf.square().mean_dim(-1, true, Kind::Float) + self.eps).rsqrt();
+        (xf * inv_rms).to_kind(x.kind()) * &self.weight
+    }
+}
+
+/// Cosine and sine tables of Meta's RoPE, `[positions, head_dim / 2]`, float32.
+#[derive(Debug)]
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rope {
+    /// Same arithmetic as the reference `precompute_freqs_cis` (float32, positions
+    /// multiplied by `scaling` when set).
+    fn new(cfg: &LlamaConfig, device: Device) -> Self {
+        let head_dim = cfg.head_dim();
+        let positions = cfg.max_seq_len * ROPE_TABLE_FACTOR;
+        let exponents =
+            Tensor::arange_start_step(0, head_dim, 2, (Kind::Int64, device)).to_kind(Kind::Float)
+                / head_dim as f64;
+        let inv_freq = Tensor::pow_scalar(cfg.rope_theta, &exponents).reciprocal();
+        let mut t = Tensor::arange(positions, (Kind::Float, device));
+        if let Some(s) = cfg.rope_scaling {
+            t = t * s;
+        }
+        let angles = t.outer(&inv_freq);
+        Self {
+            cos: angles.cos(),
+            sin: angles.sin(),
+        }
+    }
+
+    /// Rotates interleaved pairs `(x[2i], x[2i+1])` of `x: [B, T, H, head_dim]` by the
+    /// angles of positions `start..start+T`; computed in float32, returned in `x`'s kind.
+    fn apply(&self, x: &Tensor, start: i64) -> Tensor {
+        let (b, t, h, d) = x.size4().expect("rope input is 4-D by construction");
+        let cos = self.cos.narrow(0, start, t).view([1, t, 1, d / 2]);
+        let sin = self.sin.narrow(0, start, t).view([1, t, 1, d / 2]);
+        let pairs = x.to_kind(Kind::Float).view([b, t, h, d / 2, 2]);
+        let x0 = pairs.select(-1, 0);
+        let x1 = pairs.select(-1, 1);
+        let r0 = &x0 * &cos - &x1 * &sin;
+        let r1 = x0 * &sin + x1 * &cos;
+        Tensor::stack(&[r0, r1], -1).view([b, t, h, d]).to_kind(x.kind())
+    }
+}
+
+/// Preallocated keys and values of every layer, `[batch, n_kv_heads, capacity, head_dim]`
+/// each, so decoding writes one slice per token and never reallocates.
+#[derive(Debug)]
+pub struct KvCache {
+    layers: Vec<(Tensor, Tensor)>,
+    len: i64,
+    capacity: i64,
+    batch: i64,
+}
+
+impl KvCache {
+    /// Allocates room for `capacity` positions of `batch` sequences.
+    pub fn new(cfg: &LlamaConfig, batch: i64, capacity: i64, kind: Kind, device: Device) -> Self {
+        let shape = [batch, cfg.kv_heads(), capacity, cfg.head_dim()];
+        let layers = (0..cfg.n_layers)
+            .map(|_| {
+                (
+                    Tensor::zeros(shape, (kind, device)),
+                    Tensor::zeros(shape, (kind, device)),
+                )
+            })
+            .collect();
+        Self {
+            layers,
+            len: 0,
+            capacity,
+            batch,
+        }
+    }
+
+    /// Positions already filled (the next call's `start_pos`).
+    pub fn len(&self) -> i64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> i64 {
+        self.capacity
+    }
+
+    pub fn batch(&self) -> i64 {
+        self.batch
+    }
+
+    /// Keys and values `[batch, n_kv_heads, capacity, head_dim]` of layer `i`.
+    pub fn layer(&self, i: usize) -> (&Tensor, &Tensor) {
+        let (k, v) = &self.layers[i];
+        (k, v)
+    }
+
+    /// Forgets every position (the memory is kept for the next sequence).
+    pub fn reset(&mut self) {
+        self.len = 0;
+    }
+
+    /// Writes `k`, `v` (`[B, KV, T, hd]`) at `start` in layer `layer` and returns views
+    /// of all keys and values up to `start + T`.
+    fn append(&mut self, layer: usize, start: i64, k: &Tensor, v: &Tensor) -> (Tensor, Tensor) {
+        let t = k.size()[2];
+        let (kc, vc) = &mut self.layers[layer];
+        kc.narrow(2, start, t).copy_(k);
+        vc.narrow(2, start, t).copy_(v);
+        (kc.narrow(2, 0, start + t), vc.narrow(2, 0, start + t))
+    }
+}
+
+/// Multi-head attention with grouped key/value heads and rotary positions.
+#[derive(Debug)]
+struct Attention {
+    wq: nn::Linear,
+    wk: nn::Linear,
+    wv: nn::Linear,
+    wo: nn::Linear,
+    n_heads: i64,
+    n_kv_heads: i64,
+    head_dim: i64,
+}
+
+fn linear_no_bias(p: nn::Path, in_dim: i64, out_dim: i64) -> nn::Linear {
+    let cfg = nn::LinearConfig {
+        bias: false,
+        ..Default::default()
+    };
+    nn::linear(p, in_dim, out_dim, cfg)
+}
+
+impl Attention {
+    fn new(p: nn::Path, cfg: &LlamaConfig) -> Self {
+        let hd = cfg.head_dim();
+        Self {
+            wq: linear_no_bias(&p / "wq", cfg.dim, cfg.n_heads * hd),
+            wk: linear_no_bias(&p / "wk", cfg.dim, cfg.kv_heads() * hd),
+            wv: linear_no_bias(&p / "wv", cfg.dim, cfg.kv_heads() * hd),
+            wo: linear_no_bias(&p / "wo", cfg.n_heads * hd, cfg.dim),
+            n_heads: cfg.n_heads,
+            n_kv_heads: cfg.kv_heads(),
+            head_dim: hd,
+        }
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        start: i64,
+        rope: &Rope,
+        cache: Option<(&mut KvCache, usize)>,
+        mask: Option<&Tensor>,
+    ) -> Tensor {
+        let (b, t, _) = x.size3().expect("validated 3-D input");
+        let q = x.apply(&self.wq).view([b, t, self.n_heads, self.head_dim]);
+        let k = x.apply(&self.wk).view([b, t, self.n_kv_heads, self.head_dim]);
+        let v = x.apply(&self.wv).view([b, t, self.n_kv_heads, self.head_dim]);
+        let q = rope.apply(&q, start).transpose(1, 2);
+        let k = rope.apply(&k, start).transpose(1, 2);
+        let v = v.transpose(1, 2);
+        let (keys, values) = match cache {
+            Some((cache, layer)) => cache.append(layer, start, &k, &v),
+            None => (k, v),
+        };
+        let out = Tensor::scaled_dot_product_attention(
+            &q,
+            &keys,
+            &values,
+            mask,
+            0.0,
+            false,
+            None::<f64>,
+            self.n_kv_heads != self.n_heads,
+        );
+        out.transpose(1, 2)
+            .contiguous()
+            .view([b, t, self.n_heads * self.head_dim])
+            .apply(&self.wo)
+    }
+}
+
+/// SwiGLU feed-forward `w2(silu(w1 x) * w3 x)`.
+#[derive(Debug)]
+struct FeedForward {
+    w1: nn::Linear,
+    w2: nn::Linear,
+    w3: nn::Linear,
+}
+
+impl FeedForward {
+    fn new(p: nn::Path, cfg: &LlamaConfig) -> Self {
+        let hidden = cfg.ffn_hidden_dim();
+        Self {
+            w1: linear_no_bias(&p / "w1", cfg.dim, hidden),
+            w2: linear_no_bias(&p / "w2", hidden, cfg.dim),
+            w3: linear_no_bias(&p / "w3", cfg.dim, hidden),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        (x.apply(&self.w1).silu() * x.apply(&self.w3)).apply(&self.w2)
+    }
+}
+
+/// One pre-norm decoder block (reference `TransformerBlock`).
+#[derive(Debug)]
+struct Block {
+    attention: Attention,
+    feed_forward: FeedForward,
+    attention_norm: RmsNorm,
+    ffn_norm: RmsNorm,
+}
+
+impl Block {
+    fn new(p: nn::Path, cfg: &LlamaConfig) -> Self {
+        Self {
+            attention: Attention::new(&p / "attention", cfg),
+            feed_forward: FeedForward::new(&p / "feed_forward", cfg),
+            attention_norm: RmsNorm::new(&p / "attention_norm", cfg.dim, cfg.norm_eps),
+            ffn_norm: RmsNorm::new(&p / "ffn_norm", cfg.dim, cfg.norm_eps),
+        }
+    }
+}
+
+/// The LLaMA decoder (reference `Transformer`, LLM part).
+#[derive(Debug)]
+pub struct Llama {
+    tok_embeddings: Tensor,
+    layers: Vec<Block>,
+    norm: RmsNorm,
+    output: nn::Linear,
+    rope: Rope,
+    cfg: LlamaConfig,
+}
+
+impl Llama {
+    /// Declares every parameter under `p` with the reference's names.
+    pub fn new(p: nn::Path, cfg: &LlamaConfig) -> Result<Self, LlamaError> {
+        cfg.validate().map_err(LlamaError::Config)?;
+        let tok_embeddings = (&p / "tok_embeddings").var(
+            "weight",
+            &[cfg.vocab_size, cfg.dim],
+            nn::Init::Randn {
+                mean: 0.0,
+                stdev: 1.0,
+            },
+        );
+        let layers = (0..cfg.n_layers)
+            .map(|i| Block::new(&p / "layers" / i, cfg))
+            .collect();
+        Ok(Self {
+            tok_embeddings,
+            layers,
+            norm: RmsNorm::new(&p / "norm", cfg.dim, cfg.norm_eps),
+            output: linear_no_bias(&p / "output", cfg.dim, cfg.vocab_size),
+            rope: Rope::new(cfg, p.device()),
+            cfg: cfg.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.cfg
+    }
+
+    /// Token embeddings `[B, T, dim]` of int64 ids `[B, T]`.
+    pub fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor, LlamaError> {
+        let shape = ids.size();
+        if shape.len() != 2 || ids.kind() != Kind::Int64 {
+            return Err(LlamaError::IdsShape {
+                kind: ids.kind(),
+                shape,
+            });
+        }
+        Ok(Tensor::f_embedding(&self.tok_embeddings, ids, -1, false, false)?)
+    }
+
+    /// Runs every block on `embeds: [B, T, dim]` placed at positions
+    /// `start_pos..start_pos+T` and returns the final-normed hidden states `[B, T, dim]`
+    /// (project the positions you need with [`Llama::logits`]).
+    ///
+    /// Attention is causal over the sequence so far. With `cache`, `start_pos` must be
+    /// at most `cache.len()` (rewinding is allowed, gaps are not) and the new keys and
+    /// values are written into it. `key_mask: [B, start_pos+T]` (bool, `true` = real
+    /// token) hides padding keys; a query always sees itself so no row is all-masked.
+    pub fn forward_embeds(
+        &self,
+        embeds: &Tensor,
+        start_pos: i64,
+        mut cache: Option<&mut KvCache>,
+        key_mask: Option<&Tensor>,
+    ) -> Result<Tensor, LlamaError> {
+        let shape = embeds.size();
+        if shape.len() != 3 || shape[2] != self.cfg.dim {
+            return Err(LlamaError::EmbedsShape {
+                dim: self.cfg.dim,
+                shape,
+            });
+        }
+        let (b, t) = (shape[0], shape[1]);
+        let end = start_pos + t;
+        let limit = self.cfg.max_seq_len * ROPE_TABLE_FACTOR;
+        if start_pos < 0 || end > limit {
+            return Err(LlamaError::TooLong {
+                start_pos,
+                end,
+                limit,
+                max_seq_len: self.cfg.max_seq_len,
+            });
+        }
+        match cache.as_deref() {
+            Some(c) => {
+                if c.layers.len() != self.layers.len() {
+                    return Err(LlamaError::Cache(format!(
+                        "built for {} layers, model has {}",
+                        c.layers.len(),
+                        self.layers.len()
+                    )));
+                }
+                if c.batch != b {
+                    return Err(LlamaError::Cache(format!(
+                        "built for batch {}, input has batch {b}",
+                        c.batch
+                    )));
+                }
+                if start_pos > c.len {
+                    return Err(LlamaError::Cache(format!(
+                        "start_pos {start_pos} would leave a gap after the {} cached positions",
+                        c.len
+                    )));
+                }
+                if end > c.capacity {
+                    return Err(LlamaError::Cache(format!(
+                        "positions up to {end} exceed its capacity of {}",
+                        c.capacity
+                    )));
+                }
+            }
+            None if start_pos != 0 => {
+                return Err(LlamaError::Cache(format!(
+                    "start_pos {start_pos} needs a cache holding the earlier positions"
+                )));
+            }
+            None => {}
+        }
+        let mask = self.attention_mask(b, t, start_pos, key_mask, embeds.device())?;
+        let mut h = embeds.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let attn_in = layer.attention_norm.forward(&h);
+            let c = cache.as_deref_mut().map(|c| (c, i));
+            h = &h + layer
+                .attention
+                .forward(&attn_in, start_pos, &self.rope, c, mask.as_ref());
+            h = &h + layer.feed_forward.forward(&layer.ffn_norm.forward(&h));
+        }
+        if let Some(c) = cache {
+            c.len = end;
+        }
+        Ok(self.norm.forward(&h))
+    }
+
+    /// Vocabulary logits `[.., vocab]` of final-normed hidden states.
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        hidden.apply(&self.output)
+    }
+
+    /// Logits of token ids at positions `start_pos..` (embed + forward + project).
+    pub fn forward_tokens(
+        &self,
+        ids: &Tensor,
+        start_pos: i64,
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor, LlamaError> {
+        let embeds = self.embed_tokens(ids)?;
+        let hidden = self.forward_embeds(&embeds, start_pos, cache, None)?;
+        Ok(self.logits(&hidden))
+    }
+
+    /// Bool mask `[B or 1, 1, T, start+T]` for queries at `start..start+T`, or `None`
+    /// when every query may see every key (one new token, no padding).
+    fn attention_mask(
+        &self,
+        b: i64,
+        t: i64,
+        start: i64,
+        key_mask: Option<&Tensor>,
+        device: Device,
+    ) -> Result<Option<Tensor>, LlamaError> {
+        let keys = start + t;
+        if let Some(m) = key_mask {
+            if m.kind() != Kind::Bool || m.size() != [b, keys] {
+                return Err(LlamaError::KeyMask {
+                    batch: b,
+                    keys,
+                    kind: m.kind(),
+                    shape: m.size(),
+                });
+            }
+        }
+        if t == 1 && key_mask.is_none() {
+            return Ok(None);
+        }
+        let q_pos = Tensor::arange_start(start, keys, (Kind::Int64, device)).view([t, 1]);
+        let k_pos = Tensor::arange(keys, (Kind::Int64, device)).view([1, keys]);
+        let causal = k_pos.le_tensor(&q_pos).view([1, 1, t, keys]);
+        Ok(Some(match key_mask {
+            None => causal,
+            Some(m) => {
+                let own = k_pos.eq_tensor(&q_pos).view([1, 1, t, keys]);
+                causal.logical_and(&m.to_device(device).view([b, 1, 1, keys]))
+                    .logical_or(&own)
+            }
+        }))
+    }
+}
