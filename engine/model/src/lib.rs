@@ -6,8 +6,4 @@
 pub mod config;
 pub mod llama;
 pub mod weights;
-
-pub mod config;
-pub mod llama;
 pub mod tokenizer;
-pub mod weights;
