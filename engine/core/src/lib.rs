@@ -10,3 +10,5 @@
 
 pub mod keys;
 pub mod store;
+pub mod queue;
+pub mod job;

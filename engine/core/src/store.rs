@@ -1,0 +1,146 @@
+//! Object storage behind one small trait, so the tiler Lambda and the GPU worker (S3)
+//! and the local `sphinx tile`/`sphinx run` (a folder) share every line above it.
+//!
+//! Keys are `/`-separated relative paths as produced by [`crate::keys`]. Every
+//! implementation checks them with [`validate_key`], so a key that would escape a
+//! local root is refused the same way everywhere.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+mod local;
+#[cfg(feature = "aws")]
+mod s3;
+
+pub use local::LocalStore;
+#[cfg(feature = "aws")]
+pub use s3::S3Store;
+
+/// User metadata of an object (S3 `x-amz-meta-*`, names without the prefix, lowercase).
+pub type Metadata = BTreeMap<String, String>;
+
+/// What `head` says about an object without reading it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Size of the body in bytes.
+    pub size: u64,
+    /// User metadata stored with the object.
+    pub metadata: Metadata,
+}
+
+/// Why a store operation failed. Callers branch on [`StoreError::is_transient`]:
+/// transient faults are retried, the others are reported.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist (S3 404 / no such file).
+    #[error("object {key:?} not found")]
+    NotFound { key: String },
+    /// The key is not a valid relative object key.
+    #[error("invalid object key {key:?}: {reason}")]
+    InvalidKey { key: String, reason: &'static str },
+    /// A fault that may go away on retry: 5xx, throttling, timeouts, refused connections.
+    #[error("{op} {key:?} failed (transient): {message}")]
+    Transient {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    /// A fault that retrying will not fix: access denied, bad request, disk errors.
+    #[error("{op} {key:?} failed: {message}")]
+    Permanent {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// True when retrying the same call later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient { .. })
+    }
+
+    /// True when the error says the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+}
+
+/// A flat key -> bytes store with S3 semantics (whole-object writes, strong
+/// read-after-write, string-prefix listing).
+///
+/// Dyn-compatible (`Arc<dyn ObjectStore>`) so handlers are written once over trait
+/// objects and tested with a local store.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Writes (or replaces) `key` with `body` and user `metadata`.
+    async fn put_with_metadata(
+        &self,
+        key: &str,
+        body: Vec<u8>,
+        metadata: &Metadata,
+    ) -> Result<(), StoreError>;
+
+    /// Writes `key` only if no object exists there: `Ok(true)` when this call created
+    /// it, `Ok(false)` when it already existed (left untouched). The object appears
+    /// complete or not at all, so it can decide which of two racing writers goes on.
+    async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<bool, StoreError>;
+
+    /// Reads a whole object; a missing one is [`StoreError::NotFound`].
+    async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
+
+    /// Size and user metadata of an object; a missing one is [`StoreError::NotFound`].
+    async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError>;
+
+    /// Every key that starts with `prefix` (a string prefix, as in S3), sorted.
+    async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Removes `key`; removing a missing object succeeds (as in S3).
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+
+    /// Writes (or replaces) `key` with `body` and no metadata.
+    async fn put(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
+        self.put_with_metadata(key, body, &Metadata::new()).await
+    }
+}
+
+/// Checks that `key` is a relative `/`-separated path with no empty, `.` or `..`
+/// segments and no backslash or NUL, the common ground of S3 keys and file paths.
+pub fn validate_key(key: &str) -> Result<(), StoreError> {
+    let invalid = |reason| {
+        Err(StoreError::InvalidKey {
+            key: key.to_string(),
+            reason,
+        })
+    };
+    if key.is_empty() {
+        return invalid("empty");
+    }
+    if key.contains('\\') || key.contains('\0') {
+        return invalid("contains a backslash or NUL");
+    }
+    if key.split('/').any(|s| s.is_empty()) {
+        return invalid("leading, trailing or doubled '/'");
+    }
+    if key.split('/').any(|s| s == "." || s == "..") {
+        return invalid("'.' or '..' segment");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_could_escape_a_root_are_refused() {
+        for bad in ["", "/abs", "a//b", "a/", "../x", "a/./b", "a/../b", "a\\b", "a\0b"] {
+            let err = validate_key(bad).unwrap_err();
+            assert!(matches!(err, StoreError::InvalidKey { .. }), "{bad:?}: {err}");
+        }
+        for good in ["a", "work/abc/page-0000.bundle", "inbox/my file.pdf", "a/..b/c."] {
+            validate_key(good).unwrap();
+        }
+    }
+}
