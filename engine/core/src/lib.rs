@@ -12,3 +12,7 @@ pub mod keys;
 pub mod store;
 pub mod queue;
 pub mod job;
+pub mod bundle;
+pub mod manifest;
+pub mod resize;
+pub mod tiling;
