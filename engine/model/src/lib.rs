@@ -4,6 +4,9 @@
 //! One file per component, each readable next to its paragraph of the SPHINX-X paper.
 
 pub mod config;
+pub mod convnext;
+pub mod dinov2;
 pub mod llama;
+pub mod mov;
 pub mod weights;
 pub mod tokenizer;

@@ -1,0 +1,380 @@
+//! Mixture of Visual experts (MoV): SPHINX-X's two frozen image encoders side by side.
+//!
+//! Follows `encode_image` of LLaMA2-Accessory `accessory/model/LLM/llama_ens_light.py`
+//! (SPHINX-Tiny) and `llama_ens5_light.py` (SPHINX-Tiny-1k): every view goes through
+//! CLIP-ConvNeXt-XXL at 512 px and, bicubically resized to 224 px and re-normalized from
+//! CLIP to ImageNet statistics, through DINOv2 ViT-g/14; the two token sequences (cls +
+//! 256 spatial each) are concatenated channel-wise into 257 x 4608 features, which
+//! `visual_proj` (in [`crate::sphinx`]) maps to the LLM width.
+//!
+//! The reference resizes in float16 on the GPU; here resizing runs in the views' own
+//! dtype, so float32 views are resampled exactly like a float32 `F.interpolate`.
+
+use tch::nn;
+use tch::{Kind, Tensor};
+
+use crate::convnext::{ConvNext, ConvNextConfig};
+use crate::dinov2::{DinoConfig, DinoV2};
+
+/// CLIP's per-channel pixel mean (OpenAI CLIP `_transform`, used by the reference's
+/// `clip_mean`): the views arrive normalized with it.
+pub const CLIP_MEAN: [f64; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// CLIP's per-channel pixel standard deviation (reference `clip_std`).
+pub const CLIP_STD: [f64; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+/// ImageNet mean DINOv2 was trained with (reference `dinov2_mean`).
+pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+/// ImageNet standard deviation DINOv2 was trained with (reference `dinov2_std`).
+pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+
+/// Why the vision side rejected an input or a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum VisionError {
+    #[error("bad vision input: {0}")]
+    Shape(String),
+    #[error("bad vision config: {0}")]
+    Config(String),
+}
+
+/// How a page's canvas becomes views (the reference file a checkpoint was trained with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ViewLayout {
+    /// SPHINX-Tiny (`llama_ens_light.py`): the canvas itself is the only view.
+    Single,
+    /// SPHINX-Tiny-1k (`llama_ens5_light.py`): a global view of the whole canvas, then a
+    /// `grid x grid` split of it, row-major.
+    GlobalAndGrid { grid: i64 },
+}
+
+impl ViewLayout {
+    /// Number of view slots of one page (skipped ones included): 1 or 1 + grid^2.
+    pub fn slots(&self) -> usize {
+        match self {
+            ViewLayout::Single => 1,
+            ViewLayout::GlobalAndGrid { grid } => 1 + (grid * grid).max(0) as usize,
+        }
+    }
+}
+
+/// Sizes of the MoV: both encoders and the resolutions each one sees.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovConfig {
+    pub convnext: ConvNextConfig,
+    pub dinov2: DinoConfig,
+    /// Side of a ConvNeXt view (512 in both released models).
+    pub convnext_size: i64,
+    /// Side of a DINOv2 view (224 in both released models).
+    pub dinov2_size: i64,
+    pub layout: ViewLayout,
+}
+
+impl MovConfig {
+    /// SPHINX-Tiny: one 512 px view (`image_size = 512`).
+    pub fn sphinx_tiny() -> Self {
+        Self {
+            convnext: ConvNextConfig::xxlarge(),
+            dinov2: DinoConfig::vitg14(),
+            convnext_size: 512,
+            dinov2_size: 224,
+            layout: ViewLayout::Single,
+        }
+    }
+
+    /// SPHINX-Tiny-1k: a 1024 px canvas as a global view plus 2x2 sub-images
+    /// (`image_size = 1024`, `image_words = (257 + 2) * 5`).
+    pub fn sphinx_tiny_1k() -> Self {
+        Self {
+            layout: ViewLayout::GlobalAndGrid { grid: 2 },
+            ..Self::sphinx_tiny()
+        }
+    }
+
+    /// Tiny encoders on a 256 px canvas split 2x2 (128 px ConvNeXt views and 56 px DINOv2
+    /// views, both 4x4 tokens + cls), for CPU tests.
+    pub fn tiny_test() -> Self {
+        Self {
+            convnext: ConvNextConfig::tiny_test(),
+            dinov2: DinoConfig::tiny_test(),
+            convnext_size: 128,
+            dinov2_size: 56,
+            layout: ViewLayout::GlobalAndGrid { grid: 2 },
+        }
+    }
+
+    /// Side of the padded page canvas the tiler produces (512 or 1024 for the released models).
+    pub fn canvas_size(&self) -> i64 {
+        match self.layout {
+            ViewLayout::Single => self.convnext_size,
+            ViewLayout::GlobalAndGrid { grid } => grid * self.convnext_size,
+        }
+    }
+
+    /// Width of the concatenated features (3072 + 1536 = 4608 for the released models).
+    pub fn feature_dim(&self) -> i64 {
+        self.convnext.out_dim() + self.dinov2.embed_dim
+    }
+
+    /// Tokens per view (cls + spatial; 257 for the released models).
+    pub fn tokens_per_view(&self) -> i64 {
+        let side = self.convnext_size / self.convnext.stride();
+        1 + side * side
+    }
+
+    fn validate(&self) -> Result<(), VisionError> {
+        let conv_side = self.convnext_size / self.convnext.stride();
+        let dino_side = self.dinov2_size / self.dinov2.patch_size;
+        let divisible = self.convnext_size % self.convnext.stride() == 0
+            && self.dinov2_size % self.dinov2.patch_size == 0;
+        if !divisible || conv_side != dino_side || conv_side <= 0 {
+            return Err(VisionError::Config(format!(
+                "ConvNeXt at {} px and DINOv2 at {} px must give the same positive token grid",
+                self.convnext_size, self.dinov2_size
+            )));
+        }
+        if let ViewLayout::GlobalAndGrid { grid } = self.layout {
+            if grid <= 0 {
+                return Err(VisionError::Config(format!("view grid must be positive, got {grid}")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Encoder-ready pixels of some views: the same views at each encoder's resolution,
+/// both still CLIP-normalized (the DINOv2 re-normalization happens in [`Mov::encode`]).
+#[derive(Debug)]
+pub struct MovViews {
+    /// `[N, 3, convnext_size, convnext_size]`.
+    pub convnext: Tensor,
+    /// `[N, 3, dinov2_size, dinov2_size]`.
+    pub dinov2: Tensor,
+}
+
+impl MovViews {
+    /// Number of views.
+    pub fn len(&self) -> i64 {
+        self.convnext.size()[0]
+    }
+
+    /// True when there is no view at all (every slot skipped is impossible: the global view
+    /// is always encoded, but batches may be empty).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Views of several pages stacked into one batch, in order.
+    pub fn cat(parts: &[MovViews]) -> MovViews {
+        let conv: Vec<&Tensor> = parts.iter().map(|v| &v.convnext).collect();
+        let dino: Vec<&Tensor> = parts.iter().map(|v| &v.dinov2).collect();
+        MovViews {
+            convnext: Tensor::cat(&conv, 0),
+            dinov2: Tensor::cat(&dino, 0),
+        }
+    }
+}
+
+fn bicubic(x: &Tensor, side: i64) -> Tensor {
+    x.upsample_bicubic2d([side, side], false, None, None)
+}
+
+/// Checks `x` is `[3, side, side]` (one CLIP-normalized canvas) and returns it as a batch of 1.
+fn check_canvas(x: &Tensor, side: i64) -> Result<Tensor, VisionError> {
+    let size = x.size();
+    if size != [3, side, side] {
+        return Err(VisionError::Shape(format!(
+            "page canvas must be [3, {side}, {side}] (CLIP-normalized), got {size:?}"
+        )));
+    }
+    Ok(x.unsqueeze(0))
+}
+
+/// Builds the views of one page the way the reference's `encode_image` does, leaving out
+/// sub-images the skip plan replaces by a skip token.
+///
+/// `canvas` is the CLIP-normalized padded page `[3, S, S]` with `S =`
+/// [`MovConfig::canvas_size`]; `skipped[i]` says whether sub-image `i` (row-major) is
+/// skipped (empty for [`ViewLayout::Single`]). For the 2x2 layout this is exactly
+/// `llama_ens5_light.py`: ConvNeXt sees the canvas resized to 512 then the 512 px quarters;
+/// DINOv2 sees the canvas resized to 224, then the 224 px quarters of the canvas resized
+/// to 448. For one view it is `llama_ens_light.py`: ConvNeXt sees the canvas, DINOv2 the
+/// canvas resized to 224.
+pub fn views_from_canvas(
+    cfg: &MovConfig,
+    canvas: &Tensor,
+    skipped: &[bool],
+) -> Result<MovViews, VisionError> {
+    let (cs, ds) = (cfg.convnext_size, cfg.dinov2_size);
+    let page = check_canvas(canvas, cfg.canvas_size())?;
+    let sub_slots = cfg.layout.slots() - 1;
+    if skipped.len() != sub_slots {
+        return Err(VisionError::Shape(format!(
+            "skip plan has {} entries but the {:?} layout has {sub_slots} sub-images",
+            skipped.len(),
+            cfg.layout
+        )));
+    }
+    let grid = match cfg.layout {
+        ViewLayout::Single => {
+            return Ok(MovViews {
+                convnext: page.shallow_clone(),
+                dinov2: bicubic(&page, ds),
+            })
+        }
+        ViewLayout::GlobalAndGrid { grid } => grid,
+    };
+    let mut convnext = vec![bicubic(&page, cs)];
+    let mut dinov2 = vec![bicubic(&page, ds)];
+    let dino_canvas = bicubic(&page, grid * ds);
+    for (i, _) in skipped.iter().enumerate().filter(|(_, &s)| !s) {
+        let (row, col) = (i as i64 / grid, i as i64 % grid);
+        let crop = |x: &Tensor, side: i64| x.narrow(2, row * side, side).narrow(3, col * side, side);
+        convnext.push(crop(&page, cs));
+        dinov2.push(crop(&dino_canvas, ds));
+    }
+    Ok(MovViews {
+        convnext: Tensor::cat(&convnext, 0),
+        dinov2: Tensor::cat(&dinov2, 0),
+    })
+}
+
+/// The two frozen encoders (eval mode, no gradients).
+#[derive(Debug)]
+pub struct Mov {
+    convnext: ConvNext,
+    dinov2: DinoV2,
+    /// ImageNet-from-CLIP re-normalization `x * scale + shift`, per channel `[3, 1, 1]`.
+    renorm_scale: Tensor,
+    renorm_shift: Tensor,
+    config: MovConfig,
+}
+
+impl Mov {
+    /// Builds both encoders under the reference's names: `p / "openclip_convnext_xxl"` and
+    /// `p / "dinov2_vitg14"`, with `p` the model root (`llma`).
+    pub fn new(p: &nn::Path, config: &MovConfig) -> Result<Self, VisionError> {
+        config.validate()?;
+        let convnext = ConvNext::new(&(p / "openclip_convnext_xxl"), &config.convnext)?;
+        let dinov2 = DinoV2::new(&(p / "dinov2_vitg14"), &config.dinov2)?;
+        // x_imagenet = (x_clip * clip_std + clip_mean - imagenet_mean) / imagenet_std,
+        // written as the reference does: x * (clip_std / dino_std) + (clip_mean - dino_mean) / dino_std.
+        let scale: Vec<f32> = (0..3)
+            .map(|c| CLIP_STD[c] as f32 / IMAGENET_STD[c] as f32)
+            .collect();
+        let shift: Vec<f32> = (0..3)
+            .map(|c| (CLIP_MEAN[c] as f32 - IMAGENET_MEAN[c] as f32) / IMAGENET_STD[c] as f32)
+            .collect();
+        let device = p.device();
+        Ok(Self {
+            convnext,
+            dinov2,
+            renorm_scale: Tensor::from_slice(&scale).view([3, 1, 1]).to_device(device),
+            renorm_shift: Tensor::from_slice(&shift).view([3, 1, 1]).to_device(device),
+            config: config.clone(),
+        })
+    }
+
+    /// The sizes this MoV was built with.
+    pub fn config(&self) -> &MovConfig {
+        &self.config
+    }
+
+    /// CLIP-normalized views -> concatenated features `[N, tokens, convnext_dim + dinov2_dim]`
+    /// (ConvNeXt channels first, as in the reference).
+    pub fn encode(&self, views: &MovViews) -> Result<Tensor, VisionError> {
+        let (cs, ds) = (self.config.convnext_size, self.config.dinov2_size);
+        check_views("ConvNeXt", &views.convnext, cs)?;
+        check_views("DINOv2", &views.dinov2, ds)?;
+        let (n_conv, n_dino) = (views.convnext.size()[0], views.dinov2.size()[0]);
+        if n_conv != n_dino {
+            return Err(VisionError::Shape(format!(
+                "{n_conv} ConvNeXt views but {n_dino} DINOv2 views"
+            )));
+        }
+        tch::no_grad(|| {
+            let conv = self.convnext.forward(&views.convnext)?;
+            let kind = views.dinov2.kind();
+            let dino_in = &views.dinov2 * self.renorm_scale.to_kind(kind)
+                + self.renorm_shift.to_kind(kind);
+            let dino = self.dinov2.forward(&dino_in)?;
+            let dino = dino.to_kind(conv.kind());
+            Ok(Tensor::cat(&[conv, dino], 2))
+        })
+    }
+
+    /// Features of one page: [`views_from_canvas`] then [`Mov::encode`].
+    pub fn encode_canvas(&self, canvas: &Tensor, skipped: &[bool]) -> Result<Tensor, VisionError> {
+        self.encode(&views_from_canvas(&self.config, canvas, skipped)?)
+    }
+}
+
+fn check_views(encoder: &str, x: &Tensor, side: i64) -> Result<(), VisionError> {
+    let size = x.size();
+    if size.len() != 4 || size[1] != 3 || size[2] != side || size[3] != side {
+        return Err(VisionError::Shape(format!(
+            "{encoder} views must be [N, 3, {side}, {side}], got {size:?}"
+        )));
+    }
+    if !matches!(x.kind(), Kind::Float | Kind::BFloat16 | Kind::Half | Kind::Double) {
+        return Err(VisionError::Shape(format!(
+            "{encoder} views must be floating point, got {:?}",
+            x.kind()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn released_sizes() {
+        let cfg = MovConfig::sphinx_tiny_1k();
+        assert_eq!(cfg.canvas_size(), 1024);
+        assert_eq!(cfg.feature_dim(), 4608);
+        assert_eq!(cfg.tokens_per_view(), 257);
+        assert_eq!(cfg.layout.slots(), 5);
+        assert!(cfg.validate().is_ok());
+        assert_eq!(MovConfig::sphinx_tiny().canvas_size(), 512);
+    }
+
+    #[test]
+    fn skipped_sub_images_are_left_out_in_order() {
+        let cfg = MovConfig::tiny_test();
+        // Each quarter of the canvas holds a distinct constant, so crops are identifiable.
+        let quarter = |v: f64| Tensor::full([3, 128, 128], v, (Kind::Float, Device::Cpu));
+        let top = Tensor::cat(&[quarter(1.0), quarter(2.0)], 2);
+        let bottom = Tensor::cat(&[quarter(3.0), quarter(4.0)], 2);
+        let canvas = Tensor::cat(&[top, bottom], 1);
+        let views = views_from_canvas(&cfg, &canvas, &[false, true, false, true]).unwrap();
+        assert_eq!(views.convnext.size(), vec![3, 3, 128, 128]);
+        assert_eq!(views.dinov2.size(), vec![3, 3, 56, 56]);
+        let corner = |t: &Tensor, i: i64| t.get(i).double_value(&[0, 0, 0]);
+        assert_eq!(corner(&views.convnext, 1), 1.0);
+        assert_eq!(corner(&views.convnext, 2), 3.0);
+        assert!((corner(&views.dinov2, 2) - 3.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn rejects_bad_canvas_and_plan() {
+        let cfg = MovConfig::tiny_test();
+        let canvas = Tensor::zeros([3, 256, 256], (Kind::Float, Device::Cpu));
+        let err = views_from_canvas(&cfg, &canvas, &[false]).unwrap_err().to_string();
+        assert!(err.contains("skip plan"), "{err}");
+        let small = Tensor::zeros([3, 200, 256], (Kind::Float, Device::Cpu));
+        let err = views_from_canvas(&cfg, &small, &[false; 4]).unwrap_err().to_string();
+        assert!(err.contains("canvas"), "{err}");
+        let vs = nn::VarStore::new(Device::Cpu);
+        let mov = Mov::new(&vs.root(), &cfg).unwrap();
+        let views = MovViews {
+            convnext: Tensor::zeros([2, 3, 128, 128], (Kind::Float, Device::Cpu)),
+            dinov2: Tensor::zeros([1, 3, 56, 56], (Kind::Float, Device::Cpu)),
+        };
+        assert!(mov.encode(&views).is_err());
+        let bad = MovConfig {
+            dinov2_size: 42,
+            ..MovConfig::tiny_test()
+        };
+        assert!(Mov::new(&vs.root(), &bad).is_err());
+    }
+}
