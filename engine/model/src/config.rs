@@ -156,10 +156,16 @@ impl LlamaConfig {
             }
         }
         if self.dim % self.n_heads != 0 {
-            return Err(format!("dim {} is not divisible by n_heads {}", self.dim, self.n_heads));
+            return Err(format!(
+                "dim {} is not divisible by n_heads {}",
+                self.dim, self.n_heads
+            ));
         }
         if self.head_dim() % 2 != 0 {
-            return Err(format!("head_dim {} must be even for RoPE", self.head_dim()));
+            return Err(format!(
+                "head_dim {} must be even for RoPE",
+                self.head_dim()
+            ));
         }
         if self.n_heads % self.kv_heads() != 0 {
             return Err(format!(
@@ -239,9 +245,10 @@ impl SphinxConfig {
             path: shown.clone(),
             source,
         })?;
-        cfg.llm
-            .validate()
-            .map_err(|reason| ConfigError::Invalid { path: shown, reason })?;
+        cfg.llm.validate().map_err(|reason| ConfigError::Invalid {
+            path: shown,
+            reason,
+        })?;
         Ok(cfg)
     }
 
@@ -252,7 +259,10 @@ impl SphinxConfig {
             path: shown.clone(),
             source,
         })?;
-        std::fs::write(path, text + "\n").map_err(|source| ConfigError::Write { path: shown, source })
+        std::fs::write(path, text + "\n").map_err(|source| ConfigError::Write {
+            path: shown,
+            source,
+        })
     }
 }
 
@@ -276,6 +286,50 @@ mod tests {
             ..LlamaConfig::tinyllama()
         };
         assert_eq!(cfg.ffn_hidden_dim(), 28672);
+    }
+
+    fn shipped(name: &str) -> SphinxConfig {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        SphinxConfig::from_json_file(&dir.join(name)).unwrap()
+    }
+
+    #[test]
+    fn shipped_configs_equal_the_presets() {
+        assert_eq!(shipped("sphinx-tiny.json"), SphinxConfig::sphinx_tiny());
+        assert_eq!(
+            shipped("sphinx-tiny-1k.json"),
+            SphinxConfig::sphinx_tiny_1k()
+        );
+        assert_eq!(shipped("tiny-test.json"), SphinxConfig::tiny_test());
+    }
+
+    #[test]
+    fn json_round_trip_and_errors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cfg.json");
+        SphinxConfig::sphinx_tiny_1k().to_json_file(&path).unwrap();
+        assert_eq!(
+            SphinxConfig::from_json_file(&path).unwrap(),
+            SphinxConfig::sphinx_tiny_1k()
+        );
+        std::fs::write(
+            &path,
+            r#"{"llama_type": "llama_ens_light", "llm": {"dim": 64}}"#,
+        )
+        .unwrap();
+        let err = SphinxConfig::from_json_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("cfg.json") && err.contains("n_layers"),
+            "{err}"
+        );
+        let mut bad = SphinxConfig::tiny_test();
+        bad.llm.n_heads = 5;
+        bad.to_json_file(&path).unwrap();
+        let err = SphinxConfig::from_json_file(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("inconsistent") && err.contains("n_heads 5"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub enum LlamaError {
         limit: i64,
         max_seq_len: i64,
     },
+    #[error("per-row positions {0}")]
+    Positions(String),
     #[error("KV cache: {0}")]
     Cache(String),
     #[error("key mask must be bool [batch {batch}, keys {keys}], got {kind:?} {shape:?}")]
@@ -83,9 +85,9 @@ impl Rope {
     fn new(cfg: &LlamaConfig, device: Device) -> Self {
         let head_dim = cfg.head_dim();
         let positions = cfg.max_seq_len * ROPE_TABLE_FACTOR;
-        let exponents =
-            Tensor::arange_start_step(0, head_dim, 2, (Kind::Int64, device)).to_kind(Kind::Float)
-                / head_dim as f64;
+        let exponents = Tensor::arange_start_step(0, head_dim, 2, (Kind::Int64, device))
+            .to_kind(Kind::Float)
+            / head_dim as f64;
         let inv_freq = Tensor::pow_scalar(cfg.rope_theta, &exponents).reciprocal();
         let mut t = Tensor::arange(positions, (Kind::Float, device));
         if let Some(s) = cfg.rope_scaling {
@@ -99,17 +101,31 @@ impl Rope {
     }
 
     /// Rotates interleaved pairs `(x[2i], x[2i+1])` of `x: [B, T, H, head_dim]` by the
-    /// angles of positions `start..start+T`; computed in float32, returned in `x`'s kind.
-    fn apply(&self, x: &Tensor, start: i64) -> Tensor {
+    /// angles of positions `start..start+T`, or of per-row `positions: [B, T]` (int64)
+    /// when given; computed in float32, returned in `x`'s kind.
+    fn apply(&self, x: &Tensor, start: i64, positions: Option<&Tensor>) -> Tensor {
         let (b, t, h, d) = x.size4().expect("rope input is 4-D by construction");
-        let cos = self.cos.narrow(0, start, t).view([1, t, 1, d / 2]);
-        let sin = self.sin.narrow(0, start, t).view([1, t, 1, d / 2]);
+        let (cos, sin) = match positions {
+            None => (
+                self.cos.narrow(0, start, t).view([1, t, 1, d / 2]),
+                self.sin.narrow(0, start, t).view([1, t, 1, d / 2]),
+            ),
+            Some(p) => {
+                let flat = p.reshape([-1]);
+                (
+                    self.cos.index_select(0, &flat).view([b, t, 1, d / 2]),
+                    self.sin.index_select(0, &flat).view([b, t, 1, d / 2]),
+                )
+            }
+        };
         let pairs = x.to_kind(Kind::Float).view([b, t, h, d / 2, 2]);
         let x0 = pairs.select(-1, 0);
         let x1 = pairs.select(-1, 1);
         let r0 = &x0 * &cos - &x1 * &sin;
         let r1 = x0 * &sin + x1 * &cos;
-        Tensor::stack(&[r0, r1], -1).view([b, t, h, d]).to_kind(x.kind())
+        Tensor::stack(&[r0, r1], -1)
+            .view([b, t, h, d])
+            .to_kind(x.kind())
     }
 }
 
@@ -223,13 +239,18 @@ impl Attention {
         rope: &Rope,
         cache: Option<(&mut KvCache, usize)>,
         mask: Option<&Tensor>,
+        positions: Option<&Tensor>,
     ) -> Tensor {
         let (b, t, _) = x.size3().expect("validated 3-D input");
         let q = x.apply(&self.wq).view([b, t, self.n_heads, self.head_dim]);
-        let k = x.apply(&self.wk).view([b, t, self.n_kv_heads, self.head_dim]);
-        let v = x.apply(&self.wv).view([b, t, self.n_kv_heads, self.head_dim]);
-        let q = rope.apply(&q, start).transpose(1, 2);
-        let k = rope.apply(&k, start).transpose(1, 2);
+        let k = x
+            .apply(&self.wk)
+            .view([b, t, self.n_kv_heads, self.head_dim]);
+        let v = x
+            .apply(&self.wv)
+            .view([b, t, self.n_kv_heads, self.head_dim]);
+        let q = rope.apply(&q, start, positions).transpose(1, 2);
+        let k = rope.apply(&k, start, positions).transpose(1, 2);
         let v = v.transpose(1, 2);
         let (keys, values) = match cache {
             Some((cache, layer)) => cache.append(layer, start, &k, &v),
@@ -344,7 +365,13 @@ impl Llama {
                 shape,
             });
         }
-        Ok(Tensor::f_embedding(&self.tok_embeddings, ids, -1, false, false)?)
+        Ok(Tensor::f_embedding(
+            &self.tok_embeddings,
+            ids,
+            -1,
+            false,
+            false,
+        )?)
     }
 
     /// Runs every block on `embeds: [B, T, dim]` placed at positions
@@ -359,6 +386,22 @@ impl Llama {
         &self,
         embeds: &Tensor,
         start_pos: i64,
+        cache: Option<&mut KvCache>,
+        key_mask: Option<&Tensor>,
+    ) -> Result<Tensor, LlamaError> {
+        self.forward_embeds_at(embeds, start_pos, None, cache, key_mask)
+    }
+
+    /// [`Llama::forward_embeds`] with per-row RoPE positions `positions: [B, T]` (int64,
+    /// each below the RoPE table's length) in place of `start_pos..start_pos+T`, for
+    /// batches of sequences of different lengths: with left padding, a row's tokens sit
+    /// at cache slots `start_pos..` but keep the positions they would have alone. Slots
+    /// (and so causality and `key_mask`) still count from `start_pos`.
+    pub fn forward_embeds_at(
+        &self,
+        embeds: &Tensor,
+        start_pos: i64,
+        positions: Option<&Tensor>,
         mut cache: Option<&mut KvCache>,
         key_mask: Option<&Tensor>,
     ) -> Result<Tensor, LlamaError> {
@@ -415,14 +458,38 @@ impl Llama {
             }
             None => {}
         }
+        if let Some(p) = positions {
+            let limit = self.cfg.max_seq_len * ROPE_TABLE_FACTOR;
+            if p.kind() != Kind::Int64 || p.size() != [b, t] {
+                return Err(LlamaError::Positions(format!(
+                    "must be int64 [batch {b}, seq {t}], got {:?} {:?}",
+                    p.kind(),
+                    p.size()
+                )));
+            }
+            if t > 0 {
+                let (lo, hi) = (p.min().int64_value(&[]), p.max().int64_value(&[]));
+                if lo < 0 || hi >= limit {
+                    return Err(LlamaError::Positions(format!(
+                        "values {lo}..={hi} fall outside the RoPE table 0..{limit}"
+                    )));
+                }
+            }
+        }
         let mask = self.attention_mask(b, t, start_pos, key_mask, embeds.device())?;
         let mut h = embeds.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let attn_in = layer.attention_norm.forward(&h);
             let c = cache.as_deref_mut().map(|c| (c, i));
-            h = &h + layer
-                .attention
-                .forward(&attn_in, start_pos, &self.rope, c, mask.as_ref());
+            h = &h
+                + layer.attention.forward(
+                    &attn_in,
+                    start_pos,
+                    &self.rope,
+                    c,
+                    mask.as_ref(),
+                    positions,
+                );
             h = &h + layer.feed_forward.forward(&layer.ffn_norm.forward(&h));
         }
         if let Some(c) = cache {
@@ -479,7 +546,8 @@ impl Llama {
             None => causal,
             Some(m) => {
                 let own = k_pos.eq_tensor(&q_pos).view([1, 1, t, keys]);
-                causal.logical_and(&m.to_device(device).view([b, 1, 1, keys]))
+                causal
+                    .logical_and(&m.to_device(device).view([b, 1, 1, keys]))
                     .logical_or(&own)
             }
         }))

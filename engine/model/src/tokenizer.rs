@@ -127,6 +127,8 @@ impl Tokenizer {
 
     /// The piece string of one id (e.g. "▁the", "<0x0A>"), for debugging and stop rules.
     pub fn id_to_piece(&self, id: i64) -> Option<String> {
-        u32::try_from(id).ok().and_then(|i| self.inner.id_to_token(i))
+        u32::try_from(id)
+            .ok()
+            .and_then(|i| self.inner.id_to_token(i))
     }
 }

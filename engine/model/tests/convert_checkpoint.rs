@@ -1,0 +1,127 @@
+//! `scripts/convert_checkpoint.py` on a tiny reference-named model split into two
+//! fairscale model-parallel shards: the merged file equals the unsplit weights and the
+//! engine's logits from it match `transformers`. Also the converter's refusals.
+//! Fixtures: `.venv/bin/python scripts/parity/llama.py` (it runs the converter).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use sphinx_model::config::{LlamaType, SphinxConfig};
+use sphinx_model::llama::Llama;
+use sphinx_model::weights::load_into;
+use tch::{nn, Device, Tensor};
+
+const GENERATOR: &str = ".venv/bin/python scripts/parity/llama.py";
+const LOGITS_TOL: f64 = 1e-4;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    let p = workspace().join("target/fixtures/llama").join(rel);
+    assert!(
+        p.exists(),
+        "missing fixture {}: run `{GENERATOR}` from the workspace root",
+        p.display()
+    );
+    p
+}
+
+fn tensors(path: &Path) -> HashMap<String, Tensor> {
+    Tensor::read_safetensors(path)
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[test]
+fn merged_shards_equal_the_unsplit_model_and_match_transformers() {
+    let cfg = SphinxConfig::from_json_file(&fixture("gqa/converted/config.json")).unwrap();
+    assert_eq!(cfg.llama_type, LlamaType::LlamaEns5Light);
+    let converted = tensors(&fixture("gqa/converted/model.safetensors"));
+    let unsplit = tensors(&fixture("gqa/unsplit_with_extra.safetensors"));
+    assert_eq!(converted.len(), unsplit.len());
+    for (name, t) in &unsplit {
+        assert!(
+            converted[name].equal(t),
+            "{name}: merged tensor differs from the unsplit one"
+        );
+    }
+
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let model = Llama::new(vs.root() / "llma", &cfg.llm).unwrap();
+    // The replicated non-LLM tensor the shards carry (as SPHINX's start_img).
+    let _start_img =
+        (vs.root() / "llma").var("start_img", &[1, 1, cfg.llm.dim], nn::Init::Const(0.0));
+    load_into(&mut vs, &fixture("gqa/converted/model.safetensors")).unwrap();
+    let r = tensors(&fixture("gqa/reference.safetensors"));
+    let logits = tch::no_grad(|| model.forward_tokens(&r["ids"], 0, None).unwrap());
+    let err = (&logits - &r["logits"]).abs().max().double_value(&[]);
+    assert!(
+        err <= LOGITS_TOL,
+        "converted model logits vs transformers: {err:e}"
+    );
+}
+
+fn run_converter(src: &Path, out: &Path) -> (bool, String) {
+    let py = workspace().join(".venv/bin/python");
+    assert!(
+        py.exists(),
+        "missing {}: run scripts/setup.sh",
+        py.display()
+    );
+    let o = Command::new(py)
+        .arg(workspace().join("scripts/convert_checkpoint.py"))
+        .arg(src)
+        .arg("--out-dir")
+        .arg(out)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn copy_shards(to: &Path, skip: &str) {
+    for e in std::fs::read_dir(fixture("gqa/shards")).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != skip {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn converter_names_a_missing_shard() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_shards(dir.path(), "consolidated.01-of-02.model.pth");
+    let (ok, stderr) = run_converter(dir.path(), &dir.path().join("out"));
+    assert!(!ok);
+    assert!(
+        stderr.contains("missing ['consolidated.01-of-02.model.pth']"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn converter_refuses_weights_that_contradict_config() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_shards(dir.path(), "config.json");
+    let cfg = r#"{"dim": 64, "n_layers": 2, "n_heads": 4, "n_kv_heads": 4, "multiple_of": 256}"#;
+    std::fs::write(dir.path().join("config.json"), cfg).unwrap();
+    let (ok, stderr) = run_converter(dir.path(), &dir.path().join("out"));
+    assert!(!ok);
+    // Both problems at once: wk/wv imply 2 KV heads, w1/w2/w3 imply a 240-wide FFN.
+    assert!(
+        stderr.contains("llma.layers.0.attention.wk.weight: merged shape (32, 64)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("llma.layers.1.feed_forward.w3.weight"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out/model.safetensors").exists());
+}

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Convert an official LLaMA2-Accessory / SPHINX checkpoint directory into the one file
+pair the engine loads:
+
+    SRC/consolidated.NN-of-MM.model.pth   (MM model-parallel shards, merged here)
+    SRC/config.json                       (reference ModelArgs: dim, n_layers, ...)
+    SRC/meta.json                         (optional: {"llama_type": ...})
+ -> OUT/model.safetensors                 (every parameter, names unchanged)
+    OUT/config.json                       (the engine's SphinxConfig: llama_type + llm)
+
+Shards are merged the way fairscale split them (accessory/model/LLM/llama*.py):
+ColumnParallelLinear (attention.wq/wk/wv, feed_forward.w1/w3, output) on dim 0,
+RowParallelLinear (attention.wo, feed_forward.w2) on dim 1, ParallelEmbedding
+(tok_embeddings) on dim 1; everything else is replicated and must be identical in
+every shard. Every problem found (missing shards, differing key sets, replicas that
+differ, unknown tensors of differing shapes, shapes that contradict config.json) is
+reported together, naming the file and tensor.
+
+Usage: convert_checkpoint.py SRC --out-dir OUT [--dtype keep|float32|bfloat16|float16]
+       [--llama-type llama_ens_light|llama_ens5_light] [--max-seq-len N]
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+SHARD_RE = re.compile(r"^consolidated\.(\d+)-of-(\d+)\.model\.pth$")
+LLAMA_TYPES = ("llama_ens_light", "llama_ens5_light")
+# The engine's default context when config.json has none: room for 5 views x 259 image
+# tokens plus a long answer (engine/model/src/config.rs, LlamaConfig::tinyllama).
+DEFAULT_MAX_SEQ_LEN = 4096
+# ModelArgs fields the engine reads; other reference keys (max_batch_size, trainable_mode,
+# load_pretrained_visual_encoder, ...) only matter to the reference's training code.
+ENGINE_KEYS = ("dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of",
+               "ffn_dim_multiplier", "norm_eps", "rope_theta", "rope_scaling", "max_seq_len")
+# Reference ModelArgs defaults (llama_ens_light.py) for keys a config.json may omit.
+DEFAULTS = {"n_kv_heads": None, "multiple_of": 256, "ffn_dim_multiplier": None,
+            "norm_eps": 1e-5, "rope_theta": 10000.0, "rope_scaling": None}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+COLUMN = re.compile(r"^(output|layers\.\d+\.(attention\.w[qkv]|feed_forward\.w[13]))\.weight$")
+ROW = re.compile(r"^layers\.\d+\.(attention\.wo|feed_forward\.w2)\.weight$")
+EMBED = re.compile(r"^tok_embeddings\.weight$")
+
+
+class ConversionError(Exception):
+    pass
+
+
+def find_shards(src: Path):
+    found = {}
+    worlds = set()
+    for p in sorted(src.iterdir()):
+        m = SHARD_RE.match(p.name)
+        if m:
+            found[int(m.group(1))] = p
+            worlds.add(int(m.group(2)))
+    if not found:
+        raise ConversionError(f"{src}: no consolidated.NN-of-MM.model.pth shards")
+    if len(worlds) != 1:
+        raise ConversionError(f"{src}: shards of different world sizes {sorted(worlds)}")
+    world = worlds.pop()
+    missing = [f"consolidated.{r:02d}-of-{world:02d}.model.pth" for r in range(world) if r not in found]
+    extra = [found[r].name for r in found if r >= world]
+    if missing or extra:
+        raise ConversionError(f"{src}: incomplete shard set: missing {missing}, out of range {extra}")
+    return [found[r] for r in range(world)]
+
+
+def load_shard(path: Path):
+    try:
+        obj = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as exc:
+        raise ConversionError(f"{path}: cannot load as a PyTorch checkpoint: {exc}") from exc
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        obj = obj["model"]  # Accessory saves {"model": state_dict, ...}
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ConversionError(f"{path}: expected a state dict of tensors")
+    return obj
+
+
+def llm_prefix(names):
+    hits = [n[: -len("tok_embeddings.weight")] for n in names if n.endswith("tok_embeddings.weight")]
+    if len(hits) != 1:
+        raise ConversionError(f"expected exactly one '*tok_embeddings.weight', found {hits}")
+    return hits[0]
+
+
+def merge(shards, paths):
+    problems = []
+    world = len(shards)
+    keys0 = set(shards[0])
+    for p, sd in zip(paths[1:], shards[1:]):
+        if set(sd) != keys0:
+            only0 = sorted(keys0 - set(sd))[:10]
+            only_r = sorted(set(sd) - keys0)[:10]
+            problems.append(f"{p.name} has different tensors than {paths[0].name}: "
+                            f"missing {only0}, extra {only_r}")
+    if problems:
+        raise ConversionError("\n  ".join(["shards disagree:"] + problems))
+    prefix = llm_prefix(keys0)
+    merged = {}
+    for name in sorted(keys0):
+        parts = [sd[name] for sd in shards]
+        rel = name[len(prefix):] if name.startswith(prefix) else None
+        dim = None
+        if rel is not None:
+            if COLUMN.match(rel):
+                dim = 0
+            elif ROW.match(rel) or EMBED.match(rel):
+                dim = 1
+        if world == 1:
+            merged[name] = parts[0]
+        elif dim is not None:
+            shapes = {tuple(t.shape[:dim]) + tuple(t.shape[dim + 1:]) for t in parts}
+            if len(shapes) != 1:
+                problems.append(f"{name}: shard shapes {[tuple(t.shape) for t in parts]} cannot be "
+                                f"concatenated on dim {dim}")
+                continue
+            merged[name] = torch.cat(parts, dim=dim)
+        else:
+            if len({tuple(t.shape) for t in parts}) != 1:
+                problems.append(f"{name}: not a known model-parallel tensor, but its shape differs "
+                                f"across shards: {[tuple(t.shape) for t in parts]}")
+                continue
+            differ = [paths[r].name for r in range(1, world) if not torch.equal(parts[0], parts[r])]
+            if differ:
+                problems.append(f"{name}: replicated tensor differs between {paths[0].name} and {differ}")
+                continue
+            merged[name] = parts[0]
+    if problems:
+        raise ConversionError("\n  ".join(["cannot merge shards:"] + problems))
+    return merged, prefix
+
+
+def ffn_hidden_dim(dim, multiple_of, ffn_dim_multiplier):
+    """Reference FeedForward sizing, to check w1's shape against config.json."""
+    hidden = int(2 * (4 * dim) / 3)
+    if ffn_dim_multiplier is not None:
+        hidden = int(ffn_dim_multiplier * hidden)
+    return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
+
+
+def engine_llm_config(src_cfg, merged, prefix, max_seq_len, src):
+    ignored = sorted(k for k in src_cfg if k not in ENGINE_KEYS)
+    if ignored:
+        print(f"note: config.json keys not used by the engine: {ignored}", file=sys.stderr)
+    missing = [k for k in ("dim", "n_layers", "n_heads") if k not in src_cfg]
+    if missing:
+        raise ConversionError(f"{src / 'config.json'}: missing required keys {missing}")
+    cfg = {**DEFAULTS, **{k: v for k, v in src_cfg.items() if k in ENGINE_KEYS}}
+    emb = merged[prefix + "tok_embeddings.weight"]
+    if cfg.get("vocab_size", -1) in (None, -1) or cfg.get("vocab_size", 0) <= 0:
+        cfg["vocab_size"] = int(emb.shape[0])  # reference: "defined later by tokenizer"
+    if max_seq_len is not None:
+        cfg["max_seq_len"] = max_seq_len
+    cfg.setdefault("max_seq_len", DEFAULT_MAX_SEQ_LEN)
+    for k in ("norm_eps", "rope_theta"):
+        cfg[k] = float(cfg[k])
+
+    dim, heads = cfg["dim"], cfg["n_heads"]
+    kv = cfg["n_kv_heads"] or heads
+    hd = dim // heads
+    hidden = ffn_hidden_dim(dim, cfg["multiple_of"], cfg["ffn_dim_multiplier"])
+    expect = {"tok_embeddings.weight": (cfg["vocab_size"], dim), "norm.weight": (dim,),
+              "output.weight": (cfg["vocab_size"], dim)}
+    for i in range(cfg["n_layers"]):
+        L = f"layers.{i}."
+        expect.update({L + "attention.wq.weight": (heads * hd, dim), L + "attention.wk.weight": (kv * hd, dim),
+                       L + "attention.wv.weight": (kv * hd, dim), L + "attention.wo.weight": (dim, heads * hd),
+                       L + "feed_forward.w1.weight": (hidden, dim), L + "feed_forward.w2.weight": (dim, hidden),
+                       L + "feed_forward.w3.weight": (hidden, dim), L + "attention_norm.weight": (dim,),
+                       L + "ffn_norm.weight": (dim,)})
+    problems = []
+    for rel, shape in expect.items():
+        t = merged.get(prefix + rel)
+        if t is None:
+            problems.append(f"missing {prefix + rel}")
+        elif tuple(t.shape) != shape:
+            problems.append(f"{prefix + rel}: merged shape {tuple(t.shape)}, config.json implies {shape}")
+    extra_layers = sorted({int(m.group(1)) for n in merged
+                           for m in [re.match(re.escape(prefix) + r"layers\.(\d+)\.", n)] if m
+                           and int(m.group(1)) >= cfg["n_layers"]})
+    if extra_layers:
+        problems.append(f"weights have layers {extra_layers} beyond n_layers={cfg['n_layers']}")
+    if problems:
+        raise ConversionError("\n  ".join([f"weights contradict {src / 'config.json'}:"] + problems))
+    return {k: cfg[k] for k in ENGINE_KEYS}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("src", type=Path, help="directory with consolidated.*.model.pth + config.json")
+    ap.add_argument("--out-dir", type=Path, required=True)
+    ap.add_argument("--dtype", choices=["keep", *DTYPES], default="keep")
+    ap.add_argument("--llama-type", choices=LLAMA_TYPES, help="override meta.json's llama_type")
+    ap.add_argument("--max-seq-len", type=int, help="override config.json's max_seq_len")
+    a = ap.parse_args()
+    try:
+        paths = find_shards(a.src)
+        cfg_path = a.src / "config.json"
+        try:
+            src_cfg = json.loads(cfg_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConversionError(f"{cfg_path}: cannot read reference config: {exc}") from exc
+        llama_type = a.llama_type
+        if llama_type is None:
+            meta_path = a.src / "meta.json"
+            try:
+                llama_type = json.loads(meta_path.read_text()).get("llama_type")
+            except (OSError, ValueError) as exc:
+                raise ConversionError(f"{meta_path}: cannot read ({exc}); pass --llama-type") from exc
+        if llama_type not in LLAMA_TYPES:
+            raise ConversionError(f"llama_type {llama_type!r} is not supported (supported: {LLAMA_TYPES})")
+        shards = [load_shard(p) for p in paths]
+        merged, prefix = merge(shards, paths)
+        llm = engine_llm_config(src_cfg, merged, prefix, a.max_seq_len, a.src)
+        if a.dtype != "keep":
+            merged = {k: (v.to(DTYPES[a.dtype]) if v.is_floating_point() else v) for k, v in merged.items()}
+        merged = {k: v.contiguous() for k, v in merged.items()}
+        a.out_dir.mkdir(parents=True, exist_ok=True)
+        tmp = a.out_dir / "model.safetensors.tmp"
+        save_file(merged, str(tmp), metadata={"format": "pt", "source": str(a.src.resolve()),
+                                             "shards": str(len(paths))})
+        os.replace(tmp, a.out_dir / "model.safetensors")
+        (a.out_dir / "config.json").write_text(json.dumps({"llama_type": llama_type, "llm": llm}, indent=2) + "\n")
+    except ConversionError as exc:
+        sys.exit(f"convert_checkpoint: {exc}")
+    print(f"wrote {a.out_dir / 'model.safetensors'} ({len(merged)} tensors from {len(paths)} shards) "
+          f"and {a.out_dir / 'config.json'}")
+
+
+if __name__ == "__main__":
+    main()
