@@ -16,3 +16,6 @@ pub mod bundle;
 pub mod manifest;
 pub mod resize;
 pub mod tiling;
+pub mod prompts;
+pub mod boxes;
+pub mod result;

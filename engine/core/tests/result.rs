@@ -1,0 +1,184 @@
+//! Result schema: a model answer becomes page boxes, results round-trip through JSON,
+//! other major versions are refused, and page results merge per document.
+
+use sphinx_core::boxes::{PageFrame, WarningKind};
+use sphinx_core::job::{CaptionDetail, Task};
+use sphinx_core::prompts;
+use sphinx_core::result::{
+    DocumentResult, ModelInfo, PageResult, ResultError, StopReason, TaskResult, Timings,
+    TokenCounts, RESULT_SCHEMA_VERSION,
+};
+use sphinx_core::tiling::{plan, TileConfig};
+
+/// A US-letter page rendered at 150 dpi: 1275 x 1650 px, 612 x 792 pt.
+fn letter_frame() -> PageFrame {
+    let (placement, _) = plan(1275, 1650, &TileConfig::tiny_1k()).unwrap();
+    PageFrame::new(1024, placement, [1275, 1650], [612.0, 792.0]).unwrap()
+}
+
+fn ocr_result(raw: &str) -> TaskResult {
+    TaskResult::from_answer(
+        Task::Ocr,
+        prompts::ocr(),
+        raw.to_owned(),
+        &letter_frame(),
+        StopReason::Separator,
+        TokenCounts {
+            prompt: 40,
+            visual: 1034,
+            generated: 30,
+        },
+        Timings {
+            encode_ms: 1.0,
+            prefill_ms: 2.0,
+            decode_ms: 3.0,
+            total_ms: 6.5,
+        },
+    )
+}
+
+fn page(index: u32, count: u32, tasks: Vec<TaskResult>) -> PageResult {
+    PageResult::new(
+        "ab".repeat(32),
+        index,
+        count,
+        ModelInfo {
+            id: "sphinx-tiny-1k".into(),
+        },
+        letter_frame(),
+        tasks,
+    )
+}
+
+#[test]
+fn ocr_answer_maps_to_page_pixels_and_points() {
+    // 1650 px tall page: the canvas side is 1650 px, so 0.5 -> 825 px; x 0.5 -> 825 px.
+    let r = ocr_result("<p>INVOICE</p>[0.10,0.20,0.50,0.50]");
+    assert!(r.warnings.is_empty());
+    assert_eq!(r.text, "INVOICE");
+    assert_eq!(r.prompt_version, prompts::PROMPT_VERSION);
+    let b = r.spans[0].boxes[0];
+    let expect_px = [165.0, 330.0, 825.0, 825.0];
+    for i in 0..4 {
+        assert!((b.pixels[i] - expect_px[i]).abs() < 1e-9, "{:?}", b.pixels);
+        // 612 pt / 1275 px = 0.48 pt per px in both axes.
+        assert!(
+            (b.points[i] - expect_px[i] * 0.48).abs() < 1e-6,
+            "{:?}",
+            b.points
+        );
+    }
+    assert!(!b.adjusted);
+    // x = 0.9 of the square lies right of the page (page spans 0 .. 1275/1650 = 0.773).
+    let r = ocr_result("[0.70,0.10,0.90,0.20]");
+    assert!(r.spans[0].boxes[0].adjusted);
+    assert_eq!(r.spans[0].boxes[0].pixels[2], 1275.0);
+}
+
+#[test]
+fn malformed_answer_keeps_raw_text_and_warns() {
+    let raw = "<p>Tot</p>[0.1,0.2,0.3;";
+    let r = ocr_result(raw);
+    assert_eq!(r.raw_text, raw);
+    assert_eq!(r.warnings.len(), 1);
+    assert_eq!(r.warnings[0].kind, WarningKind::TruncatedBoxList);
+}
+
+#[test]
+fn page_result_round_trips_and_refuses_other_majors() {
+    let p = page(0, 1, vec![ocr_result("<p>A</p>[0.1,0.1,0.2,0.2]")]);
+    assert_eq!(p.schema_version, RESULT_SCHEMA_VERSION);
+    let json = p.to_json().unwrap();
+    assert_eq!(PageResult::from_json(&json).unwrap(), p);
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["tasks"][0]["task"]["task"], "ocr");
+    assert_eq!(v["tasks"][0]["spans"][0]["boxes"][0]["norm"][0], 0.1);
+    let newer = String::from_utf8(json).unwrap().replace(
+        &format!("\"schema_version\": \"{RESULT_SCHEMA_VERSION}\""),
+        "\"schema_version\": \"2.0\"",
+    );
+    assert!(matches!(
+        PageResult::from_json(newer.as_bytes()),
+        Err(ResultError::UnsupportedVersion { found }) if found == "2.0"
+    ));
+    assert!(matches!(
+        PageResult::from_json(b"{"),
+        Err(ResultError::Json(_))
+    ));
+}
+
+#[test]
+fn pages_merge_in_order_with_missing_pages_listed() {
+    let caption = |text: &str| {
+        TaskResult::from_answer(
+            Task::Caption {
+                detail: CaptionDetail::Short,
+            },
+            prompts::caption(CaptionDetail::Short),
+            text.to_owned(),
+            &letter_frame(),
+            StopReason::Eos,
+            TokenCounts {
+                prompt: 10,
+                visual: 5,
+                generated: 7,
+            },
+            Timings::default(),
+        )
+    };
+    let pages = vec![
+        page(
+            2,
+            4,
+            vec![ocr_result("<p>C</p>[0.1,0.1,0.2,0.2]"), caption("third")],
+        ),
+        page(
+            0,
+            4,
+            vec![ocr_result("<p>A</p>[0.1,0.1,0.2,0.2"), caption("first")],
+        ),
+    ];
+    let doc = DocumentResult::merge(pages).unwrap();
+    assert_eq!(doc.missing_pages, vec![1, 3]);
+    assert_eq!(
+        doc.pages.iter().map(|p| p.page_index).collect::<Vec<_>>(),
+        vec![0, 2]
+    );
+    assert_eq!(doc.tasks.len(), 2);
+    assert_eq!(doc.tasks[0].task, Task::Ocr);
+    assert_eq!(doc.tasks[0].text, "A\n\nC");
+    assert_eq!(doc.tasks[0].pages_with_warnings, vec![0]);
+    assert_eq!(
+        doc.tasks[0]
+            .spans
+            .iter()
+            .map(|s| s.page_index)
+            .collect::<Vec<_>>(),
+        vec![0, 2]
+    );
+    assert_eq!(doc.tasks[1].text, "first\n\nthird");
+    assert_eq!(doc.tasks[1].tokens.generated, 14);
+    assert_eq!(
+        DocumentResult::from_json(&doc.to_json().unwrap()).unwrap(),
+        doc
+    );
+
+    let dup = DocumentResult::merge(vec![page(1, 2, vec![]), page(1, 2, vec![])]);
+    assert!(matches!(
+        dup,
+        Err(ResultError::DuplicatePage { page_index: 1 })
+    ));
+    let out = DocumentResult::merge(vec![page(5, 2, vec![])]);
+    assert!(matches!(
+        out,
+        Err(ResultError::PageOutOfRange { page_index: 5, .. })
+    ));
+    let mut other = page(0, 2, vec![]);
+    other.doc_id = "cd".repeat(32);
+    let mixed = DocumentResult::merge(vec![page(1, 2, vec![]), other]);
+    assert!(matches!(mixed, Err(ResultError::OtherDocument { .. })));
+    assert!(matches!(
+        DocumentResult::merge(vec![]),
+        Err(ResultError::NoPages)
+    ));
+}
