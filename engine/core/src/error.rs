@@ -1,0 +1,118 @@
+//! Typed errors for document decoding.
+//!
+//! Every way an upload can be refused has its own variant, a human-readable
+//! message naming the reason, and a stable snake_case [`DocError::code`] that the
+//! tiler writes into error records (so dashboards and retries can branch on it).
+
+use crate::document::SourceKind;
+
+/// Why a document (or one of its pages) could not be decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum DocError {
+    /// The upload has zero bytes.
+    #[error("document is empty (0 bytes)")]
+    Empty,
+    /// The leading bytes match none of the supported formats.
+    #[error("unknown document format: leading bytes {magic} match no PDF, TIFF, PNG, JPEG or WebP signature")]
+    UnknownFormat {
+        /// Hex dump of the first bytes (at most 8).
+        magic: String,
+    },
+    /// The upload is larger than [`crate::limits::Limits::max_bytes`].
+    #[error("document is {bytes} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// Size of the upload.
+        bytes: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// The document has (or declares) more pages than [`crate::limits::Limits::max_pages`].
+    #[error("document has {pages} pages, over the limit of {limit} pages")]
+    TooManyPages {
+        /// Pages declared or counted (multi-page TIFF counting stops at limit + 1).
+        pages: u64,
+        /// The limit in force.
+        limit: u32,
+    },
+    /// A raster page is larger than [`crate::limits::Limits::max_pixels`].
+    #[error("page of {width} x {height} pixels is over the limit of {limit} pixels")]
+    TooManyPixels {
+        /// Width from the image header.
+        width: u64,
+        /// Height from the image header.
+        height: u64,
+        /// The limit in force.
+        limit: u64,
+    },
+    /// The PDF needs a password (or an encryption scheme the renderer lacks).
+    #[error(
+        "PDF is encrypted: it needs a password or an encryption scheme the renderer cannot open"
+    )]
+    Encrypted,
+    /// The document parsed but holds no page at all.
+    #[error("document has no pages")]
+    NoPages,
+    /// The bytes claim a format but do not decode as it (truncated, corrupt).
+    #[error("malformed document: {reason}")]
+    Malformed {
+        /// What the decoder rejected.
+        reason: String,
+    },
+    /// A valid document uses a feature this service does not decode.
+    #[error("unsupported {kind:?} feature: {reason}")]
+    Unsupported {
+        /// Format of the document.
+        kind: SourceKind,
+        /// The feature.
+        reason: String,
+    },
+    /// Rendering one PDF page took longer than [`crate::limits::Limits::page_timeout`].
+    #[error("page {page} did not finish rendering within {seconds} s")]
+    RenderTimeout {
+        /// Zero-based page index.
+        page: u32,
+        /// The time limit in force, in seconds.
+        seconds: f64,
+    },
+    /// A page index past the end of the document was requested.
+    #[error("page {index} is out of range: the document has {count} pages")]
+    PageOutOfRange {
+        /// Requested zero-based index.
+        index: u32,
+        /// Pages in the document.
+        count: u32,
+    },
+    /// A render was requested with a zero-pixel long side.
+    #[error("invalid render size: long side must be at least 1 px, got {long_side}")]
+    InvalidRenderSize {
+        /// The requested long side.
+        long_side: u32,
+    },
+}
+
+impl DocError {
+    /// Stable snake_case code for error records; never changes once published.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Empty => "empty",
+            Self::UnknownFormat { .. } => "unknown_format",
+            Self::TooLarge { .. } => "too_large",
+            Self::TooManyPages { .. } => "too_many_pages",
+            Self::TooManyPixels { .. } => "too_many_pixels",
+            Self::Encrypted => "encrypted",
+            Self::NoPages => "no_pages",
+            Self::Malformed { .. } => "malformed",
+            Self::Unsupported { .. } => "unsupported",
+            Self::RenderTimeout { .. } => "render_timeout",
+            Self::PageOutOfRange { .. } => "page_out_of_range",
+            Self::InvalidRenderSize { .. } => "invalid_render_size",
+        }
+    }
+
+    /// Builds [`DocError::Malformed`] naming the format and the decoder's reason.
+    pub(crate) fn malformed(kind: SourceKind, reason: impl std::fmt::Display) -> Self {
+        Self::Malformed {
+            reason: format!("{kind:?}: {reason}"),
+        }
+    }
+}
