@@ -8,7 +8,10 @@
 //!
 //! It deliberately knows nothing about models, GPUs or AWS.
 
+pub mod document;
+pub mod error;
 pub mod keys;
+pub mod limits;
 pub mod store;
 pub mod queue;
 pub mod job;
