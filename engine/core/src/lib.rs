@@ -19,6 +19,7 @@ pub mod bundle;
 pub mod manifest;
 pub mod resize;
 pub mod tiling;
+pub mod synth;
 pub mod prompts;
 pub mod boxes;
 pub mod result;

@@ -1,0 +1,154 @@
+//! Deterministic line texts: words from the shipped list plus numbers and punctuation,
+//! in mixed case. ASCII only, and never a character of the box syntax (`< > [ ] ;`), so an
+//! OCR target `<p>text</p>[...]` is unambiguous.
+
+use super::rng::PageRng;
+
+/// The shipped vocabulary (see the header of `words.txt`).
+const WORD_LIST: &str = include_str!("words.txt");
+
+/// Tokens tried before a line gives up on fitting one more (a long word near the end of
+/// a narrow line is simply replaced by another draw).
+const FIT_ATTEMPTS: usize = 6;
+
+/// The vocabulary, parsed once per generator.
+pub struct Vocabulary {
+    words: Vec<&'static str>,
+}
+
+impl Vocabulary {
+    /// Parses `words.txt` (one word per line, `#` comments).
+    pub fn shipped() -> Self {
+        let words = WORD_LIST
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect();
+        Self { words }
+    }
+
+    /// Number of words.
+    pub fn len(&self) -> usize {
+        self.words.len()
+    }
+
+    /// Whether the list is empty (never for the shipped list; kept for completeness).
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// A plain lowercase word.
+    pub fn word(&self, rng: &mut PageRng) -> &'static str {
+        *rng.pick(&self.words)
+    }
+
+    /// One token: a word in some case with optional punctuation, or a number.
+    pub fn token(&self, rng: &mut PageRng) -> String {
+        match rng.weighted(&[72, 14, 4, 3, 7]) {
+            0 => {
+                let w = cased(self.word(rng), rng);
+                let punct = [",", ".", ":", "?", "!", ""];
+                format!("{w}{}", punct[rng.weighted(&[8, 6, 2, 1, 1, 82])])
+            }
+            1 => number(rng),
+            2 => format!("({})", self.word(rng)),
+            3 => format!("{}-{}", self.word(rng), self.word(rng)),
+            _ => cased(self.word(rng), rng).to_uppercase(),
+        }
+    }
+
+    /// A line of tokens whose width, by `measure`, does not exceed `max_width`; `None`
+    /// when not even one token fits.
+    pub fn line(
+        &self,
+        rng: &mut PageRng,
+        max_width: f32,
+        measure: impl Fn(&str) -> f32,
+    ) -> Option<String> {
+        let mut line = String::new();
+        let mut misses = 0;
+        while misses < FIT_ATTEMPTS {
+            let mut token = self.token(rng);
+            if line.is_empty() && rng.chance(0.5) {
+                token = capitalized(&token);
+            }
+            let candidate = if line.is_empty() {
+                token
+            } else {
+                format!("{line} {token}")
+            };
+            if measure(&candidate) <= max_width {
+                line = candidate;
+            } else {
+                misses += 1;
+            }
+        }
+        (!line.is_empty()).then_some(line)
+    }
+}
+
+/// Lowercase most of the time, sometimes Capitalized or UPPER.
+fn cased(word: &str, rng: &mut PageRng) -> String {
+    match rng.weighted(&[75, 18, 7]) {
+        0 => word.to_string(),
+        1 => capitalized(word),
+        _ => word.to_uppercase(),
+    }
+}
+
+fn capitalized(token: &str) -> String {
+    let mut chars = token.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// Integers, decimals, money, percentages, dates and item numbers.
+fn number(rng: &mut PageRng) -> String {
+    match rng.weighted(&[30, 15, 12, 10, 10, 8, 15]) {
+        0 => rng.range(0, 999).to_string(),
+        1 => format!("{}.{}", rng.range(0, 99), rng.range(0, 9)),
+        2 => format!("${}.{:02}", rng.range(1, 499), rng.range(0, 99)),
+        3 => format!("{}%", rng.range(1, 100)),
+        4 => format!(
+            "{}-{:02}-{:02}",
+            rng.range(1990, 2030),
+            rng.range(1, 12),
+            rng.range(1, 28)
+        ),
+        5 => format!("#{}", rng.range(1, 99)),
+        _ => format!("{},{:03}", rng.range(1, 99), rng.range(0, 999)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocabulary_is_small_ascii_and_free_of_box_syntax() {
+        let v = Vocabulary::shipped();
+        assert!(v.len() >= 150 && v.len() <= 400, "{} words", v.len());
+        let mut rng = PageRng::for_page(3, 9);
+        for _ in 0..2000 {
+            let t = v.token(&mut rng);
+            assert!(!t.is_empty());
+            assert!(t.chars().all(|c| c.is_ascii_graphic()), "{t:?}");
+            assert!(!t.contains(['<', '>', '[', ']', ';']), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn lines_respect_the_width() {
+        let v = Vocabulary::shipped();
+        let mut rng = PageRng::for_page(4, 0);
+        let measure = |s: &str| s.len() as f32;
+        for width in [8.0, 20.0, 60.0] {
+            let line = v.line(&mut rng, width, measure).expect("a token fits");
+            assert!(line.len() as f32 <= width, "{line:?}");
+            assert!(!line.starts_with(' ') && !line.ends_with(' '));
+        }
+        assert!(v.line(&mut rng, 0.5, measure).is_none());
+    }
+}
