@@ -277,6 +277,16 @@ impl PageManifest {
                 self.preprocess.grid, self.preprocess.tile, self.grid, self.preprocess.canvas
             ));
         }
+        if !self.size_points.iter().all(|v| v.is_finite() && *v >= 0.0) {
+            return invalid(format!(
+                "size_points {:?} must be finite and >= 0",
+                self.size_points
+            ));
+        }
+        let scale = self.placement.scale;
+        if !(scale.is_finite() && scale > 0.0) {
+            return invalid(format!("placement scale {scale} must be finite and > 0"));
+        }
         if self.page_index >= self.page_count {
             return invalid(format!(
                 "page_index {} is not below page_count {}",

@@ -301,3 +301,28 @@ proptest! {
         exercise(bytes);
     }
 }
+
+#[test]
+fn non_finite_sizes_are_rejected_before_they_reach_json() {
+    let cfg = TileConfig::tiny_448();
+    let (doc, t) = tiled(120, 90, &cfg);
+    let m = doc.page_manifest(0, [f32::NAN, 792.0], &t);
+    assert!(matches!(
+        PageBundle::build(m, &t),
+        Err(BundleError::Manifest(ManifestError::Invalid(_)))
+    ));
+}
+
+#[test]
+fn a_tampered_public_manifest_cannot_make_view_access_panic() {
+    let (mut bundle, _) = built(120, 90, &TileConfig::tiny_448());
+    bundle.manifest.views[0].range = Some(sphinx_core::manifest::ByteRange {
+        offset: u64::MAX,
+        len: u64::MAX,
+    });
+    assert!(bundle.view_png(0).is_none());
+    assert!(matches!(
+        bundle.view_image(0),
+        Err(BundleError::View { index: 0, .. })
+    ));
+}
