@@ -288,8 +288,8 @@ def hostile():
         + png_chunk(b"IDAT", zlib.compress(b"\0" * 64))
         + png_chunk(b"IEND", b"")
     )
-    # A page whose content stream has 3 million fill operations (Flate: ~40 KB on disk).
-    ops = b"10 10 3 3 re f\n" * 3_000_000
+    # A page whose content stream has a million fill operations (Flate: ~30 KB on disk).
+    ops = b"10 10 3 3 re f\n" * 1_000_000
     (HOSTILE / "slow_page.pdf").write_bytes(
         make_pdf(
             [

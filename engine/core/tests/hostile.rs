@@ -208,7 +208,7 @@ fn bad_page_requests() {
     );
 }
 
-/// 3 million fill operations: the render thread is abandoned at the deadline, the
+/// A million fill operations (seconds of work): the render thread is abandoned at the deadline, the
 /// caller gets `RenderTimeout` promptly, and the abandoned thread is counted until
 /// it finishes on its own.
 #[test]
