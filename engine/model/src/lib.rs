@@ -4,6 +4,8 @@
 //! One file per component, each readable next to its paragraph of the SPHINX-X paper.
 
 pub mod config;
+pub mod conversation;
+pub mod generate;
 pub mod convnext;
 pub mod dinov2;
 pub mod llama;

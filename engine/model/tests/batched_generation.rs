@@ -1,0 +1,294 @@
+//! Batched generation over pages of different sizes, skip plans and prompt lengths gives,
+//! token for token, what one run per page gives (tiny random SPHINX-X on the CPU).
+
+use sphinx_core::tiling::{plan, TileConfig};
+use sphinx_model::config::LlamaConfig;
+use sphinx_model::generate::{generate, GenerateConfig, GenerateError, Generated, Sampling, Stop};
+use sphinx_model::mov::MovConfig;
+use sphinx_model::sphinx::{PageInput, Sphinx};
+use tch::{nn, Device, Kind, Tensor};
+
+/// Pages in the batch: the "batch of 16 pages".
+const PAGES: usize = 16;
+/// New tokens per page: enough for stop sequences to be met mid-way.
+const MAX_NEW: usize = 10;
+/// BOS id of the LLaMA tokenizer (`<s>`).
+const BOS: i64 = 1;
+
+struct Fixture {
+    _vs: nn::VarStore,
+    model: Sphinx,
+    seqs: Vec<Tensor>,
+}
+
+/// Page sizes (w, h) in pixels: portrait, landscape, square, extreme strips, so the skip
+/// plans differ (none, a column, a row, three of four cells skipped).
+const SIZES: [(u32, u32); PAGES] = [
+    (850, 1100),
+    (1100, 850),
+    (1000, 1000),
+    (300, 2000),
+    (2000, 300),
+    (612, 792),
+    (1275, 1650),
+    (500, 4000),
+    (4000, 500),
+    (640, 480),
+    (480, 640),
+    (2480, 3508),
+    (3508, 2480),
+    (100, 101),
+    (1700, 200),
+    (200, 1700),
+];
+
+fn build() -> Fixture {
+    tch::manual_seed(20_261_126);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mov_cfg = MovConfig::tiny_test();
+    let model = Sphinx::new(&vs.root(), &LlamaConfig::tiny_test(), &mov_cfg).unwrap();
+    let side = mov_cfg.canvas_size();
+    let tile_cfg = TileConfig {
+        canvas: side as u32,
+        grid: 2,
+    };
+    let vocab = LlamaConfig::tiny_test().vocab_size;
+    let mut seqs = Vec::new();
+    let _guard = tch::no_grad_guard();
+    for (i, &(w, h)) in SIZES.iter().enumerate() {
+        let (placement, skip) = plan(w, h, &tile_cfg).unwrap();
+        // Page content where the page lies, zero (the normalized padding) elsewhere.
+        let canvas = Tensor::zeros([3, side, side], (Kind::Float, Device::Cpu));
+        canvas
+            .narrow(1, 0, i64::from(placement.height))
+            .narrow(2, 0, i64::from(placement.width))
+            .copy_(&Tensor::randn(
+                [3, i64::from(placement.height), i64::from(placement.width)],
+                (Kind::Float, Device::Cpu),
+            ));
+        let skipped = skip.flags().to_vec();
+        let views = model.page_views(&canvas, &skipped).unwrap();
+        let text_len = 3 + (i as i64 * 7) % 17;
+        let ids = Tensor::cat(
+            &[
+                Tensor::from_slice(&[BOS]),
+                Tensor::randint_low(3, vocab, [text_len], (Kind::Int64, Device::Cpu)),
+            ],
+            0,
+        );
+        let (seq, _) = model
+            .assemble(&PageInput {
+                views: &views,
+                skipped: &skipped,
+                ids: &ids,
+            })
+            .unwrap();
+        seqs.push(seq.squeeze_dim(0));
+    }
+    Fixture {
+        _vs: vs,
+        model,
+        seqs,
+    }
+}
+
+fn singles(
+    f: &Fixture,
+    cfg: &GenerateConfig,
+    seed_of: impl Fn(usize) -> Sampling,
+) -> Vec<Generated> {
+    let _guard = tch::no_grad_guard();
+    f.seqs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let cfg = GenerateConfig {
+                sampling: seed_of(i),
+                ..cfg.clone()
+            };
+            let mut out = generate(f.model.llm(), std::slice::from_ref(s), &cfg).unwrap();
+            out.outputs.remove(0)
+        })
+        .collect()
+}
+
+#[test]
+fn batch_of_16_pages_equals_16_single_runs() {
+    let f = build();
+    let lens: Vec<i64> = f.seqs.iter().map(|s| s.size()[0]).collect();
+    let mut distinct = lens.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(
+        distinct.len() >= 8,
+        "sequence lengths should differ: {lens:?}"
+    );
+    let _guard = tch::no_grad_guard();
+
+    // Greedy, no stop: every row runs the full budget.
+    let cfg = GenerateConfig {
+        max_new_tokens: MAX_NEW,
+        sampling: Sampling::Greedy,
+        stop: vec![],
+    };
+    let batch = generate(f.model.llm(), &f.seqs, &cfg).unwrap();
+    let alone = singles(&f, &cfg, |_| Sampling::Greedy);
+    assert_eq!(batch.outputs, alone);
+    assert!(batch
+        .outputs
+        .iter()
+        .all(|g| g.tokens.len() == MAX_NEW && g.stop == Stop::MaxTokens));
+    let distinct_outputs: std::collections::HashSet<_> =
+        batch.outputs.iter().map(|g| g.tokens.clone()).collect();
+    assert!(
+        distinct_outputs.len() > 1,
+        "pages should not all generate the same tokens"
+    );
+
+    // Stop sequences met at different steps in different rows: a two-token sequence from
+    // row 0's output, and "EOS" as a token row 5 produces at its fourth step.
+    let stop_a = alone[0].tokens[2..4].to_vec();
+    let stop_b = vec![alone[5].tokens[3]];
+    let cfg = GenerateConfig {
+        stop: vec![stop_a.clone(), stop_b.clone()],
+        ..cfg
+    };
+    let batch_stop = generate(f.model.llm(), &f.seqs, &cfg).unwrap();
+    assert_eq!(batch_stop.outputs, singles(&f, &cfg, |_| Sampling::Greedy));
+    for (row, (g, full)) in batch_stop.outputs.iter().zip(&alone).enumerate() {
+        // Expected from the unconstrained run: the first step where a stop sequence ends.
+        let hit = (1..=full.tokens.len()).find_map(|n| {
+            let head = &full.tokens[..n];
+            [&stop_a, &stop_b]
+                .iter()
+                .position(|s| head.ends_with(s))
+                .map(|index| (n, index))
+        });
+        match hit {
+            Some((n, index)) => {
+                assert_eq!(g.stop, Stop::Sequence { index }, "row {row}");
+                assert_eq!(g.generated, n, "row {row}");
+                assert_eq!(
+                    g.tokens,
+                    full.tokens[..n - cfg.stop[index].len()],
+                    "row {row}"
+                );
+            }
+            None => assert_eq!(g, full, "row {row}"),
+        }
+    }
+    assert!(matches!(batch_stop.outputs[0].stop, Stop::Sequence { .. }));
+    assert!(batch_stop.outputs[0].generated <= 4);
+}
+
+#[test]
+fn seeded_sampling_is_per_row_and_reproducible() {
+    let f = build();
+    let _guard = tch::no_grad_guard();
+    let seed = 99;
+    let sampled = |s| Sampling::TopP {
+        temperature: 1.0,
+        top_p: 0.9,
+        seed: s,
+    };
+    let cfg = GenerateConfig {
+        max_new_tokens: MAX_NEW,
+        sampling: sampled(seed),
+        stop: vec![],
+    };
+    let batch = generate(f.model.llm(), &f.seqs, &cfg).unwrap();
+    let again = generate(f.model.llm(), &f.seqs, &cfg).unwrap();
+    assert_eq!(batch.outputs, again.outputs);
+    // Row i of a batch draws from seed + i, so a lone run seeded so matches it.
+    let alone = singles(&f, &cfg, |i| sampled(seed + i as u64));
+    assert_eq!(batch.outputs, alone);
+    let greedy = generate(
+        f.model.llm(),
+        &f.seqs,
+        &GenerateConfig {
+            sampling: Sampling::Greedy,
+            ..cfg.clone()
+        },
+    )
+    .unwrap();
+    assert_ne!(
+        batch.outputs, greedy.outputs,
+        "temperature 1 should sample, not argmax"
+    );
+}
+
+#[test]
+fn per_row_positions_match_the_contiguous_path() {
+    let f = build();
+    let _guard = tch::no_grad_guard();
+    let llm = f.model.llm();
+    let seq = f.seqs[3].unsqueeze(0);
+    let len = seq.size()[1];
+    let plain = llm.forward_embeds(&seq, 0, None, None).unwrap();
+    let positions = Tensor::arange(len, (Kind::Int64, Device::Cpu)).unsqueeze(0);
+    let at = llm
+        .forward_embeds_at(&seq, 0, Some(&positions), None, None)
+        .unwrap();
+    assert_eq!(f64::try_from((&plain - &at).abs().max()).unwrap(), 0.0);
+    // RoPE is relative: shifting every position alike changes nothing but rounding,
+    // while stretching the distances changes the result, so positions do reach RoPE.
+    let max_diff = |p: &Tensor| {
+        let out = llm.forward_embeds_at(&seq, 0, Some(p), None, None).unwrap();
+        f64::try_from((&plain - &out).abs().max()).unwrap()
+    };
+    assert!(max_diff(&(&positions + 5)) < 1e-3);
+    assert!(max_diff(&(&positions * 2)) > 1e-2);
+    let bad = Tensor::zeros([1, len + 1], (Kind::Int64, Device::Cpu));
+    assert!(llm
+        .forward_embeds_at(&seq, 0, Some(&bad), None, None)
+        .is_err());
+}
+
+#[test]
+fn bad_inputs_are_typed_errors() {
+    let f = build();
+    let _guard = tch::no_grad_guard();
+    let llm = f.model.llm();
+    let cfg = GenerateConfig {
+        max_new_tokens: 4,
+        sampling: Sampling::Greedy,
+        stop: vec![],
+    };
+    assert!(matches!(
+        generate(llm, &[], &cfg),
+        Err(GenerateError::EmptyBatch)
+    ));
+    let wrong = Tensor::zeros([5, 3], (Kind::Float, Device::Cpu));
+    assert!(matches!(
+        generate(llm, &[f.seqs[0].shallow_clone(), wrong], &cfg),
+        Err(GenerateError::Shape { index: 1, .. })
+    ));
+    let long = GenerateConfig {
+        max_new_tokens: 10_000,
+        ..cfg.clone()
+    };
+    assert!(matches!(
+        generate(llm, &f.seqs, &long),
+        Err(GenerateError::TooLong { index: 0, .. })
+    ));
+    let hot = GenerateConfig {
+        sampling: Sampling::TopP {
+            temperature: 0.0,
+            top_p: 0.5,
+            seed: 1,
+        },
+        ..cfg.clone()
+    };
+    assert!(matches!(
+        generate(llm, &f.seqs, &hot),
+        Err(GenerateError::Sampling(_))
+    ));
+    let empty_stop = GenerateConfig {
+        stop: vec![vec![2], vec![]],
+        ..cfg
+    };
+    assert!(matches!(
+        generate(llm, &f.seqs, &empty_stop),
+        Err(GenerateError::EmptyStop { index: 1 })
+    ));
+}
