@@ -13,7 +13,8 @@ box_text.json
 
 ink_extents.json
     Outline extents of every character the generator emits, and of some words, measured
-    with PIL/FreeType (BASIC layout, anchor at the left end of the baseline) and the
+    with PIL (RAQM layout: HarfBuzz shaping with kerning, FreeType glyphs; anchor at the
+    left end of the baseline) and the
     shipped DejaVu fonts at several em sizes, in pixels relative to the pen origin. Drawn
     at SCALE x the size and scaled down, so FreeType's hinting (which snaps outlines and
     advances to whole pixels) shifts them by ~1/SCALE px only. The ink box of the same text
@@ -26,7 +27,7 @@ import random
 import re
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw, ImageFont, features
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "fixtures" / "synth"
@@ -81,12 +82,15 @@ SCALE = 8
 
 
 def ink_cases():
+    # RAQM (HarfBuzz) applies the fonts' kerning as typesetters do; PIL's BASIC layout
+    # leaves DejaVu unkerned.
+    assert features.check("raqm"), "PIL without libraqm cannot shape text"
     faces = {"sans": "DejaVuSans.ttf", "serif": "DejaVuSerif.ttf", "mono": "DejaVuSansMono.ttf"}
     out = []
     for face, file in faces.items():
         for size in (12, 18, 27, 34):
             big = size * SCALE
-            font = ImageFont.truetype(str(FONTS / file), big, layout_engine=ImageFont.Layout.BASIC)
+            font = ImageFont.truetype(str(FONTS / file), big, layout_engine=ImageFont.Layout.RAQM)
             for kind, texts in (("glyph", GLYPHS), ("word", WORDS)):
                 for text in texts:
                     pad = 2 * big

@@ -32,7 +32,13 @@ fn make(
         count,
         noise,
     };
+    let start = std::time::Instant::now();
     let summary = generate(&cfg, dir.path(), |_| {}).unwrap();
+    let secs = start.elapsed().as_secs_f64();
+    eprintln!(
+        "{count} pages in {secs:.2} s: {:.0} pages/min",
+        count as f64 * 60.0 / secs
+    );
     assert_eq!(summary.pages, count);
     let pages = read_jsonl::<PageAnnotation>(&dir.path().join(ANNOTATIONS_FILE));
     assert_eq!(pages.len() as u64, count);
@@ -450,7 +456,19 @@ fn glyph_ink_lands_where_pil_freetype_puts_it() {
             failures.push(format!("{c}: ours {ours:?} vs expected {expected:?}"));
         }
     }
-    eprintln!("{exact} of {} ink boxes equal PIL/FreeType's exactly", cases.len());
-    assert!(failures.is_empty(), "{} cases off:\n{}", failures.len(), failures.join("\n"));
-    assert!(exact * 2 > cases.len(), "only {exact} of {} exact", cases.len());
+    eprintln!(
+        "{exact} of {} ink boxes equal PIL/FreeType's exactly",
+        cases.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} cases off:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(
+        exact * 2 > cases.len(),
+        "only {exact} of {} exact",
+        cases.len()
+    );
 }
