@@ -286,7 +286,8 @@ fn conversations_follow_the_unified_format_and_parse_back_to_the_boxes() {
     // The raw JSON has exactly the reference's keys.
     let raw: Vec<Value> = read_jsonl(&dir.path().join(CONVERSATIONS_FILE));
     for v in &raw {
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
         assert_eq!(keys, ["conversations", "id", "image"]);
     }
     assert_eq!(records.len(), pages.len());

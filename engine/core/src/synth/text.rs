@@ -39,7 +39,7 @@ impl Vocabulary {
 
     /// A plain lowercase word.
     pub fn word(&self, rng: &mut PageRng) -> &'static str {
-        *rng.pick(&self.words)
+        self.words[rng.below(self.words.len() as u64) as usize]
     }
 
     /// One token: a word in some case with optional punctuation, or a number.
