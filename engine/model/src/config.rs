@@ -141,7 +141,7 @@ impl LlamaConfig {
 
     /// Checks the divisibility and positivity rules the forward pass relies on.
     pub fn validate(&self) -> Result<(), String> {
-        let positive = [
+        let must_be_positive = [
             ("dim", self.dim),
             ("n_layers", self.n_layers),
             ("n_heads", self.n_heads),
@@ -150,7 +150,7 @@ impl LlamaConfig {
             ("multiple_of", self.multiple_of),
             ("max_seq_len", self.max_seq_len),
         ];
-        for (name, v) in positive {
+        for (name, v) in must_be_positive {
             if v <= 0 {
                 return Err(format!("{name} must be positive, got {v}"));
             }
@@ -174,21 +174,26 @@ impl LlamaConfig {
                 self.kv_heads()
             ));
         }
-        if !(self.norm_eps > 0.0) || !(self.rope_theta > 0.0) {
+        if !positive(self.norm_eps) || !positive(self.rope_theta) {
             return Err("norm_eps and rope_theta must be positive".into());
         }
         if let Some(m) = self.ffn_dim_multiplier {
-            if !(m > 0.0) {
+            if !positive(m) {
                 return Err(format!("ffn_dim_multiplier must be positive, got {m}"));
             }
         }
         if let Some(s) = self.rope_scaling {
-            if !(s > 0.0) {
+            if !positive(s) {
                 return Err(format!("rope_scaling must be positive, got {s}"));
             }
         }
         Ok(())
     }
+}
+
+/// `x > 0`, false for NaN (so a NaN in a config is rejected too).
+fn positive(x: f64) -> bool {
+    x > 0.0
 }
 
 /// Which reference model file a checkpoint was trained with (its `meta.json` `llama_type`);

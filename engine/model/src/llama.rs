@@ -91,7 +91,7 @@ impl Rope {
         let inv_freq = Tensor::pow_scalar(cfg.rope_theta, &exponents).reciprocal();
         let mut t = Tensor::arange(positions, (Kind::Float, device));
         if let Some(s) = cfg.rope_scaling {
-            t = t * s;
+            t *= s;
         }
         let angles = t.outer(&inv_freq);
         Self {

@@ -248,7 +248,7 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
 /// unaligned tensor (legal in old safetensors files) is copied into an aligned buffer.
 fn borrow_tensor(data: &[u8], shape: &[i64], kind: Kind) -> Result<Tensor, tch::TchError> {
     let elt = kind.elt_size_in_bytes();
-    if (data.as_ptr() as usize) % elt != 0 || data.is_empty() {
+    if !(data.as_ptr() as usize).is_multiple_of(elt) || data.is_empty() {
         return Tensor::f_from_data_size(data, shape, kind);
     }
     let mut strides = vec![1i64; shape.len()];

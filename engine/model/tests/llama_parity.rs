@@ -78,6 +78,25 @@ fn mha_with_scaled_rope_matches_transformers() {
     check_logits("mha_scaled");
 }
 
+/// bfloat16 keeps 8 significant bits (relative rounding 2^-8 ~ 0.4%); through two
+/// layers the logits may drift a few times that, relative to their largest magnitude.
+const BF16_REL_TOL: f64 = 0.05;
+
+#[test]
+fn bfloat16_model_tracks_the_float32_reference() {
+    let (mut vs, model, r) = load_model("gqa");
+    vs.bfloat16();
+    let logits = tch::no_grad(|| model.forward_tokens(&r["ids"], 0, None).unwrap());
+    assert_eq!(logits.kind(), Kind::BFloat16);
+    let scale = r["logits"].abs().max().double_value(&[]);
+    let rel = max_abs(&logits.to_kind(Kind::Float), &r["logits"]) / scale;
+    eprintln!("bf16 logits: max error {rel:.4} of the largest logit");
+    assert!(
+        rel <= BF16_REL_TOL,
+        "bf16 logits drift {rel:.4} of the largest logit"
+    );
+}
+
 #[test]
 fn inputs_embeds_path_equals_token_path() {
     let (_vs, model, r) = load_model("gqa");
