@@ -283,7 +283,7 @@ mod tests {
         assert_eq!(map.size(), vec![2, 32, 2, 2]);
         let tokens = model.forward(&x).unwrap();
         assert_eq!(tokens.size(), vec![2, 5, 32]);
-        let mean = map.mean_dim([2, 3], false, None);
+        let mean = map.mean_dim(&[2i64, 3][..], false, None);
         let diff = (tokens.select(1, 0) - mean).abs().max().double_value(&[]);
         assert!(diff < 1e-6, "cls token is not the spatial mean: {diff}");
         let pos = (tokens.select(1, 2) - map.select(3, 1).select(2, 0))

@@ -117,8 +117,7 @@ impl Attention {
             None,
             false,
         );
-        self.proj
-            .forward(&out.transpose(1, 2).reshape([b, n, c]))
+        self.proj.forward(&out.transpose(1, 2).reshape([b, n, c]))
     }
 }
 

@@ -10,5 +10,6 @@ pub mod convnext;
 pub mod dinov2;
 pub mod llama;
 pub mod mov;
+pub mod sphinx;
 pub mod weights;
 pub mod tokenizer;

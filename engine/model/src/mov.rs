@@ -132,7 +132,9 @@ impl MovConfig {
         }
         if let ViewLayout::GlobalAndGrid { grid } = self.layout {
             if grid <= 0 {
-                return Err(VisionError::Config(format!("view grid must be positive, got {grid}")));
+                return Err(VisionError::Config(format!(
+                    "view grid must be positive, got {grid}"
+                )));
             }
         }
         Ok(())
@@ -226,13 +228,29 @@ pub fn views_from_canvas(
     let dino_canvas = bicubic(&page, grid * ds);
     for (i, _) in skipped.iter().enumerate().filter(|(_, &s)| !s) {
         let (row, col) = (i as i64 / grid, i as i64 % grid);
-        let crop = |x: &Tensor, side: i64| x.narrow(2, row * side, side).narrow(3, col * side, side);
+        let crop =
+            |x: &Tensor, side: i64| x.narrow(2, row * side, side).narrow(3, col * side, side);
         convnext.push(crop(&page, cs));
         dinov2.push(crop(&dino_canvas, ds));
     }
     Ok(MovViews {
         convnext: Tensor::cat(&convnext, 0),
         dinov2: Tensor::cat(&dinov2, 0),
+    })
+}
+
+/// Builds encoder views from views already cut at the ConvNeXt size, as the tiler ships
+/// them (`[N, 3, convnext_size, convnext_size]`, CLIP-normalized, kept views only):
+/// ConvNeXt sees them as they are, DINOv2 sees each one bicubically resized to
+/// `dinov2_size`. For one view this is exactly `llama_ens_light.py`; for the 2x2 layout it
+/// differs from [`views_from_canvas`] only in where DINOv2's resampling reads its pixels
+/// (each 512 px view instead of the whole 1024 px canvas), which the tiler's bundles
+/// (views only, no canvas) make necessary.
+pub fn views_from_tiles(cfg: &MovConfig, tiles: &Tensor) -> Result<MovViews, VisionError> {
+    check_views("ConvNeXt", tiles, cfg.convnext_size)?;
+    Ok(MovViews {
+        convnext: tiles.shallow_clone(),
+        dinov2: bicubic(tiles, cfg.dinov2_size),
     })
 }
 
@@ -292,8 +310,8 @@ impl Mov {
         tch::no_grad(|| {
             let conv = self.convnext.forward(&views.convnext)?;
             let kind = views.dinov2.kind();
-            let dino_in = &views.dinov2 * self.renorm_scale.to_kind(kind)
-                + self.renorm_shift.to_kind(kind);
+            let dino_in =
+                &views.dinov2 * self.renorm_scale.to_kind(kind) + self.renorm_shift.to_kind(kind);
             let dino = self.dinov2.forward(&dino_in)?;
             let dino = dino.to_kind(conv.kind());
             Ok(Tensor::cat(&[conv, dino], 2))
@@ -313,7 +331,10 @@ fn check_views(encoder: &str, x: &Tensor, side: i64) -> Result<(), VisionError> 
             "{encoder} views must be [N, 3, {side}, {side}], got {size:?}"
         )));
     }
-    if !matches!(x.kind(), Kind::Float | Kind::BFloat16 | Kind::Half | Kind::Double) {
+    if !matches!(
+        x.kind(),
+        Kind::Float | Kind::BFloat16 | Kind::Half | Kind::Double
+    ) {
         return Err(VisionError::Shape(format!(
             "{encoder} views must be floating point, got {:?}",
             x.kind()
@@ -352,17 +373,37 @@ mod tests {
         let corner = |t: &Tensor, i: i64| t.get(i).double_value(&[0, 0, 0]);
         assert_eq!(corner(&views.convnext, 1), 1.0);
         assert_eq!(corner(&views.convnext, 2), 3.0);
-        assert!((corner(&views.dinov2, 2) - 3.0).abs() < 1e-5);
+        // DINOv2 crops come from the resized canvas, so only their centre is unmixed.
+        let centre = views.dinov2.get(2).double_value(&[0, 28, 28]);
+        assert!((centre - 3.0).abs() < 1e-5, "{centre}");
+    }
+
+    #[test]
+    fn tile_views_resize_for_dinov2_only() {
+        let cfg = MovConfig::tiny_test();
+        let tiles = Tensor::ones([2, 3, 128, 128], (Kind::Float, Device::Cpu));
+        let views = views_from_tiles(&cfg, &tiles).unwrap();
+        assert_eq!(views.convnext.size(), vec![2, 3, 128, 128]);
+        assert_eq!(views.dinov2.size(), vec![2, 3, 56, 56]);
+        // Bicubic weights sum to one: a constant image stays constant.
+        let dev = (views.dinov2 - 1.0).abs().max().double_value(&[]);
+        assert!(dev < 1e-5, "{dev}");
+        let wrong = Tensor::ones([2, 3, 112, 128], (Kind::Float, Device::Cpu));
+        assert!(views_from_tiles(&cfg, &wrong).is_err());
     }
 
     #[test]
     fn rejects_bad_canvas_and_plan() {
         let cfg = MovConfig::tiny_test();
         let canvas = Tensor::zeros([3, 256, 256], (Kind::Float, Device::Cpu));
-        let err = views_from_canvas(&cfg, &canvas, &[false]).unwrap_err().to_string();
+        let err = views_from_canvas(&cfg, &canvas, &[false])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("skip plan"), "{err}");
         let small = Tensor::zeros([3, 200, 256], (Kind::Float, Device::Cpu));
-        let err = views_from_canvas(&cfg, &small, &[false; 4]).unwrap_err().to_string();
+        let err = views_from_canvas(&cfg, &small, &[false; 4])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("canvas"), "{err}");
         let vs = nn::VarStore::new(Device::Cpu);
         let mov = Mov::new(&vs.root(), &cfg).unwrap();

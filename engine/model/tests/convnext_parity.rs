@@ -37,7 +37,10 @@ fn fixture_sizes_are_the_tiny_config() {
     let tiny = ConvNextConfig::tiny_test();
     assert_eq!(cfg["convnext"]["depths"], serde_json::json!(tiny.depths));
     assert_eq!(cfg["convnext"]["dims"], serde_json::json!(tiny.dims));
-    assert_eq!(cfg["convnext"]["norm_eps"], serde_json::json!(tiny.norm_eps));
+    assert_eq!(
+        cfg["convnext"]["norm_eps"],
+        serde_json::json!(tiny.norm_eps)
+    );
 }
 
 #[test]
@@ -55,7 +58,10 @@ fn convnext_tokens_match_timm() {
     assert_eq!(got.size(), want.size());
     let err = (got - want).abs().max().double_value(&[]);
     let scale = want.abs().max().double_value(&[]);
-    assert!(scale > 0.1, "reference tokens are degenerate (max |x| = {scale})");
+    assert!(
+        scale > 0.1,
+        "reference tokens are degenerate (max |x| = {scale})"
+    );
     eprintln!("max abs error {err:.3e} (reference max |x| {scale:.3})");
     assert!(err <= MAX_ABS_ERR, "max abs error {err} > {MAX_ABS_ERR}");
 }

@@ -41,7 +41,10 @@ fn model() -> DinoV2 {
 fn assert_close(got: Tensor, want: &Tensor) {
     assert_eq!(got.size(), want.size());
     let scale = want.abs().max().double_value(&[]);
-    assert!(scale > 0.1, "reference tokens are degenerate (max |x| = {scale})");
+    assert!(
+        scale > 0.1,
+        "reference tokens are degenerate (max |x| = {scale})"
+    );
     let err = (got - want).abs().max().double_value(&[]);
     eprintln!("max abs error {err:.3e} (reference max |x| {scale:.3})");
     assert!(err <= MAX_ABS_ERR, "max abs error {err} > {MAX_ABS_ERR}");

@@ -1,0 +1,221 @@
+//! GPU check of the SPHINX-X engine, run by `scripts/gpu-parity.sh` on the lent GPU
+//! machine (which has libtorch through PyTorch but no Rust toolchain).
+//!
+//! `gpu_parity parity <fixtures>`: the CPU float32 parity fixtures (`vision/`, `sphinx/`
+//! under `<fixtures>`) rerun on CUDA in bfloat16; prints the relative error
+//! `||got - want|| / ||want||` of each output and fails above [`BF16_REL_TOL`].
+//!
+//! `gpu_parity write-random <file>`: SPHINX-Tiny-1k shapes with random weights, written as
+//! one bf16 safetensors file (what a converted checkpoint looks like).
+//!
+//! `gpu_parity load-and-run <file>`: times a cold load of that file into a CUDA VarStore
+//! and one page forward (global view + 2 of 4 sub-images, 2 skipped, 128 text tokens);
+//! the script samples device memory around this step only.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use sphinx_model::config::LlamaConfig;
+use sphinx_model::convnext::{ConvNext, ConvNextConfig};
+use sphinx_model::dinov2::{DinoConfig, DinoV2};
+use sphinx_model::mov::MovConfig;
+use sphinx_model::sphinx::{PageInput, Sphinx};
+use sphinx_model::weights;
+use tch::{nn, Device, Kind, Tensor};
+
+/// The bfloat16 acceptance bound (relative error against the float32 reference).
+const BF16_REL_TOL: f64 = 1e-2;
+/// Text tokens of the full-size timing page (a typical OCR prompt plus some answer).
+const FULL_TEXT_TOKENS: i64 = 128;
+/// Timed repetitions of the full-size page forward (after one warm-up).
+const FULL_REPEATS: usize = 5;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if !tch::Cuda::is_available() {
+        bail!("CUDA is not available to libtorch (is libtorch_cuda.so on LD_LIBRARY_PATH?)");
+    }
+    match args.get(1).map(String::as_str) {
+        Some("parity") if args.len() == 3 => parity(Path::new(&args[2])),
+        Some("write-random") if args.len() == 3 => write_random(Path::new(&args[2])),
+        Some("load-and-run") if args.len() == 3 => load_and_run(Path::new(&args[2])),
+        _ => bail!(
+            "usage: gpu_parity parity <fixtures dir> | write-random <file> | load-and-run <file>"
+        ),
+    }
+}
+
+fn read(path: &Path) -> Result<HashMap<String, Tensor>> {
+    Ok(Tensor::read_safetensors(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .into_iter()
+        .collect())
+}
+
+/// Relative L2 error of `got` (any dtype/device) against a float32 reference.
+fn rel_err(what: &str, got: &Tensor, want: &Tensor) -> f64 {
+    let got = got.to_device(Device::Cpu).to_kind(Kind::Float);
+    let num = (&got - want).norm().double_value(&[]);
+    let den = want.norm().double_value(&[]);
+    let max_abs = (&got - want).abs().max().double_value(&[]);
+    let rel = num / den;
+    let verdict = if rel <= BF16_REL_TOL { "ok" } else { "FAIL" };
+    println!("  {what:<28} rel {rel:.2e}  max abs {max_abs:.2e}  {verdict}");
+    rel
+}
+
+fn cuda_bf16(t: &Tensor) -> Tensor {
+    t.to_device(Device::Cuda(0)).to_kind(Kind::BFloat16)
+}
+
+fn parity(fixtures: &Path) -> Result<()> {
+    let dev = Device::Cuda(0);
+    let mut worst: f64 = 0.0;
+    println!("bf16 on CUDA vs float32 CPU references (tolerance {BF16_REL_TOL:.0e}):");
+
+    let vision = fixtures.join("vision");
+    let mut vs = nn::VarStore::new(dev);
+    let convnext = ConvNext::new(
+        &(vs.root() / "openclip_convnext_xxl"),
+        &ConvNextConfig::tiny_test(),
+    )?;
+    vs.bfloat16();
+    weights::load_into(&mut vs, &vision.join("convnext_weights.safetensors"))?;
+    let io = read(&vision.join("convnext_io.safetensors"))?;
+    worst = worst.max(rel_err(
+        "ConvNeXt tokens",
+        &convnext.forward(&cuda_bf16(&io["input"]))?,
+        &io["tokens"],
+    ));
+
+    let mut vs = nn::VarStore::new(dev);
+    let dino = DinoV2::new(&(vs.root() / "dinov2_vitg14"), &DinoConfig::tiny_test())?;
+    vs.bfloat16();
+    weights::load_into(&mut vs, &vision.join("dinov2_weights.safetensors"))?;
+    let io = read(&vision.join("dinov2_io.safetensors"))?;
+    worst = worst.max(rel_err(
+        "DINOv2 tokens (resampled)",
+        &dino.forward(&cuda_bf16(&io["input"]))?,
+        &io["tokens"],
+    ));
+    worst = worst.max(rel_err(
+        "DINOv2 tokens (native grid)",
+        &dino.forward(&cuda_bf16(&io["input_native"]))?,
+        &io["tokens_native"],
+    ));
+
+    let sphinx_dir = fixtures.join("sphinx");
+    let mut vs = nn::VarStore::new(dev);
+    let model = Sphinx::new(
+        &vs.root(),
+        &LlamaConfig::tiny_test(),
+        &MovConfig::tiny_test(),
+    )?;
+    vs.bfloat16();
+    weights::load_into(&mut vs, &sphinx_dir.join("model.safetensors"))?;
+    let io = read(&sphinx_dir.join("io.safetensors"))?;
+    let skipped: Vec<bool> = Vec::<i64>::try_from(&io["skipped"])?
+        .into_iter()
+        .map(|s| s != 0)
+        .collect();
+    let views = model.page_views(&cuda_bf16(&io["canvas"]), &skipped)?;
+    worst = worst.max(rel_err(
+        "SPHINX features",
+        &model.encode_views(&views)?,
+        &io["features"],
+    ));
+    let ids = io["ids"].to_device(dev);
+    let page = PageInput {
+        views: &views,
+        skipped: &skipped,
+        ids: &ids,
+    };
+    worst = worst.max(rel_err(
+        "SPHINX logits (skip page)",
+        &model.forward(&page)?,
+        &io["logits"],
+    ));
+
+    if worst > BF16_REL_TOL {
+        bail!("bf16 parity failed: worst relative error {worst:.2e} > {BF16_REL_TOL:.0e}");
+    }
+    println!("bf16 parity passed (worst relative error {worst:.2e})");
+    Ok(())
+}
+
+fn write_random(file: &Path) -> Result<()> {
+    let dev = Device::Cuda(0);
+    let (llm, vision) = (LlamaConfig::tinyllama(), MovConfig::sphinx_tiny_1k());
+    let start = Instant::now();
+    {
+        let mut vs = nn::VarStore::new(dev);
+        let _model = Sphinx::new(&vs.root(), &llm, &vision)?;
+        vs.bfloat16();
+        let vars: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .map(|(k, v)| (k, v.to_device(Device::Cpu).contiguous()))
+            .collect();
+        let params: i64 = vars.iter().map(|(_, t)| t.numel() as i64).sum();
+        Tensor::write_safetensors(&vars, file)?;
+        println!(
+            "wrote {} ({:.2} B parameters, {:.1} GB) in {:.1} s",
+            file.display(),
+            params as f64 / 1e9,
+            std::fs::metadata(file)?.len() as f64 / 1e9,
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn load_and_run(file: &Path) -> Result<()> {
+    let dev = Device::Cuda(0);
+    let (llm, vision) = (LlamaConfig::tinyllama(), MovConfig::sphinx_tiny_1k());
+
+    // Cold load: declare the model on the GPU in bf16, then copy every tensor in.
+    let start = Instant::now();
+    let mut vs = nn::VarStore::new(dev);
+    let model = Sphinx::new(&vs.root(), &llm, &vision)?;
+    vs.bfloat16();
+    let declared = start.elapsed().as_secs_f64();
+    let report = weights::load_into(&mut vs, file)?;
+    tch::Cuda::synchronize(0);
+    println!(
+        "load: {:.2} s ({declared:.2} s declaring, {} tensors, {:.1} GB read)",
+        start.elapsed().as_secs_f64(),
+        report.tensors,
+        report.bytes_read as f64 / 1e9
+    );
+
+    let side = vision.canvas_size();
+    let canvas = Tensor::randn([3, side, side], (Kind::BFloat16, dev));
+    let skipped = [false, false, true, true];
+    let ids = Tensor::randint(llm.vocab_size, [FULL_TEXT_TOKENS], (Kind::Int64, dev));
+    let run = || -> Result<Tensor> {
+        let views = model.page_views(&canvas, &skipped)?;
+        let page = PageInput {
+            views: &views,
+            skipped: &skipped,
+            ids: &ids,
+        };
+        Ok(tch::no_grad(|| model.forward(&page))?)
+    };
+    let logits = run()?;
+    tch::Cuda::synchronize(0);
+    if logits.size() != [1, FULL_TEXT_TOKENS, llm.vocab_size] {
+        bail!("full-size logits have shape {:?}", logits.size());
+    }
+    let start = Instant::now();
+    for _ in 0..FULL_REPEATS {
+        run()?;
+    }
+    tch::Cuda::synchronize(0);
+    println!(
+        "page forward (3 views encoded, 2 skipped, {FULL_TEXT_TOKENS} text tokens, batch 1): {:.1} ms",
+        start.elapsed().as_secs_f64() * 1e3 / FULL_REPEATS as f64
+    );
+    Ok(())
+}

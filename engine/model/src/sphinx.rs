@@ -1,0 +1,300 @@
+//! The full SPHINX-X model: MoV features -> `visual_proj` -> image blocks with
+//! `start_img`/`end_img`, one `skip_token` per skipped sub-image, spliced after BOS into
+//! the LLaMA input sequence.
+//!
+//! Follows `Transformer.encode_image`/`forward` of LLaMA2-Accessory
+//! `accessory/model/LLM/llama_ens5_light.py` (SPHINX-Tiny-1k; `llama_ens_light.py` is the
+//! one-view case) plus SPHINX-X's skip tokens (arXiv 2402.05935, section 3.1): a
+//! sub-image lying entirely in the canvas padding is not encoded, and its whole
+//! `[start_img, 257 tokens, end_img]` block becomes ONE learned `skip_token`, so the
+//! remaining sub-images keep explicit relative positions. The sequence is
+//! `[BOS] + for each view (global, then sub-images row-major) + text`.
+//!
+//! Parameter names are the reference's under `llma.`: `visual_proj.0` (Linear 4608 -> dim),
+//! `visual_proj.1` (LayerNorm), `start_img`, `end_img` (each `[1, 1, dim]`), and
+//! `skip_token`, which LLaMA2-Accessory's public code does not contain; it is declared with
+//! the same `[1, 1, dim]` shape as the image tags.
+
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+use crate::config::{LlamaConfig, LlamaType};
+use crate::llama::{Llama, LlamaError};
+use crate::mov::{views_from_canvas, views_from_tiles, Mov, MovConfig, MovViews, VisionError};
+
+/// Why a SPHINX-X forward was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SphinxError {
+    #[error(transparent)]
+    Vision(#[from] VisionError),
+    #[error(transparent)]
+    Llama(#[from] LlamaError),
+    #[error("bad SPHINX-X input: {0}")]
+    Input(String),
+}
+
+/// `nn.LayerNorm` default epsilon, which `visual_proj`'s LayerNorm uses.
+const PROJ_LN_EPS: f64 = 1e-5;
+
+impl MovConfig {
+    /// The vision side of a released checkpoint type (its `meta.json` `llama_type`).
+    pub fn for_llama_type(kind: LlamaType) -> Self {
+        match kind {
+            LlamaType::LlamaEnsLight => Self::sphinx_tiny(),
+            LlamaType::LlamaEns5Light => Self::sphinx_tiny_1k(),
+        }
+    }
+}
+
+/// A page ready for the model: its encoded views, the skip plan and the text ids.
+#[derive(Debug)]
+pub struct PageInput<'a> {
+    /// Encoder-ready views of the NON-skipped slots: the global view, then the kept
+    /// sub-images row-major.
+    pub views: &'a MovViews,
+    /// One flag per sub-image slot (row-major): `true` = replaced by the skip token.
+    pub skipped: &'a [bool],
+    /// Text token ids `[T]` (int64), BOS first, as the tokenizer returns them.
+    pub ids: &'a Tensor,
+}
+
+/// SPHINX-X: frozen MoV encoders, trainable projector and image tags, and the LLM.
+#[derive(Debug)]
+pub struct Sphinx {
+    mov: Mov,
+    proj_linear: nn::Linear,
+    proj_norm: nn::LayerNorm,
+    start_img: Tensor,
+    end_img: Tensor,
+    skip_token: Tensor,
+    llm: Llama,
+}
+
+impl Sphinx {
+    /// Declares every parameter under `root / "llma"` with the reference's names.
+    pub fn new(
+        root: &nn::Path,
+        llm: &LlamaConfig,
+        vision: &MovConfig,
+    ) -> Result<Self, SphinxError> {
+        let p = root / "llma";
+        let mov = Mov::new(&p, vision)?;
+        let dim = llm.dim;
+        let proj = &p / "visual_proj";
+        let proj_linear = nn::linear(&proj / "0", vision.feature_dim(), dim, Default::default());
+        let ln = nn::LayerNormConfig {
+            eps: PROJ_LN_EPS,
+            ..Default::default()
+        };
+        let proj_norm = nn::layer_norm(&proj / "1", vec![dim], ln);
+        // The reference initialises the image tags with torch.rand; real weights replace them.
+        let tag = |name: &str| p.var(name, &[1, 1, dim], nn::Init::Uniform { lo: 0.0, up: 1.0 });
+        let (start_img, end_img, skip_token) =
+            (tag("start_img"), tag("end_img"), tag("skip_token"));
+        let llm = Llama::new(p.clone(), llm)?;
+        Ok(Self {
+            mov,
+            proj_linear,
+            proj_norm,
+            start_img,
+            end_img,
+            skip_token,
+            llm,
+        })
+    }
+
+    /// The MoV encoders.
+    pub fn mov(&self) -> &Mov {
+        &self.mov
+    }
+
+    /// The LLM (for generation with a KV cache after the prompt).
+    pub fn llm(&self) -> &Llama {
+        &self.llm
+    }
+
+    /// Encoder-ready views of one page from its CLIP-normalized canvas and skip plan
+    /// (see [`views_from_canvas`]).
+    pub fn page_views(&self, canvas: &Tensor, skipped: &[bool]) -> Result<MovViews, SphinxError> {
+        Ok(views_from_canvas(self.mov.config(), canvas, skipped)?)
+    }
+
+    /// Encoder-ready views from the kept views of a page bundle, already cut at the
+    /// ConvNeXt size (see [`views_from_tiles`]).
+    pub fn tile_views(&self, tiles: &Tensor) -> Result<MovViews, SphinxError> {
+        Ok(views_from_tiles(self.mov.config(), tiles)?)
+    }
+
+    /// Views `-> [N, tokens, dim]`: MoV features through `visual_proj` (Linear + LayerNorm).
+    pub fn encode_views(&self, views: &MovViews) -> Result<Tensor, SphinxError> {
+        let feats = self.mov.encode(views)?;
+        let feats = feats.to_kind(self.proj_linear.ws.kind());
+        Ok(self.proj_norm.forward(&self.proj_linear.forward(&feats)))
+    }
+
+    /// Image part of the sequence `[1, n, dim]` from projected features of the kept views
+    /// `[N, tokens, dim]` and the skip plan: global block, then per sub-image its block or
+    /// the skip token.
+    pub fn image_block(&self, feats: &Tensor, skipped: &[bool]) -> Result<Tensor, SphinxError> {
+        let size = feats.size();
+        let layout = self.mov.config().layout;
+        let sub_slots = layout.slots() - 1;
+        if skipped.len() != sub_slots {
+            return Err(SphinxError::Input(format!(
+                "skip plan has {} entries but the {layout:?} layout has {sub_slots} sub-images",
+                skipped.len()
+            )));
+        }
+        let kept = 1 + skipped.iter().filter(|&&s| !s).count() as i64;
+        let dim = self.llm.config().dim;
+        if size.len() != 3 || size[0] != kept || size[2] != dim {
+            return Err(SphinxError::Input(format!(
+                "expected features of {kept} kept views [{kept}, tokens, {dim}], got {size:?}"
+            )));
+        }
+        let kind = feats.kind();
+        let (start, end, skip) = (
+            self.start_img.to_kind(kind),
+            self.end_img.to_kind(kind),
+            self.skip_token.to_kind(kind),
+        );
+        let block = |i: i64| {
+            [
+                start.shallow_clone(),
+                feats.narrow(0, i, 1),
+                end.shallow_clone(),
+            ]
+        };
+        let mut parts: Vec<Tensor> = block(0).into();
+        let mut next = 1;
+        for &s in skipped {
+            if s {
+                parts.push(skip.shallow_clone());
+            } else {
+                parts.extend(block(next));
+                next += 1;
+            }
+        }
+        Ok(Tensor::cat(&parts, 1))
+    }
+
+    /// The LLM input `[1, L, dim]` of a page (BOS embedding, image block, embeddings of the
+    /// rest of the ids) and the length of its image block.
+    pub fn assemble(&self, page: &PageInput) -> Result<(Tensor, i64), SphinxError> {
+        let ids = page.ids;
+        if ids.dim() != 1 || ids.size()[0] < 1 || ids.kind() != Kind::Int64 {
+            return Err(SphinxError::Input(format!(
+                "text ids must be a non-empty 1-D int64 tensor (BOS first), got {:?} {:?}",
+                ids.kind(),
+                ids.size()
+            )));
+        }
+        let image = self.image_block(&self.encode_views(page.views)?, page.skipped)?;
+        let text = self.llm.embed_tokens(&ids.unsqueeze(0))?;
+        let image = image.to_kind(text.kind());
+        let n_image = image.size()[1];
+        let t = ids.size()[0];
+        let seq = Tensor::cat(&[text.narrow(1, 0, 1), image, text.narrow(1, 1, t - 1)], 1);
+        Ok((seq, n_image))
+    }
+
+    /// Logits `[1, T, vocab]` at the text positions of a page, aligned like the
+    /// reference's training forward: entry `j` is the prediction for `ids[j + 1]` (entry 0
+    /// is read at the last image token, right before the first text token after BOS).
+    pub fn forward(&self, page: &PageInput) -> Result<Tensor, SphinxError> {
+        let (seq, n_image) = self.assemble(page)?;
+        let hidden = self.llm.forward_embeds(&seq, 0, None, None)?;
+        let t = page.ids.size()[0];
+        Ok(self.llm.logits(&hidden.narrow(1, n_image, t)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn tiny() -> (nn::VarStore, Sphinx) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = Sphinx::new(
+            &vs.root(),
+            &LlamaConfig::tiny_test(),
+            &MovConfig::tiny_test(),
+        )
+        .unwrap();
+        (vs, model)
+    }
+
+    #[test]
+    fn parameter_names_are_the_references() {
+        let (vs, _model) = tiny();
+        let names = vs.variables();
+        for name in [
+            "llma.visual_proj.0.weight",
+            "llma.visual_proj.1.bias",
+            "llma.start_img",
+            "llma.end_img",
+            "llma.skip_token",
+            "llma.openclip_convnext_xxl.stem.0.weight",
+            "llma.dinov2_vitg14.blocks.1.mlp.w12.weight",
+            "llma.tok_embeddings.weight",
+        ] {
+            assert!(names.contains_key(name), "missing {name}");
+        }
+        assert_eq!(names["llma.visual_proj.0.weight"].size(), vec![64, 64]);
+    }
+
+    #[test]
+    fn skipped_sub_images_shorten_the_sequence() {
+        let (_vs, model) = tiny();
+        let canvas = Tensor::randn([3, 256, 256], (Kind::Float, Device::Cpu));
+        let ids = Tensor::from_slice(&[1i64, 5, 6, 7]);
+        let skipped = [false, false, true, true];
+        let views = model.page_views(&canvas, &skipped).unwrap();
+        let page = PageInput {
+            views: &views,
+            skipped: &skipped,
+            ids: &ids,
+        };
+        let (seq, n_image) = model.assemble(&page).unwrap();
+        // 3 kept views x (17 tokens + 2 tags) + 2 skip tokens.
+        assert_eq!(n_image, 3 * 19 + 2);
+        assert_eq!(seq.size(), vec![1, 1 + n_image + 3, 64]);
+        let skip_at = 1 + 3 * 19;
+        let diff = (seq.get(0).get(skip_at) - model.skip_token.view([64]))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert_eq!(diff, 0.0);
+        assert_eq!(model.forward(&page).unwrap().size(), vec![1, 4, 320]);
+    }
+
+    #[test]
+    fn rejects_inconsistent_pages() {
+        let (_vs, model) = tiny();
+        let canvas = Tensor::randn([3, 256, 256], (Kind::Float, Device::Cpu));
+        let views = model
+            .page_views(&canvas, &[false, false, true, true])
+            .unwrap();
+        let ids = Tensor::from_slice(&[1i64, 5]);
+        let wrong_plan = [false, false, false, true];
+        let page = PageInput {
+            views: &views,
+            skipped: &wrong_plan,
+            ids: &ids,
+        };
+        let err = model.forward(&page).unwrap_err().to_string();
+        assert!(err.contains("kept views"), "{err}");
+        let float_ids = Tensor::from_slice(&[1.0f32]);
+        let page = PageInput {
+            views: &views,
+            skipped: &[false, false, true, true],
+            ids: &float_ids,
+        };
+        assert!(model
+            .forward(&page)
+            .unwrap_err()
+            .to_string()
+            .contains("int64"));
+    }
+}

@@ -1,0 +1,112 @@
+//! Full SPHINX-X forward on a page with skipped sub-images vs a reference composed of
+//! timm ConvNeXt + transformers Dinov2 + torch visual_proj + transformers Llama
+//! (random tiny weights, float32, CPU).
+//! Fixtures: `.venv/bin/python scripts/make_parity_fixtures.py sphinx`.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use sphinx_model::config::LlamaConfig;
+use sphinx_model::mov::{MovConfig, ViewLayout};
+use sphinx_model::sphinx::{PageInput, Sphinx};
+use sphinx_model::weights;
+use tch::{nn, Device, Tensor};
+
+/// Parity bound on encoder features and logits (the float32 acceptance criterion).
+const MAX_ABS_ERR: f64 = 1e-4;
+
+fn fixture(name: &str) -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/fixtures/sphinx")
+        .join(name);
+    assert!(
+        path.exists(),
+        "missing fixture {}: run `.venv/bin/python scripts/make_parity_fixtures.py sphinx`",
+        path.display()
+    );
+    path
+}
+
+struct Loaded {
+    model: Sphinx,
+    io: HashMap<String, Tensor>,
+    skipped: Vec<bool>,
+}
+
+fn load() -> Loaded {
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let model = Sphinx::new(
+        &vs.root(),
+        &LlamaConfig::tiny_test(),
+        &MovConfig::tiny_test(),
+    )
+    .unwrap();
+    weights::load_into(&mut vs, &fixture("model.safetensors")).unwrap();
+    let io: HashMap<String, Tensor> = Tensor::read_safetensors(fixture("io.safetensors"))
+        .expect("readable fixture")
+        .into_iter()
+        .collect();
+    let skipped = Vec::<i64>::try_from(&io["skipped"])
+        .unwrap()
+        .into_iter()
+        .map(|s| s != 0)
+        .collect();
+    Loaded { model, io, skipped }
+}
+
+fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
+    assert_eq!(got.size(), want.size(), "{what}: shape");
+    let scale = want.abs().max().double_value(&[]);
+    assert!(
+        scale > 0.1,
+        "{what}: reference is degenerate (max |x| = {scale})"
+    );
+    let err = (got - want).abs().max().double_value(&[]);
+    eprintln!("{what}: max abs error {err:.3e} (reference max |x| {scale:.3})");
+    assert!(
+        err <= MAX_ABS_ERR,
+        "{what}: max abs error {err} > {MAX_ABS_ERR}"
+    );
+}
+
+#[test]
+fn fixture_sizes_are_the_tiny_configs() {
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
+    let mov = MovConfig::tiny_test();
+    assert_eq!(cfg["convnext_size"], mov.convnext_size);
+    assert_eq!(cfg["dinov2_size"], mov.dinov2_size);
+    assert_eq!(
+        ViewLayout::GlobalAndGrid {
+            grid: cfg["grid"].as_i64().unwrap()
+        },
+        mov.layout
+    );
+    let llm: LlamaConfig = serde_json::from_value(cfg["llm"].clone()).unwrap();
+    assert_eq!(llm, LlamaConfig::tiny_test());
+}
+
+#[test]
+fn page_with_skipped_sub_images_matches_reference() {
+    let Loaded { model, io, skipped } = load();
+    assert_eq!(
+        skipped,
+        [false, false, true, true],
+        "fixture page skips the bottom row"
+    );
+    let views = model.page_views(&io["canvas"], &skipped).unwrap();
+    assert_close("ConvNeXt views", &views.convnext, &io["convnext_views"]);
+    assert_close("DINOv2 views", &views.dinov2, &io["dinov2_views"]);
+    let features = model.encode_views(&views).unwrap();
+    assert_close("projected features", &features, &io["features"]);
+    let page = PageInput {
+        views: &views,
+        skipped: &skipped,
+        ids: &io["ids"],
+    };
+    let (embeds, n_image) = model.assemble(&page).unwrap();
+    assert_eq!(n_image, 3 * (17 + 2) + 2);
+    assert_close("inputs_embeds", &embeds, &io["inputs_embeds"]);
+    let logits = model.forward(&page).unwrap();
+    assert_close("logits at text positions", &logits, &io["logits"]);
+}
