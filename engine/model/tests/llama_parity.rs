@@ -51,6 +51,7 @@ fn check_logits(name: &str) {
     let (_vs, model, r) = load_model(name);
     let logits = tch::no_grad(|| model.forward_tokens(&r["ids"], 0, None).unwrap());
     let err = max_abs(&logits, &r["logits"]);
+    eprintln!("{name}: max |logits - transformers| = {err:e}");
     assert!(
         err <= LOGITS_TOL,
         "{name}: max |logits - transformers| = {err:e}"
