@@ -8,7 +8,7 @@
 //! version that produced it. A [`DocumentResult`] merges a document's page results in page
 //! order and lists pages that have no result yet.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
@@ -230,7 +230,7 @@ impl DocumentResult {
         let first = pages.first().ok_or(ResultError::NoPages)?;
         let doc_id = first.doc_id.clone();
         let page_count = first.page_count;
-        let mut seen = BTreeMap::new();
+        let mut seen = BTreeSet::new();
         for p in &pages {
             check_version(&p.schema_version)?;
             if p.doc_id != doc_id {
@@ -245,14 +245,14 @@ impl DocumentResult {
                     page_count,
                 });
             }
-            if seen.insert(p.page_index, ()).is_some() {
+            if !seen.insert(p.page_index) {
                 return Err(ResultError::DuplicatePage {
                     page_index: p.page_index,
                 });
             }
         }
         pages.sort_by_key(|p| p.page_index);
-        let missing_pages = (0..page_count).filter(|i| !seen.contains_key(i)).collect();
+        let missing_pages = (0..page_count).filter(|i| !seen.contains(i)).collect();
         let mut tasks: Vec<MergedTask> = Vec::new();
         for page in &pages {
             for tr in &page.tasks {

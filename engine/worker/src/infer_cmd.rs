@@ -1,0 +1,337 @@
+//! `sphinx infer --model <dir> --task ocr <image or pdf> [--page N] [--overlay out.png]`:
+//! runs SPHINX-X on one page and prints its [`PageResult`] JSON, the same object the
+//! batch worker writes per page.
+//!
+//! One page, every requested task in ONE batch (the rows share the page's visual block
+//! and differ in their prompts). The page is tiled exactly as the tiler does
+//! ([`sphinx_core::tiling::tile_page`] on the render at the canvas size), each task's
+//! question is wrapped in the reference conversation template, generation stops at EOS or
+//! the template's end signal, and the answer's boxes are mapped back onto the page.
+//!
+//! The model folder holds what `scripts/convert_checkpoint.py` and
+//! `scripts/convert_tokenizer.py` write: `config.json`, `model.safetensors`,
+//! `tokenizer.json`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use image::RgbImage;
+use sphinx_core::boxes::PageFrame;
+use sphinx_core::document::Document;
+use sphinx_core::job::Task;
+use sphinx_core::keys;
+use sphinx_core::limits::Limits;
+use sphinx_core::prompts;
+use sphinx_core::result::{ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts};
+use sphinx_core::tiling::{tile_page, TileConfig, CLIP_MEAN, CLIP_STD};
+use sphinx_model::config::SphinxConfig;
+use sphinx_model::conversation::{Template, Turn};
+use sphinx_model::generate::{generate, GenerateConfig, Sampling, Stop};
+use sphinx_model::mov::{MovConfig, ViewLayout};
+use sphinx_model::sphinx::{PageInput, Sphinx};
+use sphinx_model::tokenizer::Tokenizer;
+use sphinx_model::weights;
+use tch::{nn, Device, Kind, Tensor};
+
+use crate::overlay;
+
+/// File names inside a converted model folder.
+const CONFIG_FILE: &str = "config.json";
+const WEIGHTS_FILE: &str = "model.safetensors";
+const TOKENIZER_FILE: &str = "tokenizer.json";
+/// Default answer budget: the reference's `generate_response` default `max_gen_len`.
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 512;
+
+/// Arguments of `sphinx infer`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InferArgs {
+    /// Converted model folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Task to run; repeat for several: ocr, caption, caption:short, grounding:<query>,
+    /// ask:<question>.
+    #[arg(long = "task", required = true)]
+    pub tasks: Vec<Task>,
+    /// The page: an image (PNG, JPEG, TIFF, WebP) or a PDF.
+    pub input: PathBuf,
+    /// Zero-based page of a multi-page input.
+    #[arg(long, default_value_t = 0)]
+    pub page: u32,
+    /// Most tokens generated per task.
+    #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature; 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus mass for sampling (with --temperature > 0).
+    #[arg(long, default_value_t = 0.5)]
+    pub top_p: f64,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also draw the boxes and labels on the page into this PNG.
+    #[arg(long)]
+    pub overlay: Option<PathBuf>,
+    /// Run on the CPU even when a GPU is available.
+    #[arg(long)]
+    pub cpu: bool,
+}
+
+/// A loaded model: weights, tokenizer and the tiling its views need.
+pub struct Loaded {
+    pub id: String,
+    pub model: Sphinx,
+    pub tokenizer: Tokenizer,
+    pub tile: TileConfig,
+    /// True for the one-view layout (SPHINX-Tiny): no sub-images, no skip plan.
+    pub single_view: bool,
+    pub device: Device,
+    _vs: nn::VarStore,
+}
+
+/// Loads a converted model folder onto `device`.
+pub fn load(dir: &Path, device: Device) -> Result<Loaded> {
+    let cfg = SphinxConfig::from_json_file(&dir.join(CONFIG_FILE))?;
+    let vision = MovConfig::for_llama_type(cfg.llama_type);
+    load_with(dir, device, &cfg, &vision)
+}
+
+/// Loads with an explicit vision config (tests use tiny encoders).
+pub fn load_with(
+    dir: &Path,
+    device: Device,
+    cfg: &SphinxConfig,
+    vision: &MovConfig,
+) -> Result<Loaded> {
+    let mut vs = nn::VarStore::new(device);
+    let model = Sphinx::new(&vs.root(), &cfg.llm, vision)?;
+    let weights_path = dir.join(WEIGHTS_FILE);
+    weights::load_files(&mut vs, &[weights_path.as_path()])
+        .with_context(|| format!("cannot load weights {}", weights_path.display()))?;
+    let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
+    let tile = match vision.layout {
+        ViewLayout::Single => TileConfig {
+            canvas: vision.convnext_size as u32,
+            grid: 1,
+        },
+        ViewLayout::GlobalAndGrid { grid } => TileConfig {
+            canvas: (grid * vision.convnext_size) as u32,
+            grid: grid as u32,
+        },
+    };
+    let id = dir
+        .canonicalize()
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string());
+    Ok(Loaded {
+        id,
+        model,
+        tokenizer,
+        tile,
+        single_view: vision.layout == ViewLayout::Single,
+        device,
+        _vs: vs,
+    })
+}
+
+/// Generation settings from the command line.
+fn gen_config(args: &InferArgs) -> Result<Sampling> {
+    if args.temperature < 0.0 || !args.temperature.is_finite() {
+        bail!("--temperature must be >= 0, got {}", args.temperature);
+    }
+    Ok(if args.temperature == 0.0 {
+        Sampling::Greedy
+    } else {
+        Sampling::TopP {
+            temperature: args.temperature,
+            top_p: args.top_p,
+            seed: args.seed,
+        }
+    })
+}
+
+/// `sphinx infer`.
+pub fn run(args: InferArgs) -> Result<ExitCode> {
+    let device = if args.cpu {
+        Device::Cpu
+    } else {
+        Device::cuda_if_available()
+    };
+    let sampling = gen_config(&args)?;
+    let loaded = load(&args.model, device)
+        .with_context(|| format!("cannot load model {}", args.model.display()))?;
+    let (result, page) = infer_file(
+        &loaded,
+        &args.input,
+        args.page,
+        &args.tasks,
+        args.max_new_tokens,
+        sampling,
+    )?;
+    if let Some(path) = &args.overlay {
+        let spans: Vec<_> = result.tasks.iter().flat_map(|t| t.spans.clone()).collect();
+        let img = overlay::draw(&page, result.frame.size_pixels, &spans)?;
+        overlay::write_png(&img, path)?;
+    }
+    println!("{}", String::from_utf8(result.to_json()?)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `tasks` on page `page_index` of the file at `input`; returns the result and the
+/// page bitmap the boxes refer to.
+pub fn infer_file(
+    loaded: &Loaded,
+    input: &Path,
+    page_index: u32,
+    tasks: &[Task],
+    max_new_tokens: usize,
+    sampling: Sampling,
+) -> Result<(PageResult, RgbImage)> {
+    let bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
+    let doc_id = keys::doc_id(&bytes);
+    let doc = Document::open(Arc::new(bytes), &Limits::default())
+        .with_context(|| format!("cannot open {}", input.display()))?;
+    let page = doc
+        .render(page_index, loaded.tile.canvas)
+        .with_context(|| format!("cannot render page {page_index} of {}", input.display()))?;
+    let result = infer_page(
+        loaded,
+        &page.image,
+        page.size_points,
+        (doc_id, page_index, doc.page_count()),
+        tasks,
+        max_new_tokens,
+        sampling,
+    )?;
+    Ok((result, page.image))
+}
+
+/// Runs every task on one page bitmap in one batch.
+pub fn infer_page(
+    loaded: &Loaded,
+    image: &RgbImage,
+    size_points: [f32; 2],
+    (doc_id, page_index, page_count): (String, u32, u32),
+    tasks: &[Task],
+    max_new_tokens: usize,
+    sampling: Sampling,
+) -> Result<PageResult> {
+    if tasks.is_empty() {
+        bail!("no task given");
+    }
+    let started = Instant::now();
+    let _guard = tch::no_grad_guard();
+    let tiled = tile_page(image, &loaded.tile)?;
+    let frame = PageFrame::new(
+        loaded.tile.canvas,
+        tiled.placement.clone(),
+        tiled.page_size,
+        size_points,
+    )?;
+    let kept: Vec<&RgbImage> = tiled.views().flatten().collect();
+    let dev = loaded.device;
+    let views_t =
+        Tensor::stack(&kept.iter().map(|v| normalized(v)).collect::<Vec<_>>(), 0).to_device(dev);
+    // The one-view layout sees only the global view (the padded page at the canvas size).
+    let (views_t, skipped) = if loaded.single_view {
+        (views_t.narrow(0, 0, 1), Vec::new())
+    } else {
+        (views_t, tiled.plan.flags().to_vec())
+    };
+    let encode_start = Instant::now();
+    let views = loaded.model.tile_views(&views_t)?;
+    let template = Template::default_conversation();
+    let mut questions = Vec::new();
+    let mut seqs = Vec::new();
+    let mut prompt_lens = Vec::new();
+    let mut visual = 0;
+    for task in tasks {
+        let question = prompts::question(task)?;
+        let prompt = template.prompt(&[Turn::ask(question.clone())])?;
+        let ids = loaded.tokenizer.encode(&prompt, true, false)?;
+        prompt_lens.push(ids.len() as u32);
+        let ids = Tensor::from_slice(&ids).to_device(dev);
+        let (seq, n_image) = loaded.model.assemble(&PageInput {
+            views: &views,
+            skipped: &skipped,
+            ids: &ids,
+        })?;
+        visual = n_image as u32;
+        seqs.push(seq.squeeze_dim(0));
+        questions.push(question);
+    }
+    let encode_ms = ms(encode_start.elapsed());
+    let cfg = GenerateConfig {
+        max_new_tokens,
+        sampling,
+        stop: template.stop_sequences(&loaded.tokenizer)?,
+    };
+    let batch = generate(loaded.model.llm(), &seqs, &cfg)?;
+    let mut results = Vec::new();
+    for ((task, question), (out, prompt_len)) in tasks
+        .iter()
+        .zip(questions)
+        .zip(batch.outputs.iter().zip(prompt_lens))
+    {
+        let text = loaded.tokenizer.decode(&out.tokens)?;
+        let (answer, cut) = template.cut_answer(&text);
+        let stop = match out.stop {
+            Stop::Sequence { index: 0 } => StopReason::Eos,
+            Stop::Sequence { .. } => StopReason::Separator,
+            Stop::MaxTokens if cut => StopReason::Separator,
+            Stop::MaxTokens => StopReason::MaxTokens,
+        };
+        let tokens = TokenCounts {
+            prompt: prompt_len,
+            visual,
+            generated: out.generated as u32,
+        };
+        let timings = Timings {
+            encode_ms,
+            prefill_ms: ms(batch.prefill),
+            decode_ms: ms(batch.decode),
+            total_ms: ms(started.elapsed()),
+        };
+        results.push(TaskResult::from_answer(
+            task.clone(),
+            question,
+            answer.to_owned(),
+            &frame,
+            stop,
+            tokens,
+            timings,
+        ));
+    }
+    Ok(PageResult::new(
+        doc_id,
+        page_index,
+        page_count,
+        ModelInfo {
+            id: loaded.id.clone(),
+        },
+        frame,
+        results,
+    ))
+}
+
+/// `[3, H, W]` float32, CLIP-normalised, of an RGB8 view.
+fn normalized(img: &RgbImage) -> Tensor {
+    let (w, h) = img.dimensions();
+    let t = Tensor::from_slice(img.as_raw())
+        .view([i64::from(h), i64::from(w), 3])
+        .permute([2, 0, 1])
+        .to_kind(Kind::Float)
+        / 255.0;
+    let mean = Tensor::from_slice(&CLIP_MEAN).view([3, 1, 1]);
+    let std = Tensor::from_slice(&CLIP_STD).view([3, 1, 1]);
+    (t - mean) / std
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

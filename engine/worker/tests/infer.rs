@@ -1,0 +1,119 @@
+//! `sphinx infer` end to end on a corpus page with a tiny random-weight SPHINX-X written
+//! to a model folder the way the converters lay it out: the page result JSON reads back,
+//! its token counts match the reference template's prompt, the boxes (if any) lie on the
+//! page, and several tasks in one batch give what each gives alone.
+
+// The modules are compiled into this test as they are into the binary; the CLI entry
+// (`run`, `InferArgs`) is the binary's, so it is unused here.
+#[allow(dead_code)]
+#[path = "../src/infer_cmd.rs"]
+mod infer_cmd;
+#[allow(dead_code)]
+#[path = "../src/overlay.rs"]
+mod overlay;
+
+use std::path::PathBuf;
+
+use sphinx_core::job::Task;
+use sphinx_core::result::PageResult;
+use sphinx_model::config::{LlamaConfig, LlamaType, SphinxConfig};
+use sphinx_model::conversation::{Template, Turn};
+use sphinx_model::generate::Sampling;
+use sphinx_model::mov::MovConfig;
+use sphinx_model::sphinx::Sphinx;
+use tch::{nn, Device, Tensor};
+
+/// Vocabulary of the LLaMA-style test tokenizer (`scripts/parity/tokenizer.py`).
+const TEST_VOCAB: i64 = 32_000;
+const MAX_NEW: usize = 6;
+
+fn model_dir() -> (tempfile::TempDir, SphinxConfig) {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tok = repo.join("target/fixtures/tokenizer/tokenizer.json");
+    assert!(
+        tok.exists(),
+        "missing fixture {}; generate it with `.venv/bin/python scripts/parity/tokenizer.py`",
+        tok.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&tok, dir.path().join("tokenizer.json")).unwrap();
+    let cfg = SphinxConfig {
+        llama_type: LlamaType::LlamaEns5Light,
+        llm: LlamaConfig {
+            vocab_size: TEST_VOCAB,
+            ..LlamaConfig::tiny_test()
+        },
+    };
+    cfg.to_json_file(&dir.path().join("config.json")).unwrap();
+    tch::manual_seed(5);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _model = Sphinx::new(&vs.root(), &cfg.llm, &MovConfig::tiny_test()).unwrap();
+    let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    Tensor::write_safetensors(&named, dir.path().join("model.safetensors")).unwrap();
+    (dir, cfg)
+}
+
+#[test]
+fn infer_a_corpus_page_with_two_tasks() {
+    let (dir, cfg) = model_dir();
+    let loaded =
+        infer_cmd::load_with(dir.path(), Device::Cpu, &cfg, &MovConfig::tiny_test()).unwrap();
+    let pdf =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/corpus/earnings.pdf");
+    let tasks = vec![
+        Task::Ocr,
+        Task::Grounding {
+            query: "the total revenue".into(),
+        },
+    ];
+    let (result, page) =
+        infer_cmd::infer_file(&loaded, &pdf, 0, &tasks, MAX_NEW, Sampling::Greedy).unwrap();
+    let back = PageResult::from_json(&result.to_json().unwrap()).unwrap();
+    assert_eq!(back, result);
+    assert_eq!(result.page_index, 0);
+    assert_eq!(result.frame.size_pixels, [page.width(), page.height()]);
+    assert_eq!(result.frame.canvas, 256, "tiny MoV canvas");
+    assert_eq!(result.tasks.len(), 2);
+    let template = Template::default_conversation();
+    for (t, task) in result.tasks.iter().zip(&tasks) {
+        assert_eq!(&t.task, task);
+        let prompt = template.prompt(&[Turn::ask(t.question.clone())]).unwrap();
+        let ids = loaded.tokenizer.encode(&prompt, true, false).unwrap();
+        assert_eq!(t.tokens.prompt as usize, ids.len());
+        assert!(t.tokens.generated as usize <= MAX_NEW);
+        assert!(t.tokens.visual > 0);
+        for b in t.spans.iter().flat_map(|s| &s.boxes) {
+            assert!(
+                b.pixels[2] <= f64::from(page.width()) && b.pixels[3] <= f64::from(page.height())
+            );
+        }
+    }
+    // Each task alone gives what it gave in the two-task batch (greedy).
+    for (i, task) in tasks.iter().enumerate() {
+        let (alone, _) = infer_cmd::infer_file(
+            &loaded,
+            &pdf,
+            0,
+            std::slice::from_ref(task),
+            MAX_NEW,
+            Sampling::Greedy,
+        )
+        .unwrap();
+        assert_eq!(
+            alone.tasks[0].raw_text, result.tasks[i].raw_text,
+            "task {task}"
+        );
+        assert_eq!(alone.tasks[0].tokens, result.tasks[i].tokens, "task {task}");
+    }
+    let spans: Vec<_> = result.tasks.iter().flat_map(|t| t.spans.clone()).collect();
+    let img = overlay::draw(&page, result.frame.size_pixels, &spans).unwrap();
+    assert_eq!(img.dimensions(), page.dimensions());
+}
+
+#[test]
+fn missing_model_folder_is_an_error_naming_it() {
+    let err = infer_cmd::load(std::path::Path::new("/nonexistent/model"), Device::Cpu)
+        .err()
+        .expect("loading a missing folder fails");
+    assert!(format!("{err:#}").contains("/nonexistent/model"), "{err:#}");
+}
