@@ -3,6 +3,7 @@
 
 mod cli;
 mod inputs;
+mod synth_cmd;
 mod tile_cmd;
 
 use std::process::ExitCode;
@@ -14,6 +15,7 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let outcome = match cli.command {
         cli::Command::Tile(args) => tile_cmd::run(args),
+        cli::Command::Synth(args) => synth_cmd::run(args),
     };
     match outcome {
         Ok(code) => code,

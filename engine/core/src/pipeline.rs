@@ -1,0 +1,171 @@
+//! One document through the whole ingestion flow: open -> render each page -> tile ->
+//! page bundle. Shared unchanged by `sphinx tile`, `sphinx run` and the tiler Lambda,
+//! so every path lays out byte-identical objects.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::PageBundle;
+use crate::document::{Document, SourceKind};
+use crate::error::DocError;
+use crate::keys;
+use crate::limits::Limits;
+use crate::manifest::{DocumentManifest, SourceInfo};
+use crate::tiling::{tile_page, TileConfig, TileConfigError};
+
+/// Everything that decides what a document turns into.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TileOptions {
+    pub tile: TileConfig,
+    pub limits: Limits,
+}
+
+/// One finished page: its bundle object, ready to store under `key`.
+#[derive(Clone, Debug)]
+pub struct PageOutput {
+    pub index: u32,
+    pub key: String,
+    pub bundle: Vec<u8>,
+    /// Views stored in the bundle (global + kept sub-images).
+    pub views: u32,
+    /// Sub-images replaced by a skip token.
+    pub skipped: u32,
+}
+
+/// Why a document could not be tiled. The split matters to callers that retry:
+/// an invalid document fails the same way every time, a sink failure may not.
+#[derive(Debug, thiserror::Error)]
+pub enum TileError {
+    /// The input itself is bad (format, limits, encryption...): record it, do not retry.
+    #[error(transparent)]
+    Document(#[from] DocError),
+    /// The options cannot produce views (e.g. a canvas not divisible by the grid).
+    #[error("invalid tiling options: {0}")]
+    Options(#[from] TileConfigError),
+    /// A page could not be tiled or bundled although it decoded: a bug or a
+    /// degenerate page; retrying will not help either.
+    #[error("page {page}: {reason}")]
+    Page { page: u32, reason: String },
+    /// Writing a finished page failed (store unavailable...): transient, retry.
+    #[error("could not store page output: {0:#}")]
+    Sink(anyhow::Error),
+}
+
+impl TileError {
+    /// True when retrying cannot help: the document must get an error record.
+    pub fn is_invalid_input(&self) -> bool {
+        !matches!(self, TileError::Sink(_))
+    }
+
+    /// Stable snake_case code written into error records.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TileError::Document(e) => e.code(),
+            TileError::Options(_) => "invalid_options",
+            TileError::Page { .. } => "page_failed",
+            TileError::Sink(_) => "store_failed",
+        }
+    }
+}
+
+/// Version of the [`ErrorRecord`] JSON schema.
+pub const ERROR_RECORD_VERSION: u32 = 1;
+
+/// What `errors/<doc_id>.json` holds: enough for a person to see which upload failed
+/// and why, and for a program to branch on `code`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ErrorRecord {
+    pub schema_version: u32,
+    pub doc_id: String,
+    pub source: String,
+    pub code: String,
+    pub message: String,
+}
+
+impl ErrorRecord {
+    pub fn from_error(doc_id: &str, source: &str, err: &TileError) -> Self {
+        ErrorRecord {
+            schema_version: ERROR_RECORD_VERSION,
+            doc_id: doc_id.to_string(),
+            source: source.to_string(),
+            code: err.code().to_string(),
+            message: err.to_string(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("error record serializes")
+    }
+}
+
+/// Opens the document just far enough to count its pages (no rendering).
+pub fn page_count(bytes: Arc<Vec<u8>>, limits: &Limits) -> Result<u32, TileError> {
+    Ok(Document::open(bytes, limits)?.page_count())
+}
+
+/// Tiles `pages` (all when `None`) of one document, handing each page bundle to `sink`
+/// as soon as it is made so memory stays bounded by one page. Returns the document
+/// manifest listing the pages tiled by this call (a continuation over a later range
+/// returns the others; [`DocumentManifest::record_page`] merges them).
+pub fn tile_document(
+    bytes: Arc<Vec<u8>>,
+    source: &str,
+    opts: &TileOptions,
+    pages: Option<Range<u32>>,
+    sink: &mut dyn FnMut(PageOutput) -> anyhow::Result<()>,
+) -> Result<DocumentManifest, TileError> {
+    opts.tile.validate()?;
+    let doc_id = keys::doc_id(&bytes);
+    let byte_len = bytes.len() as u64;
+    let document = Document::open(bytes, &opts.limits)?;
+    let count = document.page_count();
+    let range = pages.unwrap_or(0..count);
+    if range.end > count || range.start > range.end {
+        return Err(DocError::PageOutOfRange {
+            index: range.end.saturating_sub(1).max(range.start),
+            count,
+        }
+        .into());
+    }
+    let info = SourceInfo {
+        name: source.to_string(),
+        kind: kind_name(document.kind()).to_string(),
+        bytes: byte_len,
+    };
+    let mut manifest = DocumentManifest::new(&doc_id, info, count, &opts.tile);
+    for index in range {
+        let page = document.render(index, opts.tile.canvas)?;
+        let page_failed = |reason: String| TileError::Page {
+            page: index,
+            reason,
+        };
+        let tiled = tile_page(&page.image, &opts.tile).map_err(|e| page_failed(e.to_string()))?;
+        let page_manifest = manifest.page_manifest(index, page.size_points, &tiled);
+        drop(page);
+        let bundle =
+            PageBundle::build(page_manifest, &tiled).map_err(|e| page_failed(e.to_string()))?;
+        manifest.record_page(&bundle.manifest);
+        let output = PageOutput {
+            index,
+            key: keys::page_bundle(&doc_id, index),
+            views: bundle.manifest.kept_count() as u32,
+            skipped: bundle.manifest.skipped_count() as u32,
+            bundle: bundle.into_bytes(),
+        };
+        sink(output).map_err(TileError::Sink)?;
+    }
+    Ok(manifest)
+}
+
+/// The lowercase name of a format, as written in manifests.
+fn kind_name(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Pdf => "pdf",
+        SourceKind::Tiff => "tiff",
+        SourceKind::Png => "png",
+        SourceKind::Jpeg => "jpeg",
+        SourceKind::Webp => "webp",
+    }
+}
