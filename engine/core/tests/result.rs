@@ -59,14 +59,10 @@ fn ocr_answer_maps_to_page_pixels_and_points() {
     assert_eq!(r.prompt_version, prompts::PROMPT_VERSION);
     let b = r.spans[0].boxes[0];
     let expect_px = [165.0, 330.0, 825.0, 825.0];
-    for i in 0..4 {
-        assert!((b.pixels[i] - expect_px[i]).abs() < 1e-9, "{:?}", b.pixels);
+    for ((px, pt), want) in b.pixels.iter().zip(&b.points).zip(expect_px) {
+        assert!((px - want).abs() < 1e-9, "{:?}", b.pixels);
         // 612 pt / 1275 px = 0.48 pt per px in both axes.
-        assert!(
-            (b.points[i] - expect_px[i] * 0.48).abs() < 1e-6,
-            "{:?}",
-            b.points
-        );
+        assert!((pt - want * 0.48).abs() < 1e-6, "{:?}", b.points);
     }
     assert!(!b.adjusted);
     // x = 0.9 of the square lies right of the page (page spans 0 .. 1275/1650 = 0.773).
