@@ -24,6 +24,8 @@ pub enum Command {
     Tile(TileArgs),
     /// Generate synthetic pages with OCR, grounding and caption targets (training data).
     Synth(crate::synth_cmd::SynthArgs),
+    /// Run SPHINX-X tasks (caption, ocr, grounding, ask) on one page; prints result JSON.
+    Infer(crate::infer_cmd::InferArgs),
 }
 
 #[derive(Debug, Args)]

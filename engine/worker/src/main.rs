@@ -2,7 +2,9 @@
 //! subcommand in its own module; this file only dispatches and sets the exit status.
 
 mod cli;
+mod infer_cmd;
 mod inputs;
+mod overlay;
 mod synth_cmd;
 mod tile_cmd;
 
@@ -16,6 +18,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         cli::Command::Tile(args) => tile_cmd::run(args),
         cli::Command::Synth(args) => synth_cmd::run(args),
+        cli::Command::Infer(args) => infer_cmd::run(args),
     };
     match outcome {
         Ok(code) => code,
