@@ -80,7 +80,9 @@ impl FromStr for Task {
         let name_lc = name.to_ascii_lowercase();
         let needs_arg = |arg: Option<&str>| match arg {
             Some(a) if !a.is_empty() => Ok(a.to_string()),
-            _ => Err(JobError::MissingArgument { task: name_lc.clone() }),
+            _ => Err(JobError::MissingArgument {
+                task: name_lc.clone(),
+            }),
         };
         let no_arg = |arg: Option<&str>| match arg {
             Some(a) => Err(JobError::UnexpectedArgument {
@@ -147,7 +149,11 @@ pub fn parse_tasks(list: &str) -> Result<Vec<Task>, JobError> {
 
 /// The comma-list form of `tasks` (inverse of [`parse_tasks`]).
 pub fn format_tasks(tasks: &[Task]) -> String {
-    tasks.iter().map(Task::to_string).collect::<Vec<_>>().join(",")
+    tasks
+        .iter()
+        .map(Task::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A `<key>.job.json` sidecar: what to run on the document uploaded as `<key>`.
@@ -207,7 +213,13 @@ pub struct PageJob {
 
 impl PageJob {
     /// The job for page `page_index` of a document, with its bundle key derived.
-    pub fn new(doc_id: &str, source: &str, page_index: u32, page_count: u32, tasks: Vec<Task>) -> Self {
+    pub fn new(
+        doc_id: &str,
+        source: &str,
+        page_index: u32,
+        page_count: u32,
+        tasks: Vec<Task>,
+    ) -> Self {
         PageJob {
             schema_version: PAGE_JOB_VERSION,
             doc_id: doc_id.to_string(),
@@ -226,7 +238,8 @@ impl PageJob {
 
     /// Parses a message body, refusing other schema versions.
     pub fn from_json(body: &str) -> Result<Self, JobError> {
-        let job: PageJob = serde_json::from_str(body).map_err(|e| JobError::InvalidSpec(e.to_string()))?;
+        let job: PageJob =
+            serde_json::from_str(body).map_err(|e| JobError::InvalidSpec(e.to_string()))?;
         if job.schema_version != PAGE_JOB_VERSION {
             return Err(JobError::Version {
                 what: "page job",
@@ -254,7 +267,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            parse_tasks(" OCR , caption:short,grounding: the red stamp ,ask:Who signed?,ocr").unwrap(),
+            parse_tasks(" OCR , caption:short,grounding: the red stamp ,ask:Who signed?,ocr")
+                .unwrap(),
             vec![
                 Task::Ocr,
                 Task::Caption {
@@ -273,11 +287,26 @@ mod tests {
     #[test]
     fn bad_lists_name_the_problem() {
         assert_eq!(parse_tasks(" , "), Err(JobError::NoTasks));
-        assert_eq!(parse_tasks("ocr,summarize"), Err(JobError::UnknownTask("summarize".into())));
-        assert!(matches!(parse_tasks("grounding"), Err(JobError::MissingArgument { .. })));
-        assert!(matches!(parse_tasks("ask: "), Err(JobError::MissingArgument { .. })));
-        assert!(matches!(parse_tasks("ocr:x"), Err(JobError::UnexpectedArgument { .. })));
-        assert!(matches!(parse_tasks("caption:long"), Err(JobError::UnexpectedArgument { .. })));
+        assert_eq!(
+            parse_tasks("ocr,summarize"),
+            Err(JobError::UnknownTask("summarize".into()))
+        );
+        assert!(matches!(
+            parse_tasks("grounding"),
+            Err(JobError::MissingArgument { .. })
+        ));
+        assert!(matches!(
+            parse_tasks("ask: "),
+            Err(JobError::MissingArgument { .. })
+        ));
+        assert!(matches!(
+            parse_tasks("ocr:x"),
+            Err(JobError::UnexpectedArgument { .. })
+        ));
+        assert!(matches!(
+            parse_tasks("caption:long"),
+            Err(JobError::UnexpectedArgument { .. })
+        ));
     }
 
     #[test]
@@ -288,15 +317,29 @@ mod tests {
 
     #[test]
     fn page_job_json_is_versioned_and_tagged() {
-        let job = PageJob::new("abc", "scan.pdf", 2, 5, parse_tasks("ocr,grounding:total").unwrap());
+        let job = PageJob::new(
+            "abc",
+            "scan.pdf",
+            2,
+            5,
+            parse_tasks("ocr,grounding:total").unwrap(),
+        );
         let value: serde_json::Value = serde_json::from_str(&job.to_json()).unwrap();
         assert_eq!(value["schema_version"], 1);
         assert_eq!(value["bundle_key"], "work/abc/page-0002.bundle");
         assert_eq!(value["tasks"][0], serde_json::json!({"task": "ocr"}));
-        assert_eq!(value["tasks"][1], serde_json::json!({"task": "grounding", "query": "total"}));
+        assert_eq!(
+            value["tasks"][1],
+            serde_json::json!({"task": "grounding", "query": "total"})
+        );
         assert_eq!(PageJob::from_json(&job.to_json()).unwrap(), job);
-        let future = job.to_json().replace("\"schema_version\":1", "\"schema_version\":9");
-        assert!(matches!(PageJob::from_json(&future), Err(JobError::Version { found: 9, .. })));
+        let future = job
+            .to_json()
+            .replace("\"schema_version\":1", "\"schema_version\":9");
+        assert!(matches!(
+            PageJob::from_json(&future),
+            Err(JobError::Version { found: 9, .. })
+        ));
     }
 
     #[test]
@@ -305,7 +348,12 @@ mod tests {
             br#"{"schema_version":1,"tasks":[{"task":"caption","detail":"short"},{"task":"ask","question":"a, b?"}]}"#,
         )
         .unwrap();
-        assert_eq!(spec.tasks[1], Task::Ask { question: "a, b?".into() });
+        assert_eq!(
+            spec.tasks[1],
+            Task::Ask {
+                question: "a, b?".into()
+            }
+        );
         assert!(matches!(
             JobSpec::from_json(br#"{"schema_version":1,"tasks":[]}"#),
             Err(JobError::NoTasks)

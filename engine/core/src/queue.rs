@@ -97,7 +97,11 @@ pub trait Queue: Send + Sync {
     ) -> Result<Vec<Message>, QueueError>;
 
     /// Makes a received message invisible for `visibility` from now (0 = release it).
-    async fn change_visibility(&self, receipt: &str, visibility: Duration) -> Result<(), QueueError>;
+    async fn change_visibility(
+        &self,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError>;
 
     /// Removes a received message for good.
     async fn delete(&self, receipt: &str) -> Result<(), QueueError>;
@@ -140,7 +144,10 @@ pub fn batches(bodies: &[String]) -> Result<Vec<std::ops::Range<usize>>, QueueEr
         if body.len() > MAX_MESSAGE_BYTES {
             return Err(QueueError::Invalid {
                 what: "message body",
-                reason: format!("message {i} is {} bytes, over {MAX_MESSAGE_BYTES}", body.len()),
+                reason: format!(
+                    "message {i} is {} bytes, over {MAX_MESSAGE_BYTES}",
+                    body.len()
+                ),
             });
         }
         if i - start == MAX_BATCH || bytes + body.len() > MAX_MESSAGE_BYTES {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 mod local;
 #[cfg(feature = "aws")]
-mod s3;
+pub(crate) mod s3;
 
 pub use local::LocalStore;
 #[cfg(feature = "aws")]
@@ -135,11 +135,21 @@ mod tests {
 
     #[test]
     fn keys_that_could_escape_a_root_are_refused() {
-        for bad in ["", "/abs", "a//b", "a/", "../x", "a/./b", "a/../b", "a\\b", "a\0b"] {
+        for bad in [
+            "", "/abs", "a//b", "a/", "../x", "a/./b", "a/../b", "a\\b", "a\0b",
+        ] {
             let err = validate_key(bad).unwrap_err();
-            assert!(matches!(err, StoreError::InvalidKey { .. }), "{bad:?}: {err}");
+            assert!(
+                matches!(err, StoreError::InvalidKey { .. }),
+                "{bad:?}: {err}"
+            );
         }
-        for good in ["a", "work/abc/page-0000.bundle", "inbox/my file.pdf", "a/..b/c."] {
+        for good in [
+            "a",
+            "work/abc/page-0000.bundle",
+            "inbox/my file.pdf",
+            "a/..b/c.",
+        ] {
             validate_key(good).unwrap();
         }
     }

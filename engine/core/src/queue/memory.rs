@@ -151,7 +151,11 @@ impl Queue for MemoryQueue {
         }
     }
 
-    async fn change_visibility(&self, receipt: &str, visibility: Duration) -> Result<(), QueueError> {
+    async fn change_visibility(
+        &self,
+        receipt: &str,
+        visibility: Duration,
+    ) -> Result<(), QueueError> {
         check_visibility(visibility)?;
         let mut inner = self.inner.lock().unwrap();
         let entry = Self::entry_mut(&mut inner, receipt)?;

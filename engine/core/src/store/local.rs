@@ -34,7 +34,8 @@ impl LocalStore {
     /// Opens (creating it if needed) the store rooted at `root`.
     pub fn new(root: impl AsRef<Path>) -> Result<Self, StoreError> {
         let root = root.as_ref().to_path_buf();
-        fs::create_dir_all(&root).map_err(|e| io_error("open store", &root.to_string_lossy(), e))?;
+        fs::create_dir_all(&root)
+            .map_err(|e| io_error("open store", &root.to_string_lossy(), e))?;
         Ok(LocalStore { root })
     }
 
@@ -71,7 +72,8 @@ impl LocalStore {
             remove_if_exists(&meta_path).map_err(|e| io_error("put", key, e))?;
         } else {
             let json = serde_json::to_vec(metadata).expect("string map serializes");
-            write_atomic(&meta_path, &json, Commit::Replace).map_err(|e| io_error("put", key, e))?;
+            write_atomic(&meta_path, &json, Commit::Replace)
+                .map_err(|e| io_error("put", key, e))?;
         }
         write_atomic(&path, body, Commit::Replace).map_err(|e| io_error("put", key, e))?;
         Ok(())
@@ -98,7 +100,9 @@ impl LocalStore {
         let path = self.path_of(key)?;
         let meta = fs::metadata(&path).map_err(|e| io_error("head", key, e))?;
         if !meta.is_file() {
-            return Err(StoreError::NotFound { key: key.to_string() });
+            return Err(StoreError::NotFound {
+                key: key.to_string(),
+            });
         }
         let metadata = match fs::read(self.meta_path(key)) {
             Ok(json) => serde_json::from_slice(&json).map_err(|e| StoreError::Permanent {
@@ -173,7 +177,10 @@ impl ObjectStore for LocalStore {
 /// Keys valid everywhere, minus the names this store reserves for itself.
 fn check_local_key(key: &str) -> Result<(), StoreError> {
     validate_key(key)?;
-    if key.split('/').any(|s| s == META_DIR || s.starts_with(TMP_PREFIX)) {
+    if key
+        .split('/')
+        .any(|s| s == META_DIR || s.starts_with(TMP_PREFIX))
+    {
         return Err(StoreError::InvalidKey {
             key: key.to_string(),
             reason: "uses a name reserved by the local store",
@@ -202,7 +209,10 @@ fn write_atomic(path: &Path, body: &[u8], commit: Commit) -> io::Result<()> {
         name.to_string_lossy()
     ));
     let result = (|| {
-        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         file.write_all(body)?;
         file.sync_all()?;
         match commit {
@@ -227,7 +237,12 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
 fn walk(dir: &Path, rel: &str, keys: &mut Vec<String>) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Ok(())
         }
         Err(e) => return Err(e),
@@ -238,7 +253,11 @@ fn walk(dir: &Path, rel: &str, keys: &mut Vec<String>) -> io::Result<()> {
         if name == META_DIR || name.starts_with(TMP_PREFIX) {
             continue;
         }
-        let key = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+        let key = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
         if entry.file_type()?.is_dir() {
             walk(&entry.path(), &key, keys)?;
         } else {

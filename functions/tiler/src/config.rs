@@ -1,0 +1,242 @@
+//! Everything the tiler reads from its environment, parsed once at cold start.
+//! Each variable is documented in `functions/tiler/README.md`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use sphinx_core::job::{parse_tasks, Task};
+use sphinx_core::limits::Limits;
+use sphinx_core::pipeline::TileOptions;
+
+/// Bucket holding `inbox/`, `work/` and `errors/` (required).
+pub const ENV_BUCKET: &str = "SPHINX_BUCKET";
+/// URL of the infer queue that receives one page job per page (required).
+pub const ENV_INFER_QUEUE_URL: &str = "SPHINX_INFER_QUEUE_URL";
+/// URL of the ingest queue the Lambda is triggered by; continuations go there (required).
+pub const ENV_INGEST_QUEUE_URL: &str = "SPHINX_INGEST_QUEUE_URL";
+/// Stack default task list, comma syntax (`ocr,caption`).
+pub const ENV_TASKS: &str = "SPHINX_TASKS";
+/// Key prefix of uploads; other keys are ignored (guards against notification loops).
+pub const ENV_INBOX_PREFIX: &str = "SPHINX_INBOX_PREFIX";
+/// Most pages one invocation tiles before handing the rest to a continuation.
+pub const ENV_PAGES_PER_INVOCATION: &str = "SPHINX_PAGES_PER_INVOCATION";
+/// Seconds of invocation time kept free for writing the manifest and sending jobs.
+pub const ENV_TIME_RESERVE_S: &str = "SPHINX_TIME_RESERVE_S";
+/// Attempts per store/queue call on transient faults (on top of the SDK's own).
+pub const ENV_RETRY_ATTEMPTS: &str = "SPHINX_RETRY_ATTEMPTS";
+/// First retry pause in milliseconds; doubles per attempt.
+pub const ENV_RETRY_BASE_MS: &str = "SPHINX_RETRY_BASE_MS";
+/// `1`/`true`: address S3 path-style (`endpoint/bucket/key`), as local S3 servers need.
+pub const ENV_S3_FORCE_PATH_STYLE: &str = "SPHINX_S3_FORCE_PATH_STYLE";
+/// Document limits (see `sphinx_core::limits`).
+pub const ENV_MAX_BYTES: &str = "SPHINX_MAX_BYTES";
+pub const ENV_MAX_PAGES: &str = "SPHINX_MAX_PAGES";
+pub const ENV_MAX_PIXELS: &str = "SPHINX_MAX_PIXELS";
+pub const ENV_MAX_RENDER_SIDE: &str = "SPHINX_MAX_RENDER_SIDE";
+pub const ENV_PAGE_TIMEOUT_S: &str = "SPHINX_PAGE_TIMEOUT_S";
+
+/// Default tasks when neither the environment, object metadata nor a sidecar says.
+pub const DEFAULT_TASKS: &str = "ocr";
+/// Default upload prefix (the S3 notification filter uses the same).
+pub const DEFAULT_INBOX_PREFIX: &str = "inbox/";
+/// Default page cap per invocation: 500 pages at the ~150 pages/s hayro renders
+/// (ARCHITECTURE.md) plus tiling and upload stays well inside a 15-minute Lambda.
+pub const DEFAULT_PAGES_PER_INVOCATION: u32 = 500;
+/// Default time reserve: 20 s covers a manifest write and a few hundred
+/// SendMessageBatch calls even with retries.
+pub const DEFAULT_TIME_RESERVE: Duration = Duration::from_secs(20);
+/// Default attempts per call on transient faults.
+pub const DEFAULT_RETRY_ATTEMPTS: u32 = 4;
+/// Default first retry pause.
+pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(200);
+
+/// A variable that is missing or cannot be parsed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is required")]
+    Missing(&'static str),
+    #[error("environment variable {name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+/// How transient faults are retried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base: Duration,
+}
+
+/// The tiler's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub bucket: String,
+    pub infer_queue_url: String,
+    pub ingest_queue_url: String,
+    pub default_tasks: Vec<Task>,
+    pub inbox_prefix: String,
+    pub pages_per_invocation: u32,
+    pub time_reserve: Duration,
+    pub retry: RetryPolicy,
+    pub tile: TileOptions,
+    pub s3_force_path_style: bool,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    /// Reads settings from a variable map (the environment, or a test's map).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let required = |name: &'static str| {
+            vars.get(name)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .ok_or(ConfigError::Missing(name))
+        };
+        let tasks_list = vars.get(ENV_TASKS).map_or(DEFAULT_TASKS, String::as_str);
+        let default_tasks = parse_tasks(tasks_list).map_err(|e| ConfigError::Invalid {
+            name: ENV_TASKS,
+            value: tasks_list.to_string(),
+            reason: e.to_string(),
+        })?;
+        let defaults = Limits::default();
+        let limits = Limits {
+            max_bytes: number(vars, ENV_MAX_BYTES, defaults.max_bytes)?,
+            max_pages: number(vars, ENV_MAX_PAGES, defaults.max_pages)?,
+            max_pixels: number(vars, ENV_MAX_PIXELS, defaults.max_pixels)?,
+            max_render_side: number(vars, ENV_MAX_RENDER_SIDE, defaults.max_render_side)?,
+            page_timeout: Duration::from_secs(number(
+                vars,
+                ENV_PAGE_TIMEOUT_S,
+                defaults.page_timeout.as_secs(),
+            )?),
+        };
+        let pages_per_invocation =
+            number(vars, ENV_PAGES_PER_INVOCATION, DEFAULT_PAGES_PER_INVOCATION)?;
+        if pages_per_invocation == 0 {
+            return Err(ConfigError::Invalid {
+                name: ENV_PAGES_PER_INVOCATION,
+                value: "0".into(),
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(Config {
+            bucket: required(ENV_BUCKET)?,
+            infer_queue_url: required(ENV_INFER_QUEUE_URL)?,
+            ingest_queue_url: required(ENV_INGEST_QUEUE_URL)?,
+            default_tasks,
+            inbox_prefix: vars
+                .get(ENV_INBOX_PREFIX)
+                .cloned()
+                .unwrap_or_else(|| DEFAULT_INBOX_PREFIX.to_string()),
+            pages_per_invocation,
+            time_reserve: Duration::from_secs(number(
+                vars,
+                ENV_TIME_RESERVE_S,
+                DEFAULT_TIME_RESERVE.as_secs(),
+            )?),
+            retry: RetryPolicy {
+                attempts: number(vars, ENV_RETRY_ATTEMPTS, DEFAULT_RETRY_ATTEMPTS)?.max(1),
+                base: Duration::from_millis(number(
+                    vars,
+                    ENV_RETRY_BASE_MS,
+                    DEFAULT_RETRY_BASE.as_millis() as u64,
+                )?),
+            },
+            tile: TileOptions {
+                limits,
+                ..TileOptions::default()
+            },
+            s3_force_path_style: flag(vars, ENV_S3_FORCE_PATH_STYLE)?,
+        })
+    }
+}
+
+fn flag(vars: &HashMap<String, String>, name: &'static str) -> Result<bool, ConfigError> {
+    match vars
+        .get(name)
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("" | "0" | "false") => Ok(false),
+        Some("1" | "true") => Ok(true),
+        Some(other) => Err(ConfigError::Invalid {
+            name,
+            value: other.to_string(),
+            reason: "expected 1, 0, true or false".into(),
+        }),
+    }
+}
+
+fn number<T: std::str::FromStr>(
+    vars: &HashMap<String, String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    match vars.get(name) {
+        None => Ok(default),
+        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
+            name,
+            value: v.clone(),
+            reason: e.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        (ENV_BUCKET, "b"),
+        (ENV_INFER_QUEUE_URL, "http://q/infer"),
+        (ENV_INGEST_QUEUE_URL, "http://q/ingest"),
+    ];
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = Config::from_vars(&vars(BASE)).unwrap();
+        assert_eq!(c.default_tasks, vec![Task::Ocr]);
+        assert_eq!(c.inbox_prefix, "inbox/");
+        assert_eq!(c.tile.limits, Limits::default());
+        let mut v = vars(BASE);
+        v.insert(ENV_TASKS.into(), "caption:short,ocr".into());
+        v.insert(ENV_MAX_PAGES.into(), "7".into());
+        v.insert(ENV_PAGES_PER_INVOCATION.into(), "2".into());
+        let c = Config::from_vars(&v).unwrap();
+        assert_eq!(c.default_tasks.len(), 2);
+        assert_eq!((c.tile.limits.max_pages, c.pages_per_invocation), (7, 2));
+    }
+
+    #[test]
+    fn bad_settings_name_the_variable() {
+        let err = Config::from_vars(&vars(&BASE[1..])).unwrap_err();
+        assert!(err.to_string().contains(ENV_BUCKET), "{err}");
+        let mut v = vars(BASE);
+        v.insert(ENV_MAX_BYTES.into(), "lots".into());
+        let err = Config::from_vars(&v).unwrap_err();
+        assert!(err.to_string().contains(ENV_MAX_BYTES), "{err}");
+        let mut v = vars(BASE);
+        v.insert(ENV_TASKS.into(), "dance".into());
+        assert!(Config::from_vars(&v)
+            .unwrap_err()
+            .to_string()
+            .contains(ENV_TASKS));
+    }
+}
