@@ -5,11 +5,11 @@
 
 pub mod config;
 pub mod conversation;
-pub mod generate;
 pub mod convnext;
 pub mod dinov2;
+pub mod generate;
 pub mod llama;
 pub mod mov;
 pub mod sphinx;
-pub mod weights;
 pub mod tokenizer;
+pub mod weights;

@@ -9,7 +9,11 @@ use sphinx_core::limits::Limits;
 use sphinx_core::tiling::TileConfig;
 
 #[derive(Debug, Parser)]
-#[command(name = "sphinx", version, about = "Run SPHINX-X multi-modal LLMs over documents")]
+#[command(
+    name = "sphinx",
+    version,
+    about = "Run SPHINX-X multi-modal LLMs over documents"
+)]
 pub struct Cli {
     /// More logging on stderr (-v info, -vv debug); SPHINX_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]

@@ -27,7 +27,10 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
         println!("{summary}");
         return Ok(ExitCode::SUCCESS);
     }
-    let out = args.out.clone().expect("clap requires --out without --extract");
+    let out = args
+        .out
+        .clone()
+        .expect("clap requires --out without --extract");
     let opts = TileOptions {
         tile: args.layout.config(),
         limits: args.limits.limits(),
@@ -64,8 +67,10 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} documents  {msg}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} documents  {msg}",
+        )
+        .expect("valid template"),
     );
     bar
 }
@@ -139,12 +144,20 @@ pub fn source_name(file: &Path, roots: &[PathBuf]) -> String {
         .find_map(|root| file.strip_prefix(root).ok())
         .map(|rel| rel.to_string_lossy().into_owned())
         .unwrap_or_else(|| {
-            file.file_name()
-                .map_or_else(|| file.to_string_lossy().into_owned(), |n| n.to_string_lossy().into_owned())
+            file.file_name().map_or_else(
+                || file.to_string_lossy().into_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            )
         })
 }
 
-fn tile_file(file: &Path, source: &str, store: &LocalStore, opts: &TileOptions, summary: &Summary) -> Result<()> {
+fn tile_file(
+    file: &Path,
+    source: &str,
+    store: &LocalStore,
+    opts: &TileOptions,
+    summary: &Summary,
+) -> Result<()> {
     let size = std::fs::metadata(file)
         .with_context(|| format!("cannot read {}", file.display()))?
         .len();
@@ -161,8 +174,12 @@ fn tile_file(file: &Path, source: &str, store: &LocalStore, opts: &TileOptions, 
         store.put_blocking(&page.key, &page.bundle)?;
         pages += 1;
         summary.pages.fetch_add(1, Ordering::Relaxed);
-        summary.views.fetch_add(u64::from(page.views), Ordering::Relaxed);
-        summary.skips.fetch_add(u64::from(page.skipped), Ordering::Relaxed);
+        summary
+            .views
+            .fetch_add(u64::from(page.views), Ordering::Relaxed);
+        summary
+            .skips
+            .fetch_add(u64::from(page.skipped), Ordering::Relaxed);
         Ok(())
     };
     match pipeline::tile_document(bytes, source, opts, None, &mut sink) {
@@ -181,7 +198,13 @@ fn tile_file(file: &Path, source: &str, store: &LocalStore, opts: &TileOptions, 
     }
 }
 
-fn record_too_large(file: &Path, source: &str, size: u64, store: &LocalStore, opts: &TileOptions) -> Result<()> {
+fn record_too_large(
+    file: &Path,
+    source: &str,
+    size: u64,
+    store: &LocalStore,
+    opts: &TileOptions,
+) -> Result<()> {
     let doc_id = keys::doc_id_of_reader(std::fs::File::open(file)?)
         .with_context(|| format!("cannot read {}", file.display()))?;
     let err = TileError::Document(DocError::TooLarge {
