@@ -1,5 +1,5 @@
 //! LocalStore against the ObjectStore contract (the S3 side runs the same checks in
-//! functions/tiler/tests/aws_transport.rs against a local S3 server).
+//! functions/tiler/tests/e2e_lambda.rs against moto: put with metadata, list, get).
 
 use std::sync::Arc;
 
