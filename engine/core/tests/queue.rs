@@ -1,5 +1,5 @@
-//! MemoryQueue against the Queue contract (SqsQueue runs the same checks in
-//! functions/tiler/tests/e2e_lambda.rs against moto: send, receive).
+//! MemoryQueue against the Queue contract (SqsQueue is only exercised, not run through
+//! these checks, in functions/tiler/tests/e2e_lambda.rs against moto: send, receive).
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,5 +1,5 @@
-//! LocalStore against the ObjectStore contract (the S3 side runs the same checks in
-//! functions/tiler/tests/e2e_lambda.rs against moto: put with metadata, list, get).
+//! LocalStore against the ObjectStore contract (S3Store is only exercised, not run through
+//! these checks, in functions/tiler/tests/e2e_lambda.rs against moto: put, list, get).
 
 use std::sync::Arc;
 
