@@ -174,6 +174,20 @@ impl Document {
         })
     }
 
+    /// The pixel size [`Self::render`] would give page `index`, without rendering it,
+    /// so a manifest can describe pages another invocation tiles.
+    pub fn render_size(&self, index: u32, long_side: u32) -> Result<[u32; 2], DocError> {
+        self.check_index(index)?;
+        if long_side == 0 {
+            return Err(DocError::InvalidRenderSize { long_side });
+        }
+        Ok(match &self.source {
+            Source::Pdf(doc) => doc.render_size(index, long_side, &self.limits),
+            Source::Tiff(pages) => pages[index as usize].size,
+            Source::Raster(info) => info.size,
+        })
+    }
+
     /// Renders page `index`. PDF pages render so the longer side is `long_side`
     /// px (capped by `Limits::max_render_side`) on white, within
     /// `Limits::page_timeout`; raster pages decode at native size (pixel limit

@@ -12,8 +12,8 @@ use crate::document::{Document, SourceKind};
 use crate::error::DocError;
 use crate::keys;
 use crate::limits::Limits;
-use crate::manifest::{DocumentManifest, SourceInfo};
-use crate::tiling::{tile_page, TileConfig, TileConfigError};
+use crate::manifest::{DocumentManifest, PageEntry, SourceInfo};
+use crate::tiling::{plan, tile_page, TileConfig, TileConfigError};
 
 /// Everything that decides what a document turns into.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -107,8 +107,9 @@ pub fn page_count(bytes: Arc<Vec<u8>>, limits: &Limits) -> Result<u32, TileError
 
 /// Tiles `pages` (all when `None`) of one document, handing each page bundle to `sink`
 /// as soon as it is made so memory stays bounded by one page. Returns the document
-/// manifest listing the pages tiled by this call (a continuation over a later range
-/// returns the others; [`DocumentManifest::record_page`] merges them).
+/// manifest, which lists every page of the document (those outside `pages` are planned
+/// from their sizes without rendering), so every continuation of a long document
+/// returns the same manifest as one call over all pages.
 pub fn tile_document(
     bytes: Arc<Vec<u8>>,
     source: &str,
@@ -156,6 +157,22 @@ pub fn tile_document(
         };
         sink(output).map_err(TileError::Sink)?;
     }
+    let tiled: Vec<u32> = manifest.pages.iter().map(|p| p.index).collect();
+    for index in (0..count).filter(|i| !tiled.contains(i)) {
+        let [width, height] = document.render_size(index, opts.tile.canvas)?;
+        let (_, plan) = plan(width, height, &opts.tile).map_err(|e| TileError::Page {
+            page: index,
+            reason: e.to_string(),
+        })?;
+        let skipped = plan.skipped_count() as u32;
+        manifest.pages.push(PageEntry {
+            index,
+            key: keys::page_bundle(&doc_id, index),
+            views: opts.tile.view_count() as u32 - skipped,
+            skipped,
+        });
+    }
+    manifest.pages.sort_by_key(|p| p.index);
     Ok(manifest)
 }
 

@@ -123,6 +123,12 @@ fn pixel_size(size_pt: [f32; 2], long_side: u32) -> [u32; 2] {
 }
 
 impl PdfDoc {
+    /// Pixel size [`Self::render`] gives page `index` for `long_side`, without rendering.
+    pub(crate) fn render_size(&self, index: u32, long_side: u32, limits: &Limits) -> [u32; 2] {
+        let side = long_side.min(limits.max_render_side).min(MAX_PIXMAP_SIDE);
+        pixel_size(self.sizes[index as usize], side)
+    }
+
     /// Renders page `index` (white background) so its long side is
     /// `min(long_side, limits.max_render_side)` px, within `limits.page_timeout`.
     pub(crate) fn render(
@@ -131,8 +137,7 @@ impl PdfDoc {
         long_side: u32,
         limits: &Limits,
     ) -> Result<RgbImage, DocError> {
-        let side = long_side.min(limits.max_render_side).min(MAX_PIXMAP_SIDE);
-        let [w, h] = pixel_size(self.sizes[index as usize], side);
+        let [w, h] = self.render_size(index, long_side, limits);
         check_pixels(w, h, limits)?;
         let pdf = Arc::clone(&self.pdf);
         let abandoned = Arc::new(AtomicBool::new(false));
