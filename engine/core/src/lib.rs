@@ -8,18 +8,19 @@
 //!
 //! It deliberately knows nothing about models, GPUs or AWS.
 
+pub mod boxes;
+pub mod bundle;
 pub mod document;
 pub mod error;
+pub mod job;
 pub mod keys;
 pub mod limits;
-pub mod store;
-pub mod queue;
-pub mod job;
-pub mod bundle;
 pub mod manifest;
-pub mod resize;
-pub mod tiling;
-pub mod synth;
+pub mod pipeline;
 pub mod prompts;
-pub mod boxes;
+pub mod queue;
+pub mod resize;
 pub mod result;
+pub mod store;
+pub mod synth;
+pub mod tiling;
