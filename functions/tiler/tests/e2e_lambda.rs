@@ -42,7 +42,9 @@ struct Guard(Child, &'static str);
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        if let Err(e) = self.0.kill() {
+            eprintln!("stopping the {}: {e}", self.1);
+        }
         let _ = self.0.wait();
     }
 }

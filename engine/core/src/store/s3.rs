@@ -92,7 +92,14 @@ where
             key,
             message: "precondition failed".to_string(),
         },
-        Fault::Permanent { message, .. } => StoreError::Permanent { op, key, message },
+        Fault::Permanent { code, message } => StoreError::Permanent {
+            op,
+            key,
+            message: match code {
+                Some(code) => format!("{code}: {message}"),
+                None => message,
+            },
+        },
     }
 }
 
