@@ -121,3 +121,42 @@ fn a_failing_sink_is_retryable() {
     assert!(!err.is_invalid_input());
     assert_eq!(err.code(), "store_failed");
 }
+
+#[test]
+fn every_corpus_page_tiles() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/corpus");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pdf"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 21, "the corpus has 21 PDFs");
+    let opts = TileOptions::default();
+    let mut pages = 0;
+    for file in &files {
+        let bytes = Arc::new(std::fs::read(file).unwrap());
+        let (manifest, outputs) = run(&bytes, &opts, None);
+        assert_eq!(
+            outputs.len() as u32,
+            manifest.page_count,
+            "{}",
+            file.display()
+        );
+        for out in outputs {
+            let bundle = PageBundle::decode(out.bundle).unwrap();
+            let global = bundle
+                .view_image(0)
+                .unwrap()
+                .expect("global view is never skipped");
+            assert_eq!(
+                (global.width(), global.height()),
+                (512, 512),
+                "{}",
+                file.display()
+            );
+        }
+        pages += manifest.page_count;
+    }
+    assert_eq!(pages, 23, "the corpus has 23 pages");
+}
