@@ -178,3 +178,23 @@ fn pages_merge_in_order_with_missing_pages_listed() {
         Err(ResultError::NoPages)
     ));
 }
+
+#[test]
+fn measured_timings_round_trip_bit_exactly() {
+    // Values that serde_json's fast float parser reads back one ulp off unless
+    // `float_roundtrip` is on (seen in CI with real decode timings).
+    let mut r = ocr_result("<p>A</p>");
+    r.timings = Timings {
+        encode_ms: 24.163428,
+        prefill_ms: 9.250091,
+        decode_ms: 14.539224,
+        total_ms: 80.478106,
+    };
+    for ms in [0.1 + 0.2, 1.0 / 3.0, 14.539224, 8.881784197001252e-16] {
+        r.timings.decode_ms = ms;
+        let p = page(0, 1, vec![r.clone()]);
+        let back = PageResult::from_json(&p.to_json().unwrap()).unwrap();
+        assert_eq!(back.tasks[0].timings.decode_ms.to_bits(), ms.to_bits());
+        assert_eq!(back, p);
+    }
+}
