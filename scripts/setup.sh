@@ -4,6 +4,8 @@
 #
 #   .venv/            project-local Python: torch==2.11.0 (libtorch for tch) and the
 #                     reference packages the parity tests compare against
+#   .venv-infra/      lint tools for infra/ (cfn-lint, checkov, hadolint, shellcheck),
+#                     apart from .venv because checkov pins older boto3/packaging
 #   rust targets      aarch64-unknown-linux-gnu for the arm64 Lambda zip (best effort)
 #
 # Afterwards `source scripts/env.sh` sets LIBTORCH_USE_PYTORCH, PATH and LD_LIBRARY_PATH.
@@ -29,6 +31,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
 else
   log "Python packages up to date"
 fi
+
+# --- infra lint tools (scripts/checks.d/infra.sh) ---------------------------------
+./scripts/setup-infra.sh
 
 # --- Rust toolchain pieces ---------------------------------------------------
 if command -v rustup >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the project on a fresh machine: installs what is missing
 # (scripts/setup.sh), regenerates the reference fixtures with the libraries nobody
-# here wrote (PIL, transformers, timm, sentencepiece), checks formatting and lints,
+# here wrote (PIL, transformers, timm, sentencepiece), checks formatting and lints
+# (cargo fmt, scripts/checks.d/: infra template, Dockerfile, deploy scripts),
 # then runs the Rust test suites (unit, property, parity, end-to-end).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,12 @@ done
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+
+for check in scripts/checks.d/*.sh; do
+  [ -e "$check" ] || continue
+  step "static checks: $check"
+  bash "$check"
+done
 
 step "cargo clippy (all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
