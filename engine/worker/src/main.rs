@@ -1,16 +1,10 @@
 //! `sphinx`: the one command for local and cloud work. Parsing lives in `cli`, each
 //! subcommand in its own module; this file only dispatches and sets the exit status.
 
-mod cli;
-mod infer_cmd;
-mod inputs;
-mod overlay;
-mod synth_cmd;
-mod tile_cmd;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use sphinx_worker::{cli, infer_cmd, synth_cmd, tile_cmd};
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();

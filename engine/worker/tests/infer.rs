@@ -3,15 +3,6 @@
 //! its token counts match the reference template's prompt, the boxes (if any) lie on the
 //! page, and several tasks in one batch give what each gives alone.
 
-// The modules are compiled into this test as they are into the binary; the CLI entry
-// (`run`, `InferArgs`) is the binary's, so it is unused here.
-#[allow(dead_code)]
-#[path = "../src/infer_cmd.rs"]
-mod infer_cmd;
-#[allow(dead_code)]
-#[path = "../src/overlay.rs"]
-mod overlay;
-
 use std::path::PathBuf;
 
 use sphinx_core::job::Task;
@@ -21,6 +12,7 @@ use sphinx_model::conversation::{Template, Turn};
 use sphinx_model::generate::Sampling;
 use sphinx_model::mov::MovConfig;
 use sphinx_model::sphinx::Sphinx;
+use sphinx_worker::infer_cmd;
 use tch::{nn, Device, Tensor};
 
 /// Vocabulary of the LLaMA-style test tokenizer (`scripts/parity/tokenizer.py`).

@@ -2,9 +2,6 @@
 //! box lies inside the page, outlines carry their span's colour, and pixels away from the
 //! boxes and labels are the page's own. The PNG is kept in `target/overlays/` to look at.
 
-#[path = "../src/overlay.rs"]
-mod overlay;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,6 +9,7 @@ use sphinx_core::boxes::{parse, PageFrame};
 use sphinx_core::document::Document;
 use sphinx_core::limits::Limits;
 use sphinx_core::tiling::{plan, TileConfig};
+use sphinx_worker::overlay;
 
 /// Long side the corpus page is rendered at (the tiler's default scale for a 1k canvas).
 const RENDER_LONG_SIDE: u32 = 1024;
