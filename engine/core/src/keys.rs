@@ -30,6 +30,22 @@ pub fn page_result(doc_id: &str, page_index: u32) -> String {
     format!("{RESULTS_PREFIX}/{doc_id}/page-{page_index:04}.json")
 }
 
+/// Where a page that can never be processed records why (the document's other pages
+/// still get results; the merged result lists this page as missing).
+pub fn page_error(doc_id: &str, page_index: u32) -> String {
+    format!("{ERRORS_PREFIX}/{doc_id}/page-{page_index:04}.json")
+}
+
+/// Prefix of a document's page results (for listing which pages are done).
+pub fn page_results_prefix(doc_id: &str) -> String {
+    format!("{RESULTS_PREFIX}/{doc_id}/")
+}
+
+/// Prefix of a document's page error records.
+pub fn page_errors_prefix(doc_id: &str) -> String {
+    format!("{ERRORS_PREFIX}/{doc_id}/")
+}
+
 /// `results/<doc_id>.json`: the merged results of a whole document.
 pub fn document_result(doc_id: &str) -> String {
     format!("{RESULTS_PREFIX}/{doc_id}.json")
@@ -66,5 +82,8 @@ mod tests {
         assert_eq!(error_record(&id), format!("errors/{id}.json"));
         assert_eq!(doc_id_of_reader(&b"abc"[..]).unwrap(), id);
         assert_eq!(page_result(&id, 12), format!("results/{id}/page-0012.json"));
+        assert_eq!(page_error(&id, 3), format!("errors/{id}/page-0003.json"));
+        assert!(page_result(&id, 3).starts_with(&page_results_prefix(&id)));
+        assert!(page_error(&id, 3).starts_with(&page_errors_prefix(&id)));
     }
 }

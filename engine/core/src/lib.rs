@@ -21,6 +21,7 @@ pub mod prompts;
 pub mod queue;
 pub mod resize;
 pub mod result;
+pub mod retry;
 pub mod store;
 pub mod synth;
 pub mod tiling;

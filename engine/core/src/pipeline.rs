@@ -82,6 +82,10 @@ pub struct ErrorRecord {
     pub source: String,
     pub code: String,
     pub message: String,
+    /// The page, for a record of one page that failed (`errors/<doc_id>/page-NNNN.json`);
+    /// absent when the whole document failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
 }
 
 impl ErrorRecord {
@@ -92,6 +96,7 @@ impl ErrorRecord {
             source: source.to_string(),
             code: err.code().to_string(),
             message: err.to_string(),
+            page: None,
         }
     }
 

@@ -63,12 +63,7 @@ pub enum ConfigError {
     },
 }
 
-/// How transient faults are retried.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub attempts: u32,
-    pub base: Duration,
-}
+pub use sphinx_core::retry::RetryPolicy;
 
 /// The tiler's settings.
 #[derive(Clone, Debug)]

@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::event::{
     self, Continuation, EventError, IngestMessage, ObjectRef, SqsItem, CONTINUATION_VERSION,
 };
-use crate::retry::retry;
+use sphinx_core::retry::retry;
 
 /// Finished page bundles waiting for upload; bounds memory to a few pages while
 /// rendering the next page overlaps the upload of the previous one.
@@ -203,6 +203,7 @@ impl Tiler {
                     source: source.clone(),
                     code: INVALID_TASKS_CODE.to_string(),
                     message: reason,
+                    page: None,
                 };
                 return self.reject(record).await;
             }

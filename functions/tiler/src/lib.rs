@@ -6,7 +6,6 @@
 pub mod config;
 pub mod event;
 pub mod handler;
-pub mod retry;
 
 use serde_json::Value;
 use tokio::time::Instant;

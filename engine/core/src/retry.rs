@@ -2,11 +2,18 @@
 //! SDK's own retries, so a brief S3/SQS outage costs a pause rather than a redelivery.
 
 use std::future::Future;
+use std::time::Duration;
 
-use sphinx_core::queue::QueueError;
-use sphinx_core::store::StoreError;
+use crate::queue::QueueError;
+use crate::store::StoreError;
 
-use crate::config::RetryPolicy;
+/// How transient faults are retried: `attempts` calls in all, pausing `base`, then
+/// twice as long before each further attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    pub attempts: u32,
+    pub base: Duration,
+}
 
 /// Errors that say whether a retry may help.
 pub trait Transient {
@@ -50,7 +57,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     const FAST: RetryPolicy = RetryPolicy {
         attempts: 3,
