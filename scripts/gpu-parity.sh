@@ -21,6 +21,8 @@ stage)
   rm -rf "$STAGE"
   mkdir -p "$STAGE/fixtures"
   cp target/release/examples/gpu_parity "$STAGE/"
+  # Debug line tables make it ~80 MB; the device tool carries at most 64 MiB.
+  strip "$STAGE/gpu_parity"
   cp -r target/fixtures/vision target/fixtures/sphinx "$STAGE/fixtures/"
   du -sh "$STAGE"
   ;;
@@ -32,7 +34,8 @@ run)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
   echo "== bf16 parity on CUDA"
-  "$STAGE/gpu_parity" parity "$STAGE/fixtures"
+  parity=0
+  "$STAGE/gpu_parity" parity "$STAGE/fixtures" || parity=$?
 
   echo "== full-size SPHINX-Tiny-1k, random weights"
   WEIGHTS=${TMPDIR:-/tmp}/sphinx_tiny_1k_random.bf16.safetensors
@@ -50,6 +53,7 @@ run)
   peak=$(sort -n "$LOG/gpu-mem.log" | tail -1)
   echo "peak device memory during load + forward: ${peak} MiB (idle before: ${idle} MiB)"
   rm -f "$WEIGHTS"
+  exit "$parity"
   ;;
 *)
   echo "usage: scripts/gpu-parity.sh stage|run" >&2

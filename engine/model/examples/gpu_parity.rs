@@ -70,6 +70,20 @@ fn cuda_bf16(t: &Tensor) -> Tensor {
     t.to_device(Device::Cuda(0)).to_kind(Kind::BFloat16)
 }
 
+/// A float32 tensor on the GPU holding the bfloat16 rounding of `t`.
+fn rounded(t: &Tensor) -> Tensor {
+    cuda_bf16(t).to_kind(Kind::Float)
+}
+
+/// Rounds every variable to bfloat16 precision, keeping float32 storage.
+fn round_through_bf16(vs: &nn::VarStore) {
+    let _guard = tch::no_grad_guard();
+    for (_, mut v) in vs.variables() {
+        let r = v.to_kind(Kind::BFloat16).to_kind(Kind::Float);
+        v.copy_(&r);
+    }
+}
+
 fn parity(fixtures: &Path) -> Result<()> {
     let dev = Device::Cuda(0);
     let mut worst: f64 = 0.0;
@@ -89,6 +103,20 @@ fn parity(fixtures: &Path) -> Result<()> {
         &convnext.forward(&cuda_bf16(&io["input"]))?,
         &io["tokens"],
     ));
+    // The floor bf16 STORAGE sets, whatever the kernels: the same weights and input
+    // rounded to bfloat16, then every operation in float32.
+    let mut vs = nn::VarStore::new(dev);
+    let convnext = ConvNext::new(
+        &(vs.root() / "openclip_convnext_xxl"),
+        &ConvNextConfig::tiny_test(),
+    )?;
+    weights::load_into(&mut vs, &vision.join("convnext_weights.safetensors"))?;
+    round_through_bf16(&vs);
+    rel_err(
+        "  floor: bf16-rounded, f32 math",
+        &convnext.forward(&rounded(&io["input"]))?,
+        &io["tokens"],
+    );
 
     let mut vs = nn::VarStore::new(dev);
     let dino = DinoV2::new(&(vs.root() / "dinov2_vitg14"), &DinoConfig::tiny_test())?;
@@ -126,6 +154,22 @@ fn parity(fixtures: &Path) -> Result<()> {
         &model.encode_views(&views)?,
         &io["features"],
     ));
+    {
+        let mut vs = nn::VarStore::new(dev);
+        let model = Sphinx::new(
+            &vs.root(),
+            &LlamaConfig::tiny_test(),
+            &MovConfig::tiny_test(),
+        )?;
+        weights::load_into(&mut vs, &sphinx_dir.join("model.safetensors"))?;
+        round_through_bf16(&vs);
+        let views = model.page_views(&rounded(&io["canvas"]), &skipped)?;
+        rel_err(
+            "  floor: bf16-rounded, f32 math",
+            &model.encode_views(&views)?,
+            &io["features"],
+        );
+    }
     let ids = io["ids"].to_device(dev);
     let page = PageInput {
         views: &views,

@@ -271,6 +271,129 @@ impl SphinxConfig {
     }
 }
 
+/// A model folder's `config.json` as training writes it: the checkpoint config plus, for
+/// models whose encoders are not the released ones (tiny test and nano models trained
+/// here), the vision sizes. Released checkpoints have no `vision` key and get the
+/// encoders of their `llama_type`, so converted and trained folders load the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    #[serde(flatten)]
+    pub sphinx: SphinxConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vision: Option<crate::mov::MovConfig>,
+}
+
+/// Names accepted by [`ModelConfig::named`].
+pub const MODEL_CONFIG_NAMES: [&str; 4] = ["tiny-train", "nano", "sphinx-tiny", "sphinx-tiny-1k"];
+
+impl ModelConfig {
+    /// The encoders this model uses: its own `vision`, else the released ones.
+    pub fn vision(&self) -> crate::mov::MovConfig {
+        self.vision
+            .clone()
+            .unwrap_or_else(|| crate::mov::MovConfig::for_llama_type(self.sphinx.llama_type))
+    }
+
+    /// A preset by name (to initialise a model randomly for training).
+    pub fn named(name: &str) -> Option<Self> {
+        let released = |sphinx| Self {
+            sphinx,
+            vision: None,
+        };
+        Some(match name {
+            // The tiny test model with room for the character vocabulary and a page's
+            // image block plus a few hundred characters (CPU training tests).
+            "tiny-train" => Self {
+                sphinx: SphinxConfig {
+                    llm: LlamaConfig {
+                        vocab_size: 384,
+                        max_seq_len: 512,
+                        ..LlamaConfig::tiny_test()
+                    },
+                    ..SphinxConfig::tiny_test()
+                },
+                vision: Some(crate::mov::MovConfig::tiny_test()),
+            },
+            "nano" => Self::nano(),
+            "sphinx-tiny" => released(SphinxConfig::sphinx_tiny()),
+            "sphinx-tiny-1k" => released(SphinxConfig::sphinx_tiny_1k()),
+            _ => return None,
+        })
+    }
+
+    /// A nano SPHINX-X for a short GPU run on synthetic pages: the 1024 px canvas and 2x2
+    /// grid of SPHINX-Tiny-1k with 16x16 tokens per view, but small encoders and a
+    /// 6-layer LLM over the character vocabulary of
+    /// [`crate::train::char_tokenizer`]; ~10 M parameters, ~20 MB in bf16.
+    pub fn nano() -> Self {
+        use crate::convnext::ConvNextConfig;
+        use crate::dinov2::DinoConfig;
+        use crate::mov::{MovConfig, ViewLayout};
+        Self {
+            sphinx: SphinxConfig {
+                llama_type: LlamaType::LlamaEns5Light,
+                // TinyLlama's shape rules (GQA 2:1 here, SwiGLU sizing, RoPE, 4096
+                // positions), scaled down.
+                llm: LlamaConfig {
+                    dim: 256,
+                    n_layers: 6,
+                    n_heads: 8,
+                    vocab_size: 384,
+                    ..LlamaConfig::tinyllama()
+                },
+            },
+            vision: Some(MovConfig {
+                convnext: ConvNextConfig {
+                    depths: vec![1, 1, 3, 1],
+                    dims: vec![48, 96, 192, 384],
+                    norm_eps: 1e-5,
+                },
+                dinov2: DinoConfig {
+                    embed_dim: 192,
+                    depth: 4,
+                    num_heads: 4,
+                    patch_size: 14,
+                    pos_grid: 16,
+                },
+                convnext_size: 512,
+                dinov2_size: 224,
+                layout: ViewLayout::GlobalAndGrid { grid: 2 },
+            }),
+        }
+    }
+
+    /// Reads and validates a model folder's `config.json` (with or without `vision`).
+    pub fn from_json_file(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::from_json_str(&text, &shown)
+    }
+
+    /// Parses and validates config JSON; `shown` names its source in errors.
+    pub fn from_json_str(text: &str, shown: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = serde_json::from_str(text).map_err(|source| ConfigError::Parse {
+            path: shown.to_owned(),
+            source,
+        })?;
+        cfg.sphinx
+            .llm
+            .validate()
+            .map_err(|reason| ConfigError::Invalid {
+                path: shown.to_owned(),
+                reason,
+            })?;
+        Ok(cfg)
+    }
+
+    /// Pretty JSON, as written into a model folder.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("config serializes") + "\n"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,6 +429,13 @@ mod tests {
             SphinxConfig::sphinx_tiny_1k()
         );
         assert_eq!(shipped("tiny-test.json"), SphinxConfig::tiny_test());
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let nano = ModelConfig::from_json_file(&dir.join("nano.json")).unwrap();
+        assert_eq!(nano, ModelConfig::nano());
+        // A released config.json (no `vision`) reads as a ModelConfig too.
+        let tiny = ModelConfig::from_json_file(&dir.join("sphinx-tiny.json")).unwrap();
+        assert_eq!(tiny.vision, None);
+        assert_eq!(tiny.sphinx, SphinxConfig::sphinx_tiny());
     }
 
     #[test]

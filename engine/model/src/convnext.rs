@@ -14,7 +14,7 @@
 //! `head.norm`.
 
 use tch::nn::{self, Module};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 use crate::mov::VisionError;
 
@@ -30,7 +30,8 @@ const MLP_RATIO: i64 = 4;
 const LS_INIT: f64 = 1e-6;
 
 /// Sizes of one ConvNeXt; released sizes are named constructors sharing all forward code.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ConvNextConfig {
     /// Blocks per stage.
     pub depths: Vec<i64>,
@@ -91,18 +92,34 @@ impl ConvNextConfig {
 
 /// timm `LayerNorm2d`: LayerNorm over the channels of an NCHW map.
 #[derive(Debug)]
-struct LayerNorm2d(nn::LayerNorm);
+struct LayerNorm2d(nn::LayerNorm, f64);
 
 impl LayerNorm2d {
     fn new(p: nn::Path, dim: i64, eps: f64) -> Self {
-        Self(layer_norm(p, dim, eps))
+        Self(layer_norm(p, dim, eps), eps)
     }
 
+    /// Any input kind -> float32 (see [`norm_f32`]).
     fn forward(&self, x: &Tensor) -> Tensor {
-        self.0
-            .forward(&x.permute([0, 2, 3, 1]))
-            .permute([0, 3, 1, 2])
+        norm_f32(&self.0, self.1, &x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2])
     }
+}
+
+/// LayerNorm computed in float32 whatever the weights' kind, returning float32.
+///
+/// With bfloat16 weights the trunk runs like PyTorch autocast: convolutions and linears
+/// in bfloat16, normalisation and the residual stream in float32. All-bfloat16 drifts
+/// past 1e-2 relative error over the trunk; float32 weights give the same numbers as
+/// before (the parity tests run there).
+fn norm_f32(ln: &nn::LayerNorm, eps: f64, x: &Tensor) -> Tensor {
+    let f32 = |t: &Option<Tensor>| t.as_ref().map(|t| t.to_kind(Kind::Float));
+    x.to_kind(Kind::Float).layer_norm(
+        ln.normalized_shape.as_slice(),
+        f32(&ln.ws).as_ref(),
+        f32(&ln.bs).as_ref(),
+        eps,
+        true,
+    )
 }
 
 fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
@@ -119,6 +136,7 @@ fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
 struct Block {
     conv_dw: nn::Conv2D,
     norm: nn::LayerNorm,
+    eps: f64,
     fc1: nn::Linear,
     fc2: nn::Linear,
     gamma: Tensor,
@@ -134,18 +152,22 @@ impl Block {
         Self {
             conv_dw: nn::conv2d(&p / "conv_dw", dim, dim, DW_KERNEL, dw),
             norm: layer_norm(&p / "norm", dim, eps),
+            eps,
             fc1: nn::linear(&p / "mlp" / "fc1", dim, MLP_RATIO * dim, Default::default()),
             fc2: nn::linear(&p / "mlp" / "fc2", MLP_RATIO * dim, dim, Default::default()),
             gamma: p.var("gamma", &[dim], nn::Init::Const(LS_INIT)),
         }
     }
 
+    /// Float32 residual stream `x` in, float32 out; the convolution and MLP run in the
+    /// weights' kind.
     fn forward(&self, x: &Tensor) -> Tensor {
-        let h = self.conv_dw.forward(x).permute([0, 2, 3, 1]);
-        let h = self.norm.forward(&h);
+        let kind = self.gamma.kind();
+        let h = self.conv_dw.forward(&x.to_kind(kind)).permute([0, 2, 3, 1]);
+        let h = norm_f32(&self.norm, self.eps, &h).to_kind(kind);
         let h = self.fc2.forward(&self.fc1.forward(&h).gelu("none"));
         let h = (h * &self.gamma).permute([0, 3, 1, 2]);
-        h + x
+        h.to_kind(Kind::Float) + x
     }
 }
 
@@ -217,16 +239,21 @@ impl ConvNext {
     /// head-normed feature map `[B, C, H/stride, W/stride]`.
     pub fn forward_map(&self, pixels: &Tensor) -> Result<Tensor, VisionError> {
         check_pixels("ConvNeXt", pixels, self.config.stride())?;
-        let mut x = self.stem_norm.forward(&self.stem_conv.forward(pixels));
+        let kind = self.stem_conv.ws.kind();
+        let mut x = self
+            .stem_norm
+            .forward(&self.stem_conv.forward(&pixels.to_kind(kind)));
         for stage in &self.stages {
             if let Some((norm, conv)) = &stage.downsample {
-                x = conv.forward(&norm.forward(&x));
+                x = conv
+                    .forward(&norm.forward(&x).to_kind(kind))
+                    .to_kind(Kind::Float);
             }
             for block in &stage.blocks {
                 x = block.forward(&x);
             }
         }
-        Ok(self.head_norm.forward(&x))
+        Ok(self.head_norm.forward(&x).to_kind(kind))
     }
 
     /// Normalized pixels `[B, 3, H, W]` -> tokens `[B, 1 + h*w, C]`: the mean of the

@@ -30,7 +30,8 @@ const SWIGLU_MULTIPLE: i64 = 8;
 const LS_INIT: f64 = 1.0;
 
 /// Sizes of one DINOv2 ViT with SwiGLU FFN; released sizes share all forward code.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DinoConfig {
     pub embed_dim: i64,
     pub depth: i64,

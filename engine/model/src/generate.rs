@@ -72,6 +72,9 @@ pub struct GenerateConfig {
     pub sampling: Sampling,
     /// Token sequences that end a row (EOS as `[eos]`, the end signal's tokens, ...).
     pub stop: Vec<Vec<i64>>,
+    /// Ids the tokenizer can decode (`Some(n)`: only `0..n` are ever chosen). Models
+    /// often pad their embedding table past the vocabulary; those rows are not tokens.
+    pub vocab: Option<i64>,
 }
 
 /// Why a row stopped.
@@ -180,7 +183,11 @@ pub fn generate(
     let mut tokens: Vec<Vec<i64>> = vec![Vec::new(); seqs.len()];
     let mut stops: Vec<Option<Stop>> = vec![None; seqs.len()];
     for step in 0..cfg.max_new_tokens {
-        let next = choose(&logits, cfg.sampling, &mut rngs)?;
+        let known = match cfg.vocab {
+            Some(n) if n > 0 && n < logits.size()[1] => logits.narrow(1, 0, n),
+            _ => logits.shallow_clone(),
+        };
+        let next = choose(&known, cfg.sampling, &mut rngs)?;
         for (row, &tok) in next.iter().enumerate() {
             if stops[row].is_some() {
                 continue;

@@ -12,4 +12,5 @@ pub mod llama;
 pub mod mov;
 pub mod sphinx;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;

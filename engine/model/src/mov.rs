@@ -36,7 +36,8 @@ pub enum VisionError {
 }
 
 /// How a page's canvas becomes views (the reference file a checkpoint was trained with).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ViewLayout {
     /// SPHINX-Tiny (`llama_ens_light.py`): the canvas itself is the only view.
     Single,
@@ -56,7 +57,8 @@ impl ViewLayout {
 }
 
 /// Sizes of the MoV: both encoders and the resolutions each one sees.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct MovConfig {
     pub convnext: ConvNextConfig,
     pub dinov2: DinoConfig,

@@ -127,9 +127,40 @@ impl Sphinx {
 
     /// Views `-> [N, tokens, dim]`: MoV features through `visual_proj` (Linear + LayerNorm).
     pub fn encode_views(&self, views: &MovViews) -> Result<Tensor, SphinxError> {
-        let feats = self.mov.encode(views)?;
+        Ok(self.project(&self.mov.encode(views)?))
+    }
+
+    /// `visual_proj` (Linear + LayerNorm) on MoV features `[N, tokens, feature_dim]`.
+    /// Separate from [`Sphinx::encode_views`] so training can run the frozen encoders
+    /// without gradients and only this part with them.
+    pub fn project(&self, feats: &Tensor) -> Tensor {
         let feats = feats.to_kind(self.proj_linear.ws.kind());
-        Ok(self.proj_norm.forward(&self.proj_linear.forward(&feats)))
+        self.proj_norm.forward(&self.proj_linear.forward(&feats))
+    }
+
+    /// The LLM input `[1, L, dim]` of text ids with an already built image block
+    /// `[1, n, dim]` after BOS (none for a text-only conversation), and `n`.
+    pub fn assemble_with_image(
+        &self,
+        ids: &Tensor,
+        image: Option<&Tensor>,
+    ) -> Result<(Tensor, i64), SphinxError> {
+        if ids.dim() != 1 || ids.size()[0] < 1 || ids.kind() != Kind::Int64 {
+            return Err(SphinxError::Input(format!(
+                "text ids must be a non-empty 1-D int64 tensor (BOS first), got {:?} {:?}",
+                ids.kind(),
+                ids.size()
+            )));
+        }
+        let text = self.llm.embed_tokens(&ids.unsqueeze(0))?;
+        let Some(image) = image else {
+            return Ok((text, 0));
+        };
+        let image = image.to_kind(text.kind());
+        let n_image = image.size()[1];
+        let t = ids.size()[0];
+        let seq = Tensor::cat(&[text.narrow(1, 0, 1), image, text.narrow(1, 1, t - 1)], 1);
+        Ok((seq, n_image))
     }
 
     /// Image part of the sequence `[1, n, dim]` from projected features of the kept views
@@ -181,21 +212,15 @@ impl Sphinx {
     /// The LLM input `[1, L, dim]` of a page (BOS embedding, image block, embeddings of the
     /// rest of the ids) and the length of its image block.
     pub fn assemble(&self, page: &PageInput) -> Result<(Tensor, i64), SphinxError> {
-        let ids = page.ids;
-        if ids.dim() != 1 || ids.size()[0] < 1 || ids.kind() != Kind::Int64 {
+        if page.ids.kind() != Kind::Int64 {
             return Err(SphinxError::Input(format!(
                 "text ids must be a non-empty 1-D int64 tensor (BOS first), got {:?} {:?}",
-                ids.kind(),
-                ids.size()
+                page.ids.kind(),
+                page.ids.size()
             )));
         }
         let image = self.image_block(&self.encode_views(page.views)?, page.skipped)?;
-        let text = self.llm.embed_tokens(&ids.unsqueeze(0))?;
-        let image = image.to_kind(text.kind());
-        let n_image = image.size()[1];
-        let t = ids.size()[0];
-        let seq = Tensor::cat(&[text.narrow(1, 0, 1), image, text.narrow(1, 1, t - 1)], 1);
-        Ok((seq, n_image))
+        self.assemble_with_image(page.ids, Some(&image))
     }
 
     /// Logits `[1, T, vocab]` at the text positions of a page, aligned like the

@@ -130,9 +130,31 @@ fn batch_of_16_pages_equals_16_single_runs() {
         max_new_tokens: MAX_NEW,
         sampling: Sampling::Greedy,
         stop: vec![],
+        vocab: None,
     };
     let batch = generate(f.model.llm(), &f.seqs, &cfg).unwrap();
     let alone = singles(&f, &cfg, |_| Sampling::Greedy);
+    // A tokenizer smaller than the embedding table: ids past it are never chosen.
+    let limit = 7;
+    let small = GenerateConfig {
+        vocab: Some(limit),
+        ..cfg.clone()
+    };
+    let limited = generate(f.model.llm(), &f.seqs, &small).unwrap();
+    for g in &limited.outputs {
+        assert!(
+            g.tokens.iter().all(|&t| (0..limit).contains(&t)),
+            "{:?}",
+            g.tokens
+        );
+    }
+    if batch
+        .outputs
+        .iter()
+        .any(|g| g.tokens.iter().any(|&t| t >= limit))
+    {
+        assert_ne!(limited.outputs, batch.outputs);
+    }
     assert_eq!(batch.outputs, alone);
     assert!(batch
         .outputs
@@ -195,6 +217,7 @@ fn seeded_sampling_is_per_row_and_reproducible() {
         max_new_tokens: MAX_NEW,
         sampling: sampled(seed),
         stop: vec![],
+        vocab: None,
     };
     let batch = generate(f.model.llm(), &f.seqs, &cfg).unwrap();
     let again = generate(f.model.llm(), &f.seqs, &cfg).unwrap();
@@ -253,6 +276,7 @@ fn bad_inputs_are_typed_errors() {
         max_new_tokens: 4,
         sampling: Sampling::Greedy,
         stop: vec![],
+        vocab: None,
     };
     assert!(matches!(
         generate(llm, &[], &cfg),

@@ -1,0 +1,636 @@
+//! The training loop: builds the model from the job spec, draws conversations from the
+//! mixture, runs frozen encoders without gradients and the trainable parts with them,
+//! accumulates gradients over micro-batches, clips, steps AdamW on the schedule, logs a
+//! JSON metrics line per step, checkpoints, and exports the model folder at the end.
+//!
+//! The loss of a step is the mean cross-entropy over ALL supervised tokens of its
+//! micro-batches (each micro-batch's summed loss is divided by the step's target count
+//! before its backward), so accumulation is exactly a larger batch.
+//!
+//! bf16: on CUDA (precision `auto` or `bf16`) the whole model is stored in bf16 and AdamW
+//! keeps float32 master weights; on the CPU everything is float32 (CPU bf16 is slow and
+//! the tests compare bits).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use image::RgbImage;
+use sphinx_core::document::Document;
+use sphinx_core::limits::Limits;
+use sphinx_core::tiling::{tile_page, TileConfig, CLIP_MEAN, CLIP_STD};
+use tch::{nn, Device, Kind, Reduction, Tensor};
+
+use super::char_tokenizer;
+use super::checkpoint::{Output, TrainState, METRICS};
+use super::dataset::{tokenize, Cursor, Dataset, Mixture, IGNORE};
+use super::optimizer::{AdamW, AdamWConfig};
+use super::schedule::Schedule;
+use super::spec::{JobSpec, Precision};
+use crate::config::ModelConfig;
+use crate::conversation::Template;
+use crate::mov::{MovConfig, MovViews, ViewLayout};
+use crate::sphinx::Sphinx;
+use crate::tokenizer::Tokenizer;
+use crate::weights;
+
+/// Name prefixes of the two frozen encoders' parameters.
+const ENCODER_PREFIXES: [&str; 2] = ["llma.openclip_convnext_xxl.", "llma.dinov2_vitg14."];
+
+/// How a run may end early.
+#[derive(Debug, Clone, Default)]
+pub struct RunControl {
+    /// Set by SIGTERM / ctrl-c: checkpoint after the current step, then return.
+    pub stop: Arc<AtomicBool>,
+    /// Return after this many steps in all WITHOUT a final checkpoint, as a killed
+    /// process would (tests use it to interrupt a run).
+    pub halt_at: Option<u64>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// All steps done; the model folder's key.
+    Finished { model: String },
+    /// Stopped at `step`, with the checkpoint written then (if any).
+    Stopped {
+        step: u64,
+        checkpoint: Option<String>,
+    },
+}
+
+/// What one optimizer step measured.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct StepMetrics {
+    pub step: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    /// Supervised tokens in the step.
+    pub targets: u64,
+    /// Sequence positions (image + text) through the LLM.
+    pub tokens: u64,
+    pub tokens_per_s: f64,
+    pub step_s: f64,
+}
+
+/// One conversation ready for the model.
+struct Example {
+    ids: Vec<i64>,
+    labels: Vec<i64>,
+    image: Option<(Tensor, Vec<bool>)>,
+}
+
+/// A training run.
+pub struct Trainer {
+    pub spec: JobSpec,
+    pub config: ModelConfig,
+    pub device: Device,
+    vs: nn::VarStore,
+    model: Sphinx,
+    tokenizer: Tokenizer,
+    tokenizer_json: Vec<u8>,
+    template: Template,
+    datasets: Vec<Dataset>,
+    mixture: Mixture,
+    opt: AdamW,
+    schedule: Schedule,
+    cursor: Cursor,
+    step: u64,
+    tile: TileConfig,
+    single_view: bool,
+    max_text: usize,
+    output: Output,
+    /// Every metrics line of the run (restored on resume).
+    pub metrics: Vec<String>,
+    /// Pages already rendered and tiled (RGB8 views + skip plan), up to
+    /// `spec.cache_pages` of them: rendering dominates small models' steps.
+    page_cache: std::cell::RefCell<std::collections::HashMap<PathBuf, (Tensor, Vec<bool>)>>,
+}
+
+/// Tiling of a vision config, as `sphinx infer` uses it.
+pub fn tile_config(vision: &MovConfig) -> (TileConfig, bool) {
+    match vision.layout {
+        ViewLayout::Single => (
+            TileConfig {
+                canvas: vision.convnext_size as u32,
+                grid: 1,
+            },
+            true,
+        ),
+        ViewLayout::GlobalAndGrid { grid } => (
+            TileConfig {
+                canvas: (grid * vision.convnext_size) as u32,
+                grid: grid as u32,
+            },
+            false,
+        ),
+    }
+}
+
+/// `[3, H, W]` uint8 of an RGB8 view.
+pub fn rgb_tensor(img: &RgbImage) -> Tensor {
+    let (w, h) = img.dimensions();
+    Tensor::from_slice(img.as_raw())
+        .view([i64::from(h), i64::from(w), 3])
+        .permute([2, 0, 1])
+}
+
+/// uint8 views `[.., 3, H, W]` -> float32, CLIP-normalised (as `sphinx infer` feeds them).
+pub fn normalize_rgb(rgb: &Tensor) -> Tensor {
+    let t = rgb.to_kind(Kind::Float) / 255.0;
+    let mean = Tensor::from_slice(&CLIP_MEAN).view([3, 1, 1]);
+    let std = Tensor::from_slice(&CLIP_STD).view([3, 1, 1]);
+    (t - mean) / std
+}
+
+impl Trainer {
+    /// Builds the run; with `resume`, continues from the newest checkpoint if any.
+    pub fn new(spec: JobSpec, output: Output, device: Device, resume: bool) -> Result<Self> {
+        let (config, tokenizer_json, weights_dir) = model_source(&spec)?;
+        let vision = config.vision();
+        tch::manual_seed(spec.model.seed as i64);
+        let mut vs = nn::VarStore::new(device);
+        let model = Sphinx::new(&vs.root(), &config.sphinx.llm, &vision)?;
+        if let Some(dir) = &weights_dir {
+            let path = dir.join("model.safetensors");
+            weights::load_files(&mut vs, &[path.as_path()])
+                .with_context(|| format!("cannot load weights {}", path.display()))?;
+        }
+        let tok_file = tempfile::NamedTempFile::new()?;
+        std::fs::write(tok_file.path(), &tokenizer_json)?;
+        let tokenizer = Tokenizer::from_file(tok_file.path())?;
+        if tokenizer.vocab_size() as i64 > config.sphinx.llm.vocab_size {
+            bail!(
+                "the tokenizer has {} pieces but the model's vocab_size is {}",
+                tokenizer.vocab_size(),
+                config.sphinx.llm.vocab_size
+            );
+        }
+        let bf16 = match spec.precision {
+            Precision::Auto => device.is_cuda(),
+            Precision::Bf16 => true,
+            Precision::F32 => false,
+        };
+        if bf16 {
+            vs.bfloat16();
+        }
+        let mut names: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        names.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut trainable = Vec::new();
+        for (name, t) in names {
+            let frozen = !spec.train_vision && ENCODER_PREFIXES.iter().any(|p| name.starts_with(p));
+            if frozen {
+                let _ = t.set_requires_grad(false);
+            } else {
+                trainable.push((name, t));
+            }
+        }
+        let opt = AdamW::new(
+            AdamWConfig {
+                weight_decay: spec.weight_decay,
+                ..Default::default()
+            },
+            trainable,
+        );
+        let datasets = spec
+            .datasets
+            .iter()
+            .map(|d| Dataset::load(Path::new(&d.path)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let weights: Vec<f64> = spec.datasets.iter().map(|d| d.weight).collect();
+        let mixture = Mixture::new(
+            spec.seed,
+            datasets.iter().map(|d| d.records.len()).collect(),
+            &weights,
+        );
+        let (tile, single_view) = tile_config(&vision);
+        let image_tokens = if single_view {
+            vision.tokens_per_view() + 2
+        } else {
+            vision.layout.slots() as i64 * (vision.tokens_per_view() + 2)
+        };
+        let room = (config.sphinx.llm.max_seq_len - image_tokens).max(1) as u64;
+        let max_text = spec.max_text_tokens.unwrap_or(room).min(room) as usize;
+        let schedule = Schedule {
+            lr: spec.lr,
+            min_lr: spec.min_lr,
+            warmup_steps: spec.warmup_steps,
+            total_steps: spec.steps,
+        };
+        let template = Template::named(&spec.template)?;
+        let mut trainer = Self {
+            cursor: mixture.start(),
+            spec,
+            config,
+            device,
+            vs,
+            model,
+            tokenizer,
+            tokenizer_json,
+            template,
+            datasets,
+            mixture,
+            opt,
+            schedule,
+            step: 0,
+            tile,
+            single_view,
+            max_text,
+            output,
+            metrics: Vec::new(),
+            page_cache: Default::default(),
+        };
+        if resume {
+            trainer.restore()?;
+        }
+        Ok(trainer)
+    }
+
+    /// Optimizer steps done.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+
+    /// The trained parameters by name (float32 masters where kept).
+    pub fn trainable(&self) -> Vec<(String, Tensor)> {
+        self.opt
+            .params
+            .iter()
+            .map(|p| {
+                let t = p.master.as_ref().unwrap_or(&p.param);
+                (p.name.clone(), t.detach().to_kind(Kind::Float))
+            })
+            .collect()
+    }
+
+    fn optimizer_tensors(&self) -> Vec<(String, Tensor)> {
+        let mut v = Vec::new();
+        for p in &self.opt.params {
+            v.push((format!("exp_avg/{}", p.name), p.exp_avg.shallow_clone()));
+            v.push((
+                format!("exp_avg_sq/{}", p.name),
+                p.exp_avg_sq.shallow_clone(),
+            ));
+        }
+        v
+    }
+
+    /// Writes a checkpoint of the current step; returns its key.
+    pub fn save_checkpoint(&self) -> Result<String> {
+        let state = TrainState {
+            step: self.step,
+            cursor: self.cursor.clone(),
+            seed: self.spec.seed,
+            spec: serde_json::to_value(&self.spec)?,
+        };
+        let dir = self.output.save_checkpoint(
+            &self.spec.run,
+            &state,
+            &self.trainable(),
+            &self.optimizer_tensors(),
+            &self.metrics,
+        )?;
+        tracing::info!(step = self.step, checkpoint = %dir, "checkpoint written");
+        Ok(dir)
+    }
+
+    /// Loads the newest checkpoint of this run, if there is one.
+    fn restore(&mut self) -> Result<()> {
+        let Some(dir) = self.output.newest_checkpoint(&self.spec.run)? else {
+            tracing::warn!(run = %self.spec.run, "--resume: no checkpoint yet, starting fresh");
+            return Ok(());
+        };
+        let (state, trainable, optimizer, metrics) = self.output.load_checkpoint(&dir)?;
+        if state.seed != self.spec.seed {
+            bail!(
+                "checkpoint {dir} was written with seed {} but the job spec says {}",
+                state.seed,
+                self.spec.seed
+            );
+        }
+        let find = |set: &[(String, Tensor)], name: &str| {
+            set.iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.shallow_clone())
+                .with_context(|| format!("checkpoint {dir} has no tensor {name}"))
+        };
+        tch::no_grad(|| -> Result<()> {
+            for p in &mut self.opt.params {
+                let w = find(&trainable, &p.name)?.to_device(self.device);
+                if let Some(m) = &mut p.master {
+                    m.copy_(&w);
+                }
+                p.param.copy_(&w);
+                p.exp_avg
+                    .copy_(&find(&optimizer, &format!("exp_avg/{}", p.name))?);
+                p.exp_avg_sq
+                    .copy_(&find(&optimizer, &format!("exp_avg_sq/{}", p.name))?);
+            }
+            Ok(())
+        })?;
+        self.step = state.step;
+        self.opt.step = state.step;
+        self.cursor = state.cursor;
+        self.metrics = metrics;
+        tracing::info!(step = self.step, checkpoint = %dir, "resumed");
+        Ok(())
+    }
+
+    /// Tokenized conversation and page views of record `r` of dataset `d`.
+    fn example(&self, d: usize, r: usize) -> Result<Example> {
+        let ds = &self.datasets[d];
+        let rec = &ds.records[r];
+        let name = rec
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("{}#{r}", ds.path.display()));
+        let turns = rec
+            .turns()
+            .map_err(|e| anyhow::anyhow!("record {name}: {e}"))?;
+        let tok = tokenize(&self.template, &self.tokenizer, &turns, self.max_text)
+            .map_err(|e| anyhow::anyhow!("record {name}: {e}"))?;
+        let image = match ds.image_path(rec) {
+            None => None,
+            Some(path) => Some(
+                self.page_views(&path)
+                    .with_context(|| format!("record {name}"))?,
+            ),
+        };
+        Ok(Example {
+            ids: tok.ids,
+            labels: tok.labels,
+            image,
+        })
+    }
+
+    /// The page at `path` rendered, tiled and normalised exactly as for inference: kept
+    /// views `[K, 3, s, s]` (float32, CLIP-normalised) and the skip plan.
+    fn page_views(&self, path: &Path) -> Result<(Tensor, Vec<bool>)> {
+        if let Some((rgb, flags)) = self.page_cache.borrow().get(path) {
+            return Ok((normalize_rgb(rgb), flags.clone()));
+        }
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let doc = Document::open(Arc::new(bytes), &Limits::default())
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let page = doc.render(0, self.tile.canvas)?;
+        let tiled = tile_page(&page.image, &self.tile)?;
+        let kept: Vec<Tensor> = tiled.views().flatten().map(rgb_tensor).collect();
+        let rgb = Tensor::stack(&kept, 0);
+        let (rgb, flags) = if self.single_view {
+            (rgb.narrow(0, 0, 1), Vec::new())
+        } else {
+            (rgb, tiled.plan.flags().to_vec())
+        };
+        let mut cache = self.page_cache.borrow_mut();
+        if (cache.len() as u64) < self.spec.cache_pages {
+            cache.insert(path.to_path_buf(), (rgb.shallow_clone(), flags.clone()));
+        }
+        Ok((normalize_rgb(&rgb), flags))
+    }
+
+    /// Forward + backward of one micro-batch; returns (summed loss, positions).
+    fn micro_batch(&self, batch: &[Example], step_targets: f64) -> Result<(f64, u64)> {
+        let dev = self.device;
+        let mut seqs = Vec::with_capacity(batch.len());
+        let (mut rows, mut cols, mut targets) = (Vec::new(), Vec::new(), Vec::new());
+        for (b, ex) in batch.iter().enumerate() {
+            let ids = Tensor::from_slice(&ex.ids).to_device(dev);
+            let image = match &ex.image {
+                None => None,
+                Some((views, skipped)) => {
+                    let views: MovViews = self.model.tile_views(&views.to_device(dev))?;
+                    let feats = if self.spec.train_vision {
+                        self.model.mov().encode(&views)?
+                    } else {
+                        tch::no_grad(|| self.model.mov().encode(&views))?
+                    };
+                    let proj = self.model.project(&feats);
+                    Some(self.model.image_block(&proj, skipped)?)
+                }
+            };
+            let (seq, n_image) = self.model.assemble_with_image(&ids, image.as_ref())?;
+            // Logits at text position j - 1 predict ids[j]; text position 0 is BOS,
+            // position i > 0 sits after the image block.
+            for j in 1..ex.ids.len() {
+                if ex.labels[j] != IGNORE {
+                    let at = if j == 1 { 0 } else { n_image + j as i64 - 1 };
+                    rows.push(b as i64);
+                    cols.push(at);
+                    targets.push(ex.labels[j]);
+                }
+            }
+            seqs.push(seq);
+        }
+        let longest = seqs.iter().map(|s| s.size()[1]).max().unwrap_or(0);
+        let dim = self.config.sphinx.llm.dim;
+        // Right padding: causal attention keeps it out of every real position.
+        let padded: Vec<Tensor> = seqs
+            .iter()
+            .map(|s| {
+                let pad = longest - s.size()[1];
+                if pad == 0 {
+                    s.shallow_clone()
+                } else {
+                    Tensor::cat(
+                        &[
+                            s.shallow_clone(),
+                            s.zeros_like().narrow(1, 0, 1).expand([1, pad, dim], false),
+                        ],
+                        1,
+                    )
+                }
+            })
+            .collect();
+        let positions = (padded.len() as i64 * longest) as u64;
+        if targets.is_empty() {
+            return Ok((0.0, positions));
+        }
+        let hidden = self
+            .model
+            .llm()
+            .forward_embeds(&Tensor::cat(&padded, 0), 0, None, None)?;
+        let rows = Tensor::from_slice(&rows).to_device(dev);
+        let cols = Tensor::from_slice(&cols).to_device(dev);
+        let picked = hidden.index(&[Some(rows), Some(cols)]);
+        let logits = self.model.llm().logits(&picked).to_kind(Kind::Float);
+        let targets = Tensor::from_slice(&targets).to_device(dev);
+        let loss = logits.cross_entropy_loss::<Tensor>(&targets, None, Reduction::Sum, IGNORE, 0.0);
+        let value = loss.double_value(&[]);
+        (loss / step_targets).backward();
+        Ok((value, positions))
+    }
+
+    /// One optimizer step over `batch_size * grad_accum` conversations.
+    pub fn train_step(&mut self) -> Result<StepMetrics> {
+        let started = Instant::now();
+        let lr = self.schedule.lr_at(self.step);
+        let per_micro = self.spec.batch_size as usize;
+        let draws: Vec<(usize, usize)> = (0..per_micro * self.spec.grad_accum as usize)
+            .map(|_| self.mixture.next(&mut self.cursor))
+            .collect();
+        let examples = draws
+            .iter()
+            .map(|&(d, r)| self.example(d, r))
+            .collect::<Result<Vec<_>>>()?;
+        let n_targets: usize = examples
+            .iter()
+            .map(|e| e.labels.iter().skip(1).filter(|&&l| l != IGNORE).count())
+            .sum();
+        self.opt.zero_grad();
+        let (mut loss_sum, mut tokens) = (0.0, 0);
+        for micro in examples.chunks(per_micro) {
+            let (l, t) = self.micro_batch(micro, n_targets.max(1) as f64)?;
+            loss_sum += l;
+            tokens += t;
+        }
+        let grad_norm = if self.spec.clip_grad > 0.0 {
+            self.opt.clip_grad_norm(self.spec.clip_grad)
+        } else {
+            self.opt.grad_norm()
+        };
+        self.opt.step(lr);
+        self.step += 1;
+        let step_s = started.elapsed().as_secs_f64();
+        Ok(StepMetrics {
+            step: self.step,
+            loss: loss_sum / n_targets.max(1) as f64,
+            lr,
+            grad_norm,
+            targets: n_targets as u64,
+            tokens,
+            tokens_per_s: tokens as f64 / step_s.max(1e-9),
+            step_s,
+        })
+    }
+
+    /// Runs to `spec.steps` (or until stopped), calling `on_step` after every step;
+    /// checkpoints every `checkpoint_every` steps and exports the model at the end.
+    pub fn run(
+        &mut self,
+        ctl: &RunControl,
+        on_step: &mut dyn FnMut(&StepMetrics),
+    ) -> Result<Outcome> {
+        while self.step < self.spec.steps {
+            let m = self.train_step()?;
+            self.metrics.push(serde_json::to_string(&m)?);
+            on_step(&m);
+            let every = self.spec.checkpoint_every;
+            if every > 0 && self.step.is_multiple_of(every) && self.step < self.spec.steps {
+                self.save_checkpoint()?;
+            }
+            if ctl.halt_at == Some(self.step) {
+                return Ok(Outcome::Stopped {
+                    step: self.step,
+                    checkpoint: None,
+                });
+            }
+            if ctl.stop.load(Ordering::SeqCst) {
+                let dir = self.save_checkpoint()?;
+                return Ok(Outcome::Stopped {
+                    step: self.step,
+                    checkpoint: Some(dir),
+                });
+            }
+        }
+        self.save_checkpoint()?;
+        let model = self.export()?;
+        Ok(Outcome::Finished { model })
+    }
+
+    /// Publishes `models/<run>/` (config.json, model.safetensors, tokenizer.json,
+    /// metrics.jsonl) and `models/latest`.
+    pub fn export(&self) -> Result<String> {
+        let kind = if self.spec.export_bf16 {
+            Kind::BFloat16
+        } else {
+            Kind::Float
+        };
+        let masters: std::collections::HashMap<&str, &Tensor> = self
+            .opt
+            .params
+            .iter()
+            .filter_map(|p| p.master.as_ref().map(|m| (p.name.as_str(), m)))
+            .collect();
+        let mut named: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| {
+                let t = masters.get(n.as_str()).map_or(t.detach(), |m| m.detach());
+                (n, t.to_kind(kind))
+            })
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        let weights = super::checkpoint::safetensors_bytes(&named, "model.safetensors")?;
+        let files = vec![
+            ("config.json", self.config.to_json().into_bytes()),
+            ("model.safetensors", weights),
+            ("tokenizer.json", self.tokenizer_json.clone()),
+            (METRICS, super::checkpoint::lines(&self.metrics)),
+        ];
+        Ok(self.output.export_model(&self.spec.run, files)?)
+    }
+}
+
+/// The model config, tokenizer JSON and (to fine-tune) weights folder of a spec.
+fn model_source(spec: &JobSpec) -> Result<(ModelConfig, Vec<u8>, Option<PathBuf>)> {
+    if let Some(dir) = &spec.model.dir {
+        let dir = PathBuf::from(dir);
+        let config = ModelConfig::from_json_file(&dir.join("config.json"))
+            .with_context(|| format!("model.dir {}", dir.display()))?;
+        let tok = std::fs::read(dir.join("tokenizer.json"))
+            .with_context(|| format!("model.dir {}: cannot read tokenizer.json", dir.display()))?;
+        return Ok((config, tok, Some(dir)));
+    }
+    let name = spec.model.config.as_deref().unwrap_or_default();
+    let config = match ModelConfig::named(name) {
+        Some(c) => c,
+        None => ModelConfig::from_json_file(Path::new(name)).with_context(|| {
+            format!(
+                "model.config {name:?} is neither a preset ({}) nor a readable config file",
+                crate::config::MODEL_CONFIG_NAMES.join(", ")
+            )
+        })?,
+    };
+    let tok = match spec.model.tokenizer.as_deref().unwrap_or("char") {
+        "char" => char_tokenizer::tokenizer_json().into_bytes(),
+        path => std::fs::read(path).with_context(|| format!("model.tokenizer {path}"))?,
+    };
+    Ok((config, tok, None))
+}
+
+/// A flag that turns true on SIGTERM (a Spot interruption notice, `docker stop`) or
+/// ctrl-c, watched by a background thread, for [`RunControl::stop`].
+pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                #[cfg(unix)]
+                {
+                    use tokio::signal::unix::{signal, SignalKind};
+                    let Ok(mut term) = signal(SignalKind::terminate()) else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = term.recv() => {}
+                        _ = tokio::signal::ctrl_c() => {}
+                    }
+                }
+                #[cfg(not(unix))]
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::warn!("stop requested: checkpointing after this step");
+                set.store(true, Ordering::SeqCst);
+            })
+        })?;
+    Ok(flag)
+}
