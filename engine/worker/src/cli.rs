@@ -30,6 +30,14 @@ pub enum Command {
     Synth(crate::synth_cmd::SynthArgs),
     /// Run SPHINX-X tasks (caption, ocr, grounding, ask) on one page; prints result JSON.
     Infer(crate::infer_cmd::InferArgs),
+    /// The whole pipeline on this machine: tile, run the model, write results.
+    Run(crate::run_cmd::RunArgs),
+    /// The GPU worker: drain the SQS infer queue, write results to S3.
+    Serve(crate::serve_cmd::ServeArgs),
+    /// One-stage fine-tuning from a job spec; checkpoints, resume, model export.
+    Train(crate::train_cmd::TrainArgs),
+    /// OCR character error rate of a model on held-out conversations; prints JSON.
+    Eval(crate::eval_cmd::EvalArgs),
 }
 
 #[derive(Debug, Args)]
@@ -76,7 +84,7 @@ impl LayoutArgs {
 }
 
 /// Bounds on what one upload may cost; the defaults are `Limits::default()`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct LimitArgs {
     /// Largest input file in bytes.
     #[arg(long)]

@@ -15,27 +15,24 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
-use sphinx_core::boxes::PageFrame;
 use sphinx_core::document::Document;
 use sphinx_core::job::Task;
 use sphinx_core::keys;
 use sphinx_core::limits::Limits;
-use sphinx_core::prompts;
-use sphinx_core::result::{ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts};
-use sphinx_core::tiling::{tile_page, TileConfig, CLIP_MEAN, CLIP_STD};
-use sphinx_model::config::SphinxConfig;
-use sphinx_model::conversation::{Template, Turn};
-use sphinx_model::generate::{generate, GenerateConfig, Sampling, Stop};
+use sphinx_core::result::PageResult;
+use sphinx_core::tiling::TileConfig;
+use sphinx_model::config::{ModelConfig, SphinxConfig};
+use sphinx_model::generate::Sampling;
 use sphinx_model::mov::{MovConfig, ViewLayout};
-use sphinx_model::sphinx::{PageInput, Sphinx};
+use sphinx_model::sphinx::Sphinx;
 use sphinx_model::tokenizer::Tokenizer;
 use sphinx_model::weights;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{nn, Device};
 
+use crate::batch::{run_batch, BatchOptions, PreparedPage};
 use crate::overlay;
 
 /// File names inside a converted model folder.
@@ -94,9 +91,10 @@ pub struct Loaded {
 
 /// Loads a converted model folder onto `device`.
 pub fn load(dir: &Path, device: Device) -> Result<Loaded> {
-    let cfg = SphinxConfig::from_json_file(&dir.join(CONFIG_FILE))?;
-    let vision = MovConfig::for_llama_type(cfg.llama_type);
-    load_with(dir, device, &cfg, &vision)
+    // A trained folder may carry its own encoder sizes (`vision`); a converted release
+    // gets the encoders of its llama_type.
+    let cfg = ModelConfig::from_json_file(&dir.join(CONFIG_FILE))?;
+    load_with(dir, device, &cfg.sphinx, &cfg.vision())
 }
 
 /// Loads with an explicit vision config (tests use tiny encoders).
@@ -211,12 +209,12 @@ pub fn infer_file(
     Ok((result, page.image))
 }
 
-/// Runs every task on one page bitmap in one batch.
+/// Runs every task on one page bitmap in one batch (see [`crate::batch`]).
 pub fn infer_page(
     loaded: &Loaded,
     image: &RgbImage,
     size_points: [f32; 2],
-    (doc_id, page_index, page_count): (String, u32, u32),
+    identity: (String, u32, u32),
     tasks: &[Task],
     max_new_tokens: usize,
     sampling: Sampling,
@@ -224,114 +222,12 @@ pub fn infer_page(
     if tasks.is_empty() {
         bail!("no task given");
     }
-    let started = Instant::now();
-    let _guard = tch::no_grad_guard();
-    let tiled = tile_page(image, &loaded.tile)?;
-    let frame = PageFrame::new(
-        loaded.tile.canvas,
-        tiled.placement.clone(),
-        tiled.page_size,
-        size_points,
-    )?;
-    let kept: Vec<&RgbImage> = tiled.views().flatten().collect();
-    let dev = loaded.device;
-    let views_t =
-        Tensor::stack(&kept.iter().map(|v| normalized(v)).collect::<Vec<_>>(), 0).to_device(dev);
-    // The one-view layout sees only the global view (the padded page at the canvas size).
-    let (views_t, skipped) = if loaded.single_view {
-        (views_t.narrow(0, 0, 1), Vec::new())
-    } else {
-        (views_t, tiled.plan.flags().to_vec())
-    };
-    let encode_start = Instant::now();
-    let views = loaded.model.tile_views(&views_t)?;
-    let template = Template::default_conversation();
-    let mut questions = Vec::new();
-    let mut seqs = Vec::new();
-    let mut prompt_lens = Vec::new();
-    let mut visual = 0;
-    for task in tasks {
-        let question = prompts::question(task)?;
-        let prompt = template.prompt(&[Turn::ask(question.clone())])?;
-        let ids = loaded.tokenizer.encode(&prompt, true, false)?;
-        prompt_lens.push(ids.len() as u32);
-        let ids = Tensor::from_slice(&ids).to_device(dev);
-        let (seq, n_image) = loaded.model.assemble(&PageInput {
-            views: &views,
-            skipped: &skipped,
-            ids: &ids,
-        })?;
-        visual = n_image as u32;
-        seqs.push(seq.squeeze_dim(0));
-        questions.push(question);
-    }
-    let encode_ms = ms(encode_start.elapsed());
-    let cfg = GenerateConfig {
+    let page = PreparedPage::from_image(image, size_points, identity, tasks.to_vec(), loaded)?;
+    let opts = BatchOptions {
         max_new_tokens,
         sampling,
-        stop: template.stop_sequences(&loaded.tokenizer)?,
+        ..BatchOptions::default()
     };
-    let batch = generate(loaded.model.llm(), &seqs, &cfg)?;
-    let mut results = Vec::new();
-    for ((task, question), (out, prompt_len)) in tasks
-        .iter()
-        .zip(questions)
-        .zip(batch.outputs.iter().zip(prompt_lens))
-    {
-        let text = loaded.tokenizer.decode(&out.tokens)?;
-        let (answer, cut) = template.cut_answer(&text);
-        let stop = match out.stop {
-            Stop::Sequence { index: 0 } => StopReason::Eos,
-            Stop::Sequence { .. } => StopReason::Separator,
-            Stop::MaxTokens if cut => StopReason::Separator,
-            Stop::MaxTokens => StopReason::MaxTokens,
-        };
-        let tokens = TokenCounts {
-            prompt: prompt_len,
-            visual,
-            generated: out.generated as u32,
-        };
-        let timings = Timings {
-            encode_ms,
-            prefill_ms: ms(batch.prefill),
-            decode_ms: ms(batch.decode),
-            total_ms: ms(started.elapsed()),
-        };
-        results.push(TaskResult::from_answer(
-            task.clone(),
-            question,
-            answer.to_owned(),
-            &frame,
-            stop,
-            tokens,
-            timings,
-        ));
-    }
-    Ok(PageResult::new(
-        doc_id,
-        page_index,
-        page_count,
-        ModelInfo {
-            id: loaded.id.clone(),
-        },
-        frame,
-        results,
-    ))
-}
-
-/// `[3, H, W]` float32, CLIP-normalised, of an RGB8 view.
-fn normalized(img: &RgbImage) -> Tensor {
-    let (w, h) = img.dimensions();
-    let t = Tensor::from_slice(img.as_raw())
-        .view([i64::from(h), i64::from(w), 3])
-        .permute([2, 0, 1])
-        .to_kind(Kind::Float)
-        / 255.0;
-    let mean = Tensor::from_slice(&CLIP_MEAN).view([3, 1, 1]);
-    let std = Tensor::from_slice(&CLIP_STD).view([3, 1, 1]);
-    (t - mean) / std
-}
-
-fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+    let (mut results, _) = run_batch(loaded, std::slice::from_ref(&page), &opts)?;
+    Ok(results.remove(0))
 }

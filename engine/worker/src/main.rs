@@ -13,6 +13,10 @@ fn main() -> ExitCode {
         cli::Command::Tile(args) => tile_cmd::run(args),
         cli::Command::Synth(args) => synth_cmd::run(args),
         cli::Command::Infer(args) => infer_cmd::run(args),
+        cli::Command::Run(args) => sphinx_worker::run_cmd::run(args),
+        cli::Command::Serve(args) => sphinx_worker::serve_cmd::run(args),
+        cli::Command::Train(args) => sphinx_worker::train_cmd::run(args),
+        cli::Command::Eval(args) => sphinx_worker::eval_cmd::run(args),
     };
     match outcome {
         Ok(code) => code,
@@ -31,8 +35,13 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("SPHINX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    // JSON lines for CloudWatch Logs Insights (the worker image sets it).
+    if std::env::var("SPHINX_LOG_FORMAT").is_ok_and(|f| f == "json") {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
 }

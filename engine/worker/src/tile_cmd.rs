@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use sphinx_core::bundle;
 use sphinx_core::error::DocError;
 use sphinx_core::keys;
@@ -47,7 +47,7 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let store = LocalStore::new(&out).with_context(|| format!("cannot use {}", out.display()))?;
-    let progress = progress_bar(files.len() as u64, args.quiet);
+    let progress = crate::progress::bar(files.len() as u64, "documents", args.quiet);
     let summary = tile_files(&files, &args.inputs, &store, &opts, threads, &progress)?;
     progress.finish_and_clear();
     println!("{summary}");
@@ -59,20 +59,6 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
-}
-
-fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    if quiet {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} documents  {msg}",
-        )
-        .expect("valid template"),
-    );
-    bar
 }
 
 /// Totals printed at the end of a run.

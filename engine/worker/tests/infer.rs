@@ -12,7 +12,7 @@ use sphinx_model::conversation::{Template, Turn};
 use sphinx_model::generate::Sampling;
 use sphinx_model::mov::MovConfig;
 use sphinx_model::sphinx::Sphinx;
-use sphinx_worker::infer_cmd;
+use sphinx_worker::{infer_cmd, overlay};
 use tch::{nn, Device, Tensor};
 
 /// Vocabulary of the LLaMA-style test tokenizer (`scripts/parity/tokenizer.py`).

@@ -1,0 +1,139 @@
+//! `sphinx eval --model <dir> --data <conversations.jsonl>`: OCR character error rate
+//! of a model on held-out pages, printed as one JSON object.
+//!
+//! For every record with an image and an OCR turn (the text-detection question of
+//! `sphinx_core::prompts`), the model answers the OCR task on the page exactly as
+//! `sphinx infer` does; answer and reference are compared as plain text: `<p>`/`</p>`
+//! tags and `[...]` boxes removed, then Levenshtein distance over characters. CER =
+//! total edits / total reference characters (so long pages weigh more, as usual).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use sphinx_core::job::Task;
+use sphinx_core::prompts;
+use sphinx_model::generate::Sampling;
+use sphinx_model::train::dataset::Dataset;
+use tch::Device;
+
+use crate::infer_cmd;
+
+/// Arguments of `sphinx eval`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvalArgs {
+    /// Model folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Conversations JSONL (e.g. a held-out `sphinx synth` range).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Evaluate at most this many pages.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Most tokens generated per page.
+    #[arg(long, default_value_t = 2048)]
+    pub max_new_tokens: usize,
+    /// Run on the CPU even when a GPU is available.
+    #[arg(long)]
+    pub cpu: bool,
+}
+
+/// The text of an OCR answer without tags and boxes, lines trimmed.
+pub fn plain_text(answer: &str) -> String {
+    let mut out = String::with_capacity(answer.len());
+    let mut in_box = false;
+    let stripped = answer.replace("<p>", "").replace("</p>", "");
+    for c in stripped.chars() {
+        match c {
+            '[' => in_box = true,
+            ']' if in_box => in_box = false,
+            _ if !in_box => out.push(c),
+            _ => {}
+        }
+    }
+    out.lines().map(str::trim).collect::<Vec<_>>().join("\n")
+}
+
+/// Levenshtein distance between two strings, over characters.
+pub fn levenshtein(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// Runs `sphinx eval`.
+pub fn run(args: EvalArgs) -> Result<ExitCode> {
+    let started = Instant::now();
+    let device = if args.cpu {
+        Device::Cpu
+    } else {
+        Device::cuda_if_available()
+    };
+    let loaded = infer_cmd::load(&args.model, device)
+        .with_context(|| format!("cannot load model {}", args.model.display()))?;
+    let data = Dataset::load(&args.data)?;
+    let ocr_question = prompts::question(&Task::Ocr)?;
+    let (mut pages, mut edits, mut ref_chars) = (0usize, 0usize, 0usize);
+    for rec in &data.records {
+        if args.limit.is_some_and(|l| pages >= l) {
+            break;
+        }
+        let Some(image) = data.image_path(rec) else {
+            continue;
+        };
+        let turns = rec.turns().map_err(anyhow::Error::msg)?;
+        let Some(turn) = turns.iter().find(|t| t.question == ocr_question) else {
+            continue;
+        };
+        let reference = plain_text(turn.answer.as_deref().unwrap_or_default());
+        let (result, _) = infer_cmd::infer_file(
+            &loaded,
+            &image,
+            0,
+            &[Task::Ocr],
+            args.max_new_tokens,
+            Sampling::Greedy,
+        )?;
+        let hypothesis = plain_text(&result.tasks[0].raw_text);
+        edits += levenshtein(&hypothesis, &reference);
+        ref_chars += reference.chars().count();
+        pages += 1;
+    }
+    let summary = serde_json::json!({
+        "model": args.model.display().to_string(),
+        "data": args.data.display().to_string(),
+        "pages": pages,
+        "reference_chars": ref_chars,
+        "edits": edits,
+        "cer": if ref_chars == 0 { 0.0 } else { edits as f64 / ref_chars as f64 },
+        "seconds": started.elapsed().as_secs_f64(),
+    });
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cer_parts() {
+        assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(levenshtein("", "abc"), 3);
+        assert_eq!(
+            plain_text("<p>Ten boats 42</p>[0.04,0.05,0.27,0.07]\n<p>b</p>[0.1,0.2,0.3,0.4]"),
+            "Ten boats 42\nb"
+        );
+    }
+}

@@ -1,0 +1,471 @@
+//! `sphinx run <files or folders> --out <dir>`: the whole service on one machine.
+//!
+//! The same code as the cloud path, over a filesystem store (`<out>/`) and in-process
+//! queues: inputs are linked into `<out>/inbox/`, the tiler Lambda's handler tiles them
+//! into `<out>/work/` and enqueues page jobs, and the queue worker of `sphinx serve`
+//! writes `<out>/results/<doc_id>/page-NNNN.json` and the merged `<out>/results/<doc_id>.json`.
+//! Keys and results are therefore those of the cloud. A rerun skips finished pages.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use sphinx_core::document::Document;
+use sphinx_core::job::{format_tasks, PageJob, Task};
+use sphinx_core::keys;
+use sphinx_core::limits::Limits;
+use sphinx_core::manifest::DocumentManifest;
+use sphinx_core::queue::{MemoryQueue, Queue};
+use sphinx_core::result::{DocumentResult, PageResult};
+use sphinx_core::store::{LocalStore, ObjectStore};
+use sphinx_tiler::config::Config as TilerConfig;
+use sphinx_tiler::event::ObjectRef;
+use sphinx_tiler::handler::{Outcome, Tiler};
+use tch::Device;
+
+use crate::batch::BatchOptions;
+use crate::cli::LimitArgs;
+use crate::infer_cmd::{self, Loaded, DEFAULT_MAX_NEW_TOKENS};
+use crate::overlay;
+use crate::random_model;
+use crate::tile_cmd::source_name;
+use crate::worker::{spawn_grace_guard, Poison, Shutdown, Worker, WorkerConfig};
+
+/// The bucket name local mode uses in keys and events (nothing is sent anywhere).
+const LOCAL_BUCKET: &str = "local";
+/// Exit status when some document or page failed (the rest is done).
+const EXIT_SOME_FAILED: u8 = 2;
+
+/// Arguments of `sphinx run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Files and folders to process (folders recursively; types sniffed from bytes).
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output root: inbox/, work/, results/, errors/ (and overlays/ with --overlays).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Model folder (config.json, model.safetensors, tokenizer.json). Default: the
+    /// bundled sphinx-nano if present, else a small RANDOM-weight model (says so).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Task per page; repeat for several: ocr, caption, caption:short,
+    /// grounding:<query>, ask:<question>.
+    #[arg(long = "task", default_value = "ocr")]
+    pub tasks: Vec<Task>,
+    /// Most pages per model batch.
+    #[arg(long, default_value_t = 8)]
+    pub max_batch_pages: usize,
+    /// Most tokens generated per task.
+    #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
+    pub max_new_tokens: usize,
+    /// Also draw each page's boxes into <out>/overlays/<doc_id>/page-NNNN.png.
+    #[arg(long)]
+    pub overlays: bool,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// No progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Run on the CPU even when a GPU is available.
+    #[arg(long)]
+    pub cpu: bool,
+}
+
+/// `sphinx run`.
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(run_local(args))
+}
+
+/// What one document became.
+#[derive(Debug, Clone)]
+pub struct DocumentOutcome {
+    pub source: String,
+    pub doc_id: Option<String>,
+    pub pages: u32,
+    pub pages_done: u32,
+    /// The reason the whole document or some of its pages failed.
+    pub error: Option<String>,
+    /// The start of the document's first task text.
+    pub preview: String,
+}
+
+async fn run_local(args: RunArgs) -> Result<ExitCode> {
+    let device = if args.cpu {
+        Device::Cpu
+    } else {
+        Device::cuda_if_available()
+    };
+    let (model_dir, random) = match &args.model {
+        Some(dir) => (dir.clone(), false),
+        None => default_model(&args.out)?,
+    };
+    if random {
+        eprintln!(
+            "WARNING: no --model given and no trained default model is bundled: using \
+             RANDOM weights ({}). Results are noise; they only show the pipeline works.",
+            model_dir.display()
+        );
+    }
+    let loaded = infer_cmd::load(&model_dir, device)
+        .with_context(|| format!("cannot load model {}", model_dir.display()))?;
+    let files = crate::inputs::collect(&args.inputs)?;
+    if files.is_empty() {
+        bail!("no files found in the given inputs");
+    }
+    let store = Arc::new(
+        LocalStore::new(&args.out).with_context(|| format!("cannot use {}", args.out.display()))?,
+    );
+    let infer = Arc::new(MemoryQueue::new());
+    let limits = args.limits.limits();
+    let started = Instant::now();
+
+    // 1. Tile, through the tiler Lambda's own handler.
+    let sources = stage_inputs(&files, &args.inputs, &store)?;
+    let ingest = Arc::new(MemoryQueue::new());
+    let tiler = local_tiler(
+        store.clone(),
+        infer.clone(),
+        ingest.clone(),
+        &loaded,
+        &args.tasks,
+        &limits,
+    )?;
+    let mut docs: Vec<DocumentOutcome> = Vec::new();
+    for source in &sources {
+        let queues: (&dyn Queue, &MemoryQueue) = (infer.as_ref(), ingest.as_ref());
+        docs.push(tile_one(&tiler, store.as_ref(), queues, source, &args.tasks).await?);
+    }
+    let pages_queued = infer.len() as u64;
+
+    // 2. Run the model over the page jobs.
+    let bar = crate::progress::bar(pages_queued, "pages", args.quiet);
+    let shutdown = Arc::new(Shutdown::default());
+    let cfg = WorkerConfig {
+        max_batch_pages: args.max_batch_pages.max(1),
+        batch_wait: Duration::ZERO,
+        poll_wait: Duration::from_secs(1),
+        idle_exit: Some(Duration::ZERO),
+        release_backoff: Duration::from_secs(1),
+        poison: Poison::Delete,
+        batch: BatchOptions {
+            max_new_tokens: args.max_new_tokens,
+            ..BatchOptions::default()
+        },
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::new(&loaded, store.clone(), infer.clone(), cfg, shutdown.clone());
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: finishing the running batch (ctrl-c again to abort)");
+                shutdown.request();
+                let _ = tokio::signal::ctrl_c().await;
+                std::process::exit(130);
+            }
+        });
+    }
+    spawn_grace_guard(
+        shutdown.clone(),
+        worker.inflight(),
+        infer.clone(),
+        Duration::from_secs(60),
+    );
+    while !infer.is_empty() && !shutdown.requested() {
+        worker
+            .run(&mut |report| {
+                bar.inc((report.pages_done + report.pages_failed) as u64);
+                let secs = report.wall.as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "{:.2} pages/s, {:.0} tokens/s",
+                    report.pages_done as f64 / secs,
+                    report.stats.generated_tokens as f64 / secs
+                ));
+            })
+            .await?;
+    }
+    bar.finish_and_clear();
+
+    // 3. Report per document (and draw overlays).
+    let mut failed = false;
+    for doc in &mut docs {
+        let Some(doc_id) = doc.doc_id.clone() else {
+            failed = true;
+            continue;
+        };
+        let results = page_results(store.as_ref(), &doc_id, doc.pages).await?;
+        doc.pages_done = results.len() as u32;
+        if doc.pages_done < doc.pages {
+            failed = true;
+            doc.error.get_or_insert_with(|| {
+                format!(
+                    "{} of {} pages failed (see {}/errors/{doc_id}/)",
+                    doc.pages - doc.pages_done,
+                    doc.pages,
+                    args.out.display()
+                )
+            });
+        }
+        if let Ok(merged) = DocumentResult::merge(results.clone()) {
+            doc.preview = merged
+                .tasks
+                .first()
+                .map(|t| preview(&t.text))
+                .unwrap_or_default();
+        }
+        if args.overlays {
+            let file = files
+                .iter()
+                .zip(&sources)
+                .find(|(_, s)| s.as_str() == doc.source)
+                .map(|(f, _)| f.clone());
+            if let Some(file) = file {
+                draw_overlays(
+                    &file,
+                    &results,
+                    &loaded,
+                    &limits,
+                    &args.out.join("overlays"),
+                )?;
+            }
+        }
+    }
+    print_summary(&docs, &loaded, random, &args.out, started.elapsed());
+    Ok(if failed {
+        ExitCode::from(EXIT_SOME_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The bundled trained model if the checkout has one, else a random-weight nano model
+/// made once under `<out>/.models/` (true = random).
+fn default_model(out: &Path) -> Result<(PathBuf, bool)> {
+    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sphinx-nano");
+    if bundled.join("model.safetensors").exists() {
+        return Ok((bundled, false));
+    }
+    let dir = out.join(".models").join(random_model::RANDOM_MODEL_ID);
+    random_model::ensure(&dir)?;
+    Ok((dir, true))
+}
+
+/// Links (or copies) each input to `<out>/inbox/<source name>`, as an S3 upload would
+/// place it; returns the source names (keys below `inbox/`).
+fn stage_inputs(files: &[PathBuf], roots: &[PathBuf], store: &LocalStore) -> Result<Vec<String>> {
+    let mut sources = Vec::with_capacity(files.len());
+    for file in files {
+        let source = source_name(file, roots);
+        let key = format!("inbox/{source}");
+        let dest = store.path_of(&key)?;
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let same = std::fs::metadata(&dest)
+            .ok()
+            .zip(std::fs::metadata(file).ok())
+            .is_some_and(|(a, b)| {
+                a.len() == b.len() && std::fs::read(&dest).ok() == std::fs::read(file).ok()
+            });
+        if !same {
+            let _ = std::fs::remove_file(&dest);
+            if std::fs::hard_link(file, &dest).is_err() {
+                std::fs::copy(file, &dest).with_context(|| {
+                    format!("cannot copy {} to {}", file.display(), dest.display())
+                })?;
+            }
+        }
+        sources.push(source);
+    }
+    Ok(sources)
+}
+
+/// The tiler handler over the local store, tiling for `loaded`'s layout.
+fn local_tiler(
+    store: Arc<LocalStore>,
+    infer: Arc<MemoryQueue>,
+    ingest: Arc<MemoryQueue>,
+    loaded: &Loaded,
+    tasks: &[Task],
+    limits: &Limits,
+) -> Result<Tiler> {
+    let vars: HashMap<String, String> = [
+        ("SPHINX_BUCKET", LOCAL_BUCKET.to_string()),
+        ("SPHINX_INFER_QUEUE_URL", "memory://infer".to_string()),
+        ("SPHINX_INGEST_QUEUE_URL", "memory://ingest".to_string()),
+        ("SPHINX_TASKS", format_tasks(tasks)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let mut config = TilerConfig::from_vars(&vars)?;
+    config.tile.tile = loaded.tile.clone();
+    config.tile.limits = limits.clone();
+    config.retry.attempts = 1;
+    Ok(Tiler::new(store, infer, ingest, config))
+}
+
+/// Tiles one staged input (long documents through the tiler's continuation messages,
+/// handled here as the ingest queue would hand them to the Lambda). A document tiled by
+/// an earlier run gets jobs for the pages that have no result yet (the tiler enqueues
+/// only on first tiling).
+async fn tile_one(
+    tiler: &Tiler,
+    store: &dyn ObjectStore,
+    (infer, ingest): (&dyn Queue, &MemoryQueue),
+    source: &str,
+    tasks: &[Task],
+) -> Result<DocumentOutcome> {
+    let object = ObjectRef {
+        bucket: LOCAL_BUCKET.to_string(),
+        key: format!("inbox/{source}"),
+    };
+    let far = tokio::time::Instant::now() + Duration::from_secs(24 * 3600);
+    let mut outcome = DocumentOutcome {
+        source: source.to_string(),
+        doc_id: None,
+        pages: 0,
+        pages_done: 0,
+        error: None,
+        preview: String::new(),
+    };
+    let doc_id = match tiler.process_upload(&object, far).await {
+        Ok(Outcome::Rejected { doc_id, code }) => {
+            let record = store.get(&keys::error_record(&doc_id)).await.ok();
+            let message = record
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|v| v["message"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            outcome.error = Some(format!("{code}: {message}"));
+            return Ok(outcome);
+        }
+        Ok(Outcome::Ignored { reason }) => {
+            outcome.error = Some(format!("ignored: {reason}"));
+            return Ok(outcome);
+        }
+        Ok(Outcome::AlreadyDone { doc_id }) => {
+            let manifest =
+                DocumentManifest::from_json(&store.get(&keys::document_manifest(&doc_id)).await?)?;
+            let mut jobs = Vec::new();
+            for page in 0..manifest.page_count {
+                if store.head(&keys::page_result(&doc_id, page)).await.is_err() {
+                    let job =
+                        PageJob::new(&doc_id, source, page, manifest.page_count, tasks.to_vec());
+                    jobs.push(job.to_json());
+                }
+            }
+            if !jobs.is_empty() {
+                infer.send_batch(&jobs).await?;
+            }
+            doc_id
+        }
+        Ok(Outcome::Continued { doc_id, .. }) => {
+            while !ingest.is_empty() {
+                for m in ingest
+                    .receive(10, Duration::ZERO, Duration::from_secs(3600))
+                    .await?
+                {
+                    if let Err(e) = tiler.handle_message(&m.body, far).await {
+                        outcome.error = Some(e.to_string());
+                        return Ok(outcome);
+                    }
+                    ingest.delete(&m.receipt).await?;
+                }
+            }
+            doc_id
+        }
+        Ok(Outcome::Enqueued { doc_id, .. }) => doc_id,
+        Err(e) => {
+            outcome.error = Some(e.to_string());
+            return Ok(outcome);
+        }
+    };
+    let manifest =
+        DocumentManifest::from_json(&store.get(&keys::document_manifest(&doc_id)).await?)?;
+    outcome.pages = manifest.page_count;
+    outcome.doc_id = Some(doc_id);
+    Ok(outcome)
+}
+
+async fn page_results(
+    store: &dyn ObjectStore,
+    doc_id: &str,
+    pages: u32,
+) -> Result<Vec<PageResult>> {
+    let mut out = Vec::new();
+    for page in 0..pages {
+        if let Ok(bytes) = store.get(&keys::page_result(doc_id, page)).await {
+            out.push(PageResult::from_json(&bytes)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Draws each page's boxes on a fresh render of the page.
+fn draw_overlays(
+    file: &Path,
+    results: &[PageResult],
+    loaded: &Loaded,
+    limits: &Limits,
+    dir: &Path,
+) -> Result<()> {
+    let bytes = Arc::new(std::fs::read(file)?);
+    let doc = Document::open(bytes, limits)?;
+    for r in results {
+        let page = doc.render(r.page_index, loaded.tile.canvas)?;
+        let spans: Vec<_> = r.tasks.iter().flat_map(|t| t.spans.clone()).collect();
+        let img = overlay::draw(&page.image, r.frame.size_pixels, &spans)?;
+        let path = dir
+            .join(&r.doc_id)
+            .join(format!("page-{:04}.png", r.page_index));
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        overlay::write_png(&img, &path)?;
+    }
+    Ok(())
+}
+
+fn preview(text: &str) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut p: String = one_line.chars().take(70).collect();
+    if one_line.chars().count() > 70 {
+        p.push('…');
+    }
+    p
+}
+
+fn print_summary(
+    docs: &[DocumentOutcome],
+    loaded: &Loaded,
+    random: bool,
+    out: &Path,
+    took: Duration,
+) {
+    let pages: u32 = docs.iter().map(|d| d.pages_done).sum();
+    let secs = took.as_secs_f64();
+    println!(
+        "{} documents, {pages} pages in {secs:.1} s ({:.2} pages/s) with model {}{}",
+        docs.len(),
+        f64::from(pages) / secs.max(1e-9),
+        loaded.id,
+        if random { " (RANDOM WEIGHTS)" } else { "" }
+    );
+    for d in docs {
+        match (&d.error, &d.doc_id) {
+            (None, Some(id)) => println!(
+                "  ok      {}  {} pages  results/{id}.json  {:?}",
+                d.source, d.pages_done, d.preview
+            ),
+            (Some(e), _) => println!("  FAILED  {}  {e}", d.source),
+            (None, None) => println!("  ?       {}", d.source),
+        }
+    }
+    println!("results in {}", out.join("results").display());
+}

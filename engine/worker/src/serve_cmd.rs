@@ -1,0 +1,173 @@
+//! `sphinx serve`: the GPU worker of the cloud path. Drains the infer queue (SQS) in
+//! micro-batches, reads page bundles from and writes results to the bucket (S3). Every
+//! setting has a `SPHINX_*` variable so a container needs no arguments; see
+//! [`crate::worker`] for what it guarantees.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sphinx_core::queue::{Queue, SqsQueue};
+use sphinx_core::store::{ObjectStore, S3Store};
+use tch::Device;
+
+use crate::batch::BatchOptions;
+use crate::infer_cmd::{self, DEFAULT_MAX_NEW_TOKENS};
+use crate::model_source::{fetch_to_cache, ModelSource};
+use crate::worker::metrics::emf_line;
+use crate::worker::{spawn_grace_guard, Poison, Shutdown, Worker, WorkerConfig};
+
+/// Arguments of `sphinx serve` (each also read from its environment variable).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Bucket holding work/ (bundles), results/ and errors/.
+    #[arg(long, env = "SPHINX_BUCKET")]
+    pub bucket: String,
+    /// URL of the infer queue (page jobs).
+    #[arg(long, env = "SPHINX_INFER_QUEUE_URL")]
+    pub queue_url: String,
+    /// Model folder, or s3://bucket/models/<run>/ (or .../models/latest), cached locally.
+    #[arg(long, env = "SPHINX_MODEL")]
+    pub model: String,
+    /// Local cache for models fetched from S3.
+    #[arg(long, env = "SPHINX_MODEL_CACHE", default_value = "/tmp/sphinx-models")]
+    pub model_cache: PathBuf,
+    /// Most pages per micro-batch.
+    #[arg(long, env = "SPHINX_MAX_BATCH_PAGES", default_value_t = 16)]
+    pub max_batch_pages: usize,
+    /// Milliseconds to wait for more pages once the first arrived.
+    #[arg(long, env = "SPHINX_BATCH_WAIT_MS", default_value_t = 2000)]
+    pub batch_wait_ms: u64,
+    /// Long-poll seconds on an empty queue (0-20).
+    #[arg(long, env = "SPHINX_POLL_WAIT_S", default_value_t = 20)]
+    pub poll_wait_s: u64,
+    /// Visibility timeout of received jobs; renewed every third of it while they run.
+    #[arg(long, env = "SPHINX_VISIBILITY_S", default_value_t = 300)]
+    pub visibility_s: u64,
+    /// Exit after this many seconds without work (0: never), so Batch scales to zero.
+    #[arg(long, env = "SPHINX_IDLE_EXIT_S", default_value_t = 120)]
+    pub idle_exit_s: u64,
+    /// Seconds after SIGTERM to finish the running batch before releasing it.
+    #[arg(long, env = "SPHINX_GRACE_S", default_value_t = 100)]
+    pub grace_s: u64,
+    /// Seconds a job stays hidden after a transient fault or a failed attempt.
+    #[arg(long, env = "SPHINX_RELEASE_BACKOFF_S", default_value_t = 10)]
+    pub release_backoff_s: u64,
+    /// Most tokens generated per task.
+    #[arg(long, env = "SPHINX_MAX_NEW_TOKENS", default_value_t = DEFAULT_MAX_NEW_TOKENS)]
+    pub max_new_tokens: usize,
+    /// Address S3 path-style (local S3 servers); the variable takes 1/0, true/false.
+    #[arg(
+        long,
+        env = "SPHINX_S3_FORCE_PATH_STYLE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_value_t = false,
+        default_missing_value = "true"
+    )]
+    pub s3_force_path_style: bool,
+    /// Run on the CPU even when a GPU is available.
+    #[arg(long)]
+    pub cpu: bool,
+}
+
+impl ServeArgs {
+    pub fn worker_config(&self) -> WorkerConfig {
+        WorkerConfig {
+            max_batch_pages: self.max_batch_pages.max(1),
+            batch_wait: Duration::from_millis(self.batch_wait_ms),
+            poll_wait: Duration::from_secs(self.poll_wait_s.min(20)),
+            visibility: Duration::from_secs(self.visibility_s.max(1)),
+            idle_exit: (self.idle_exit_s > 0).then(|| Duration::from_secs(self.idle_exit_s)),
+            release_backoff: Duration::from_secs(self.release_backoff_s),
+            poison: Poison::DeadLetter,
+            batch: BatchOptions {
+                max_new_tokens: self.max_new_tokens,
+                ..BatchOptions::default()
+            },
+            ..WorkerConfig::default()
+        }
+    }
+}
+
+/// `sphinx serve`.
+pub fn run(args: ServeArgs) -> Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    let sdk = aws_config::load_from_env().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(args.s3_force_path_style)
+            .build(),
+    );
+    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3.clone(), args.bucket.clone()));
+    let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(
+        aws_sdk_sqs::Client::new(&sdk),
+        args.queue_url.clone(),
+    ));
+    let dir = match ModelSource::parse(&args.model)? {
+        ModelSource::Local(dir) => dir,
+        ModelSource::S3 { bucket, prefix } => {
+            let model_store = S3Store::new(s3, bucket.clone());
+            fetch_to_cache(&model_store, &bucket, &prefix, &args.model_cache).await?
+        }
+    };
+    let device = if args.cpu {
+        Device::Cpu
+    } else {
+        Device::cuda_if_available()
+    };
+    let started = std::time::Instant::now();
+    let loaded = infer_cmd::load(&dir, device)
+        .with_context(|| format!("cannot load model {}", dir.display()))?;
+    tracing::info!(
+        model = %loaded.id,
+        ?device,
+        load_s = started.elapsed().as_secs_f64(),
+        "model loaded"
+    );
+
+    let shutdown = Arc::new(Shutdown::default());
+    let worker = Worker::new(
+        &loaded,
+        store,
+        queue.clone(),
+        args.worker_config(),
+        shutdown.clone(),
+    );
+    spawn_signal_handler(shutdown.clone())?;
+    spawn_grace_guard(
+        shutdown,
+        worker.inflight(),
+        queue,
+        Duration::from_secs(args.grace_s),
+    );
+    let summary = worker
+        .run(&mut |report| println!("{}", emf_line("serve", report)))
+        .await?;
+    tracing::info!(?summary, "worker stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM (Spot reclaim, scale-in, `docker stop`) and ctrl-c request a drain.
+fn spawn_signal_handler(shutdown: Arc<Shutdown>) -> Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM"),
+            _ = int.recv() => tracing::info!("SIGINT"),
+        }
+        shutdown.request();
+    });
+    Ok(())
+}

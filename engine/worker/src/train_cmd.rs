@@ -1,0 +1,179 @@
+//! `sphinx train --config <job.json> [--resume] [--out <dir>]`: one-stage fine-tuning
+//! as a batch job (see `sphinx_model::train`). Prints one JSON metrics line per step on
+//! stdout; SIGTERM or ctrl-c writes a checkpoint after the current step and exits with
+//! status 3, so a scheduler reruns it with `--resume`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use sphinx_core::store::{LocalStore, ObjectStore, S3Store};
+use sphinx_model::train::checkpoint::Output;
+use sphinx_model::train::spec::JobSpec;
+use sphinx_model::train::trainer::{stop_on_signals, Outcome, RunControl, Trainer};
+use tch::Device;
+
+/// Output root when neither `--out` nor the spec's `output` names one.
+const DEFAULT_OUT: &str = "out/train";
+/// Exit status of a run stopped by a signal after its checkpoint.
+const STOPPED: u8 = 3;
+
+/// Arguments of `sphinx train`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TrainArgs {
+    /// The job spec (JSON): a file or s3://bucket/key.
+    #[arg(long)]
+    pub config: String,
+    /// Continue from the run's newest checkpoint (a fresh start when there is none).
+    #[arg(long)]
+    pub resume: bool,
+    /// Output root (checkpoints/<run>/, models/<run>/, models/latest): a folder or
+    /// s3://bucket/prefix; overrides the spec's `output`. Without either: s3://$SPHINX_BUCKET
+    /// when that is set (the cloud job), else out/train.
+    #[arg(long)]
+    pub out: Option<String>,
+    /// Where datasets named by s3:// URIs are copied before training.
+    #[arg(long, env = "SPHINX_DATA_CACHE", default_value = "/tmp/sphinx-data")]
+    pub data_cache: PathBuf,
+    /// Train on the CPU even when a GPU is available.
+    #[arg(long)]
+    pub cpu: bool,
+}
+
+/// The object store and prefix of an output root: a local folder or `s3://bucket/prefix`.
+pub fn open_output(root: &str) -> Result<Output> {
+    if let Some((bucket, prefix)) = parse_s3(root) {
+        let store = s3_store(&bucket)?;
+        return Ok(Output::new(Arc::new(store), &prefix)?);
+    }
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create output {root}"))?;
+    let store = LocalStore::new(Path::new(root)).with_context(|| format!("output {root}"))?;
+    Ok(Output::new(Arc::new(store), "")?)
+}
+
+/// `s3://bucket/some/prefix` -> (`bucket`, `some/prefix`).
+fn parse_s3(uri: &str) -> Option<(String, String)> {
+    let rest = uri.strip_prefix("s3://")?;
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    Some((bucket.to_string(), key.trim_matches('/').to_string()))
+}
+
+/// An S3 store from the environment's AWS settings (region, credentials, endpoint).
+fn s3_store(bucket: &str) -> Result<S3Store> {
+    if bucket.is_empty() {
+        bail!("an s3:// location needs a bucket");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let sdk = rt.block_on(aws_config::load_from_env());
+    let path_style = std::env::var("SPHINX_S3_FORCE_PATH_STYLE")
+        .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let client = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(path_style)
+            .build(),
+    );
+    Ok(S3Store::new(client, bucket))
+}
+
+/// Blocks on one store call (the trainer is synchronous).
+fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(f))
+}
+
+/// Reads the job spec from a file or `s3://bucket/key`.
+fn read_spec(uri: &str) -> Result<String> {
+    if let Some((bucket, key)) = parse_s3(uri) {
+        let bytes = block_on(s3_store(&bucket)?.get(&key))?
+            .with_context(|| format!("cannot read job spec {uri}"))?;
+        return String::from_utf8(bytes).with_context(|| format!("job spec {uri} is not UTF-8"));
+    }
+    std::fs::read_to_string(uri).with_context(|| format!("cannot read job spec {uri}"))
+}
+
+/// Copies a dataset under `s3://bucket/prefix/name.jsonl` (the JSONL and everything
+/// beside it: its images) into `cache`, returning the local JSONL path. Files already
+/// cached with the same size are kept.
+fn fetch_dataset(uri: &str, cache: &Path) -> Result<String> {
+    let Some((bucket, key)) = parse_s3(uri) else {
+        return Ok(uri.to_string());
+    };
+    let store = s3_store(&bucket)?;
+    let folder = key.rsplit_once('/').map_or("", |(f, _)| f).to_string();
+    let listed = block_on(store.list(&folder))??;
+    let local_root = cache.join(&bucket);
+    for k in listed {
+        let dest = local_root.join(&k);
+        let size = block_on(store.head(&k))??.size;
+        if std::fs::metadata(&dest).is_ok_and(|m| m.len() == size) {
+            continue;
+        }
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let bytes = block_on(store.get(&k))?.with_context(|| format!("s3://{bucket}/{k}"))?;
+        std::fs::write(&dest, bytes)?;
+    }
+    let local = local_root.join(&key);
+    if !local.exists() {
+        bail!("dataset {uri} not found");
+    }
+    Ok(local.display().to_string())
+}
+
+/// Runs `sphinx train`.
+pub fn run(args: TrainArgs) -> Result<ExitCode> {
+    let text = read_spec(&args.config)?;
+    let mut spec = JobSpec::from_json(&text, &args.config)?;
+    for d in &mut spec.datasets {
+        d.path = fetch_dataset(&d.path, &args.data_cache)?;
+    }
+    let root = args
+        .out
+        .clone()
+        .or_else(|| spec.output.clone())
+        .or_else(|| {
+            std::env::var("SPHINX_BUCKET")
+                .ok()
+                .filter(|b| !b.is_empty())
+                .map(|b| format!("s3://{b}"))
+        })
+        .unwrap_or_else(|| DEFAULT_OUT.to_owned());
+    let device = if args.cpu {
+        Device::Cpu
+    } else {
+        Device::cuda_if_available()
+    };
+    let ctl = RunControl {
+        stop: stop_on_signals()?,
+        halt_at: None,
+    };
+    let mut trainer = Trainer::new(spec, open_output(&root)?, device, args.resume)?;
+    eprintln!(
+        "training {} on {device:?} from step {} to {}",
+        trainer.spec.run,
+        trainer.step(),
+        trainer.spec.steps
+    );
+    let outcome = trainer.run(&ctl, &mut |m| {
+        println!("{}", serde_json::to_string(m).unwrap_or_default());
+    })?;
+    match outcome {
+        Outcome::Finished { model } => {
+            eprintln!("model written to {root}/{model}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Stopped { step, checkpoint } => {
+            eprintln!(
+                "stopped at step {step}; checkpoint {}",
+                checkpoint.as_deref().unwrap_or("none")
+            );
+            Ok(ExitCode::from(STOPPED))
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! `sphinx run` end to end in-process with a tiny random model: a multi-page PDF, an
+//! image and a corrupt file give page results, merged results and an error record
+//! under the cloud's keys; the exit status says something failed; a rerun computes
+//! nothing again and leaves every result untouched.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use sphinx_core::keys;
+use sphinx_core::result::{DocumentResult, PageResult};
+use sphinx_model::config::ModelConfig;
+use sphinx_model::sphinx::Sphinx;
+use sphinx_model::train::char_tokenizer;
+use sphinx_worker::cli::LimitArgs;
+use sphinx_worker::run_cmd::{self, RunArgs};
+use tch::{nn, Device, Tensor};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A random tiny model folder laid out like an exported one.
+fn tiny_model(dir: &Path) {
+    let cfg = ModelConfig::named("tiny-train").unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
+    std::fs::write(dir.join("tokenizer.json"), char_tokenizer::tokenizer_json()).unwrap();
+    tch::manual_seed(11);
+    let vs = nn::VarStore::new(Device::Cpu);
+    Sphinx::new(&vs.root(), &cfg.sphinx.llm, &cfg.vision()).unwrap();
+    let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    Tensor::write_safetensors(&named, dir.join("model.safetensors")).unwrap();
+}
+
+fn args(inputs: &Path, out: &Path, model: &Path) -> RunArgs {
+    RunArgs {
+        inputs: vec![inputs.to_path_buf()],
+        out: out.to_path_buf(),
+        model: Some(model.to_path_buf()),
+        tasks: vec!["ocr".parse().unwrap(), "caption:short".parse().unwrap()],
+        max_batch_pages: 3,
+        max_new_tokens: 4,
+        overlays: true,
+        limits: LimitArgs::default(),
+        quiet: true,
+        cpu: true,
+    }
+}
+
+fn mtimes(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(mtimes(&path));
+        } else {
+            out.push((path.clone(), path.metadata().unwrap().modified().unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn run_writes_cloud_keys_and_a_rerun_skips_finished_pages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::copy(
+        repo().join("samples/mattsnotes.pdf"),
+        docs.join("notes.pdf"),
+    )
+    .unwrap();
+    std::fs::copy(
+        repo().join("tests/data/formats/palette.png"),
+        docs.join("palette.png"),
+    )
+    .unwrap();
+    std::fs::write(docs.join("broken.pdf"), b"%PDF-1.4\nnot really").unwrap();
+    let model = tmp.path().join("model");
+    tiny_model(&model);
+    let out = tmp.path().join("out");
+
+    let code = run_cmd::run(args(&docs, &out, &model)).unwrap();
+    assert_eq!(
+        code,
+        ExitCode::from(2),
+        "a failed document makes the exit status 2"
+    );
+
+    let pdf_id = keys::doc_id(&std::fs::read(docs.join("notes.pdf")).unwrap());
+    let png_id = keys::doc_id(&std::fs::read(docs.join("palette.png")).unwrap());
+    let bad_id = keys::doc_id(b"%PDF-1.4\nnot really");
+    for (doc_id, pages) in [(&pdf_id, 3), (&png_id, 1)] {
+        for page in 0..pages {
+            let r = PageResult::from_json(
+                &std::fs::read(out.join(keys::page_result(doc_id, page))).unwrap(),
+            )
+            .unwrap();
+            assert_eq!((r.page_index, r.page_count), (page, pages));
+            assert_eq!(r.tasks.len(), 2, "both tasks ran");
+            assert!(r.tasks.iter().all(|t| t.tokens.generated <= 4));
+            assert!(out
+                .join(format!("overlays/{doc_id}/page-{page:04}.png"))
+                .exists());
+        }
+        let merged = DocumentResult::from_json(
+            &std::fs::read(out.join(keys::document_result(doc_id))).unwrap(),
+        )
+        .unwrap();
+        assert!(merged.missing_pages.is_empty());
+        assert_eq!(merged.pages.len(), pages as usize);
+    }
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join(keys::error_record(&bad_id))).unwrap())
+            .unwrap();
+    assert_eq!(record["source"], "broken.pdf");
+    assert!(!out.join(keys::document_result(&bad_id)).exists());
+
+    // A rerun: every page is already done, so nothing is written again.
+    let before = mtimes(&out.join("results"));
+    let code = run_cmd::run(args(&docs, &out, &model)).unwrap();
+    assert_eq!(code, ExitCode::from(2));
+    assert_eq!(
+        mtimes(&out.join("results")),
+        before,
+        "results untouched by a rerun"
+    );
+
+    // A lost page result is recomputed by the next run, and only that one.
+    std::fs::remove_file(out.join(keys::page_result(&pdf_id, 1))).unwrap();
+    std::fs::remove_file(out.join(keys::document_result(&pdf_id))).unwrap();
+    run_cmd::run(args(&docs, &out, &model)).unwrap();
+    assert!(out.join(keys::page_result(&pdf_id, 1)).exists());
+    assert!(out.join(keys::document_result(&pdf_id)).exists());
+    let after = mtimes(&out.join(format!("results/{png_id}")));
+    let png_before: Vec<_> = before
+        .iter()
+        .filter(|(p, _)| p.starts_with(out.join(format!("results/{png_id}"))))
+        .cloned()
+        .collect();
+    assert_eq!(after, png_before, "other documents untouched");
+}

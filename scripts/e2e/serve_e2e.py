@@ -1,0 +1,344 @@
+#!/usr/bin/env python3
+"""The cloud path end to end on one machine, with the real binaries and wire protocols.
+
+moto_server plays S3 + SQS (scripts/local-aws.sh: bucket, ingest and infer queues each
+with a dead-letter queue, maxReceiveCount 3). The tiler Lambda runs under cargo-lambda's
+runtime emulator and is invoked with S3 put events; `sphinx serve` drains the infer
+queue. Checked, in order:
+
+1. Three uploads (a 3-page PDF, a PNG, a corrupt file) -> one result per good page, one
+   merged result per good document, an error record for the corrupt one, queues empty.
+2. `sphinx run` on the same files gives the same keys and the same tokens.
+3. A job that can never succeed ends in the infer DLQ with an error record.
+4. kill -9 of a worker in the middle of its work, then a new worker: every page has
+   exactly one result and nothing is missing.
+5. SIGTERM drains within the grace period: the worker exits 0, no job is lost or left
+   invisible, and a next worker finishes the rest.
+
+Needs target/debug/{sphinx,sphinx-tiler} (cargo test builds both) and .venv (setup.sh).
+Usage: .venv/bin/python scripts/e2e/serve_e2e.py
+"""
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+
+ROOT = Path(__file__).resolve().parents[2]
+SPHINX = ROOT / "target/debug/sphinx"
+TILER = ROOT / "target/debug/sphinx-tiler"
+CARGO_LAMBDA = ROOT / ".venv/bin/cargo-lambda"
+LOGS = ROOT / "target/e2e-serve-logs"
+FUNCTION_NAME = "_"
+# Tokens per task: enough to exercise decoding, few enough for a CPU test.
+MAX_NEW_TOKENS = "8"
+STARTUP_S = 60
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+    print(f"  ok: {what}", flush=True)
+
+
+def wait_for(pred, what, timeout):
+    start = time.time()
+    while time.time() - start < timeout:
+        if pred():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def wait_for_log(path, needle, proc):
+    def seen():
+        if proc.poll() is not None:
+            raise AssertionError(f"{proc.args[0]} exited ({proc.returncode}): {path.read_text()}")
+        return path.exists() and needle in path.read_text()
+
+    wait_for(seen, f"{needle!r} in {path}", STARTUP_S)
+
+
+class Stack:
+    """moto + the emulator + the tiler function; stopped on exit."""
+
+    def __init__(self):
+        self.procs = []
+        out = subprocess.run(
+            [str(ROOT / "scripts/local-aws.sh"), str(free_port())],
+            check=True, capture_output=True, text=True,
+        ).stdout
+        self.vars = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        self.moto_pid = int(self.vars["LOCAL_AWS_PID"])
+        session = boto3.session.Session(
+            aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+        )
+        endpoint = self.vars["AWS_ENDPOINT_URL"]
+        self.s3 = session.client("s3", endpoint_url=endpoint)
+        self.sqs = session.client("sqs", endpoint_url=endpoint)
+        self.bucket = self.vars["SPHINX_BUCKET"]
+        self.infer = self.vars["SPHINX_INFER_QUEUE_URL"]
+        self.infer_dlq = self.vars["SPHINX_INFER_DLQ_URL"]
+        self.ingest = self.vars["SPHINX_INGEST_QUEUE_URL"]
+
+        self.invoke_port = free_port()
+        emulator_log = LOGS / "emulator.log"
+        emulator = subprocess.Popen(
+            [str(CARGO_LAMBDA), "lambda", "watch", "--only-lambda-apis",
+             "--invoke-address", "127.0.0.1", "--invoke-port", str(self.invoke_port)],
+            cwd=ROOT / "functions/tiler",
+            stdout=open(emulator_log, "w"), stderr=open(LOGS / "emulator.err", "w"),
+        )
+        self.procs.append(emulator)
+        wait_for_log(emulator_log, "starting Runtime server", emulator)
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{self.invoke_port}/.rt",
+            "AWS_LAMBDA_FUNCTION_NAME": FUNCTION_NAME,
+            "AWS_LAMBDA_FUNCTION_VERSION": "1",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "4096",
+            "SPHINX_TASKS": "ocr",
+            "SPHINX_TIME_RESERVE_S": "1",
+            "RUST_LOG": "info",
+        }
+        for key in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                    "AWS_REGION", "SPHINX_BUCKET", "SPHINX_INGEST_QUEUE_URL",
+                    "SPHINX_INFER_QUEUE_URL", "SPHINX_S3_FORCE_PATH_STYLE"]:
+            env[key] = self.vars[key]
+        function_log = LOGS / "function.log"
+        function = subprocess.Popen([str(TILER)], env=env, stdout=open(function_log, "w"))
+        self.procs.append(function)
+        wait_for_log(function_log, "initialized", function)
+
+    def close(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        try:
+            os.kill(self.moto_pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    def upload_and_tile(self, files):
+        """Uploads files under inbox/ and invokes the tiler with their S3 put event."""
+        records = []
+        for f in files:
+            key = f"inbox/{f.name}"
+            self.s3.upload_file(str(f), self.bucket, key)
+            records.append({
+                "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+                "eventName": "ObjectCreated:Put",
+                "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": self.bucket,
+                       "arn": f"arn:aws:s3:::{self.bucket}"},
+                       "object": {"key": key.replace(" ", "+"), "size": f.stat().st_size}},
+            })
+        event = LOGS / "event.json"
+        event.write_text(json.dumps({"Records": records}))
+        out = subprocess.run(
+            [str(CARGO_LAMBDA), "lambda", "invoke", "--invoke-address", "127.0.0.1",
+             "--invoke-port", str(self.invoke_port), "--data-file", str(event),
+             "--output-format", "json", FUNCTION_NAME],
+            capture_output=True, text=True, timeout=300,
+        )
+        if out.returncode != 0:
+            raise AssertionError(f"invoke failed: {out.stdout}{out.stderr}")
+        return json.loads(out.stdout)
+
+    def keys(self, prefix):
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(o["Key"] for p in pages for o in p.get("Contents", []))
+
+    def get_json(self, key):
+        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def depth(self, url):
+        a = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return int(a["ApproximateNumberOfMessages"]), int(a["ApproximateNumberOfMessagesNotVisible"])
+
+
+def serve_env(stack, model, **extra):
+    env = dict(os.environ)
+    for key in ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
+                "SPHINX_BUCKET", "SPHINX_INFER_QUEUE_URL", "SPHINX_S3_FORCE_PATH_STYLE"]:
+        env[key] = stack.vars[key]
+    env.update({
+        "SPHINX_MODEL": str(model),
+        "SPHINX_MAX_NEW_TOKENS": MAX_NEW_TOKENS,
+        "SPHINX_POLL_WAIT_S": "1",
+        "SPHINX_BATCH_WAIT_MS": "200",
+        "SPHINX_IDLE_EXIT_S": "3",
+        "SPHINX_RELEASE_BACKOFF_S": "1",
+        "SPHINX_LOG": "info",
+    })
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def start_serve(stack, model, log_name, **extra):
+    log = open(LOGS / log_name, "w")
+    return subprocess.Popen([str(SPHINX), "serve", "--cpu"], env=serve_env(stack, model, **extra),
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def serve_until_idle(stack, model, log_name, timeout=600, **extra):
+    proc = start_serve(stack, model, log_name, **extra)
+    try:
+        code = proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    check(code == 0, f"sphinx serve ({log_name}) exited 0 after the queue went idle (got {code})")
+
+
+def page_jobs_pending(stack):
+    visible, hidden = stack.depth(stack.infer)
+    return visible + hidden
+
+
+def tokens_of(result):
+    return [(t["task"], t["raw_text"], t["tokens"]) for t in result["tasks"]]
+
+
+def main():
+    for path, how in [(SPHINX, "cargo build -p sphinx-worker"), (TILER, "cargo build -p sphinx-tiler"),
+                      (CARGO_LAMBDA, "scripts/setup.sh")]:
+        if not path.exists():
+            sys.exit(f"missing {path}: {how}")
+    shutil.rmtree(LOGS, ignore_errors=True)
+    LOGS.mkdir(parents=True)
+    work = Path(tempfile.mkdtemp(prefix="sphinx-e2e-"))
+    docs = work / "docs"
+    docs.mkdir()
+    pdf = docs / "notes.pdf"
+    shutil.copy(ROOT / "samples/mattsnotes.pdf", pdf)
+    png = docs / "palette.png"
+    shutil.copy(ROOT / "tests/data/formats/palette.png", png)
+    corrupt = docs / "corrupt.pdf"
+    corrupt.write_bytes(b"%PDF-1.7\n" + random.Random(7).randbytes(4000))
+
+    # The local path first: it also makes the random-weight model both paths use.
+    local = work / "local"
+    print("== sphinx run on the same files", flush=True)
+    run = subprocess.run([str(SPHINX), "run", str(docs), "--out", str(local), "--quiet", "--cpu",
+                          "--max-new-tokens", MAX_NEW_TOKENS], capture_output=True, text=True)
+    (LOGS / "run.log").write_text(run.stdout + run.stderr)
+    check(run.returncode == 2, f"sphinx run exits 2 when a document failed (got {run.returncode})")
+    check("RANDOM" in run.stderr and "RANDOM" in run.stdout, "sphinx run says loudly that the model is random")
+    model = local / ".models/random-untrained-nano"
+
+    stack = Stack()
+    try:
+        print("== 1. upload 3 documents, tile through the Lambda, serve", flush=True)
+        response = stack.upload_and_tile([pdf, png, corrupt])
+        print(f"  tiler: {response}")
+        check(page_jobs_pending(stack) == 4, "4 page jobs queued (3 PDF pages + 1 image)")
+        serve_until_idle(stack, model, "serve-1.log")
+        results = stack.keys("results/")
+        merged = [k for k in results if k.count("/") == 1]
+        pages = [k for k in results if k.count("/") == 2]
+        check(len(pages) == 4, f"one result per good page ({len(pages)})")
+        check(len(merged) == 2, f"one merged result per good document ({len(merged)})")
+        for key in merged:
+            doc = stack.get_json(key)
+            check(doc["missing_pages"] == [] and len(doc["pages"]) == doc["page_count"],
+                  f"{key} merges all {doc['page_count']} pages")
+        errors = [k for k in stack.keys("errors/") if k.count("/") == 1]
+        check(len(errors) == 1, "an error record for the corrupt upload")
+        check(stack.get_json(errors[0])["source"] == "corrupt.pdf", "the error names the upload")
+        check(page_jobs_pending(stack) == 0, "infer queue empty")
+        check(sum(stack.depth(stack.ingest)) == 0, "ingest queue empty")
+        check(sum(stack.depth(stack.infer_dlq)) == 0, "nothing dead-lettered")
+
+        print("== 2. sphinx run == the cloud path", flush=True)
+        local_keys = sorted(
+            str(p.relative_to(local)) for p in (local / "results").rglob("*.json")
+        )
+        check(local_keys == results, "same result keys")
+        for key in pages:
+            cloud = stack.get_json(key)
+            mine = json.loads((local / key).read_text())
+            check(tokens_of(cloud) == tokens_of(mine), f"same tokens in {key}")
+            check(cloud["model"] == mine["model"], "same model id")
+
+        print("== 3. a poison job ends in the DLQ with an error record", flush=True)
+        stack.sqs.send_message(QueueUrl=stack.infer, MessageBody='{"schema_version": 1, "doc_id": 7}')
+        serve_until_idle(stack, model, "serve-poison.log")
+        visible, hidden = stack.depth(stack.infer_dlq)
+        check(visible + hidden == 1, "the poison message is in the infer DLQ")
+        check(page_jobs_pending(stack) == 0, "and no longer in the infer queue")
+        check(len(stack.keys("errors/jobs/")) == 1, "an error record for the poison job")
+
+        print("== 4. kill -9 mid-batch, then a new worker", flush=True)
+        tif = docs / "multipage.tif"
+        shutil.copy(ROOT / "tests/data/formats/multipage.tif", tif)
+        fax = docs / "fax.tif"
+        shutil.copy(ROOT / "tests/data/formats/fax_g4.tif", fax)
+        stack.upload_and_tile([tif, fax])
+        check(page_jobs_pending(stack) == 5, "5 page jobs queued")
+        before = set(stack.keys("results/"))
+        victim = start_serve(stack, model, "serve-killed.log", SPHINX_MAX_BATCH_PAGES=2,
+                             SPHINX_VISIBILITY_S=4, SPHINX_MAX_NEW_TOKENS=48)
+        wait_for(lambda: len(set(stack.keys("results/")) - before) >= 1, "a first result", 300)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        done_at_kill = len(set(stack.keys("results/")) - before)
+        print(f"  killed with {done_at_kill} new results written")
+        check(page_jobs_pending(stack) > 0, "jobs were still held or queued when the worker died")
+        # The dead worker's messages reappear after their visibility timeout (4 s).
+        serve_until_idle(stack, model, "serve-after-kill.log", SPHINX_IDLE_EXIT_S=8,
+                         SPHINX_MAX_NEW_TOKENS=48)
+        new = sorted(set(stack.keys("results/")) - before)
+        new_pages = [k for k in new if k.count("/") == 2]
+        check(len(new_pages) == 5, f"every page has its result ({len(new_pages)} of 5)")
+        check(len(new_pages) == len(set(new_pages)), "exactly one object per page")
+        check(len([k for k in new if k.count("/") == 1]) == 2, "both documents merged")
+        check(page_jobs_pending(stack) == 0, "nothing left in the queue")
+        check(sum(stack.depth(stack.infer_dlq)) == 1, "nothing new dead-lettered")
+
+        print("== 5. SIGTERM drains within the grace period", flush=True)
+        for p in [tif, fax]:
+            # New bytes -> new documents -> new jobs.
+            p.write_bytes(p.read_bytes() + b"\0")
+        stack.upload_and_tile([tif, fax])
+        check(page_jobs_pending(stack) == 5, "5 new page jobs queued")
+        before = set(stack.keys("results/"))
+        grace = 60
+        worker = start_serve(stack, model, "serve-term.log", SPHINX_MAX_BATCH_PAGES=2,
+                             SPHINX_GRACE_S=grace, SPHINX_MAX_NEW_TOKENS=48)
+        wait_for(lambda: len(set(stack.keys("results/")) - before) >= 1, "a first result", 300)
+        worker.send_signal(signal.SIGTERM)
+        t0 = time.time()
+        code = worker.wait(timeout=grace + 30)
+        took = time.time() - t0
+        check(code == 0, f"the worker exits 0 on SIGTERM (got {code})")
+        check(took <= grace, f"within the grace period ({took:.1f} s <= {grace} s)")
+        visible, hidden = stack.depth(stack.infer)
+        done = [k for k in set(stack.keys("results/")) - before if k.count("/") == 2]
+        check(hidden == 0, "no job left invisible")
+        check(len(done) + visible == 5, f"no job lost ({len(done)} done + {visible} queued)")
+        serve_until_idle(stack, model, "serve-after-term.log", SPHINX_MAX_NEW_TOKENS=48)
+        done = [k for k in set(stack.keys("results/")) - before if k.count("/") == 2]
+        check(len(done) == 5 and page_jobs_pending(stack) == 0, "the next worker finished the rest")
+    finally:
+        stack.close()
+        shutil.rmtree(work, ignore_errors=True)
+    print("serve end to end: all checks passed")
+
+
+if __name__ == "__main__":
+    main()
