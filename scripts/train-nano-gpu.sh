@@ -23,6 +23,8 @@ stage)
   rm -rf "$STAGE"
   mkdir -p "$STAGE"
   cp target/release/sphinx "$STAGE/"
+  # Debug line tables make it large; the device tool carries at most 64 MiB.
+  strip "$STAGE/sphinx"
   cp configs/nano.json "$STAGE/"
   du -sh "$STAGE"
   ;;
@@ -66,6 +68,8 @@ PY
     "$SPHINX" train --config "$WORK/job.json" --out "$WORK/out" --resume >> "$RES/metrics.jsonl"
   fi
   ls -la "$WORK/out/models/nano-synth"
+  # The trained model comes back with the results (bf16, ~20 MB).
+  cp -r "$WORK/out/models/nano-synth" "$RES/model"
   "$SPHINX" eval --model "$WORK/out/models/nano-synth" --data "$WORK/heldout/conversations.jsonl" \
     --limit 50 | tee "$RES/eval.json"
   python3 - "$RES" <<'PY'

@@ -260,9 +260,10 @@ impl DinoV2 {
             size[2] / self.config.patch_size,
             size[3] / self.config.patch_size,
         );
+        // Pixels arrive in float32; the patch embedding runs in the weights' kind.
         let patches = self
             .patch_embed
-            .forward(pixels)
+            .forward(&pixels.to_kind(self.patch_embed.ws.kind()))
             .flatten(2, 3)
             .transpose(1, 2);
         let cls = self.cls_token.expand([b, 1, self.config.embed_dim], true);

@@ -12,12 +12,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use sphinx_core::document::Document;
 use sphinx_core::job::Task;
+use sphinx_core::limits::Limits;
 use sphinx_core::prompts;
 use sphinx_model::generate::Sampling;
 use sphinx_model::train::dataset::Dataset;
 use tch::Device;
 
+use crate::batch::{run_batch, BatchOptions, PreparedPage};
 use crate::infer_cmd;
 
 /// Arguments of `sphinx eval`.
@@ -36,6 +39,9 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 2048)]
     pub max_new_tokens: usize,
     /// Run on the CPU even when a GPU is available.
+    /// Pages decoded together (one batched generation).
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
     #[arg(long)]
     pub cpu: bool,
 }
@@ -84,9 +90,10 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot load model {}", args.model.display()))?;
     let data = Dataset::load(&args.data)?;
     let ocr_question = prompts::question(&Task::Ocr)?;
-    let (mut pages, mut edits, mut ref_chars) = (0usize, 0usize, 0usize);
+    // (page, reference) pairs, then batches through the worker's batch path.
+    let mut work = Vec::new();
     for rec in &data.records {
-        if args.limit.is_some_and(|l| pages >= l) {
+        if args.limit.is_some_and(|l| work.len() >= l) {
             break;
         }
         let Some(image) = data.image_path(rec) else {
@@ -97,18 +104,38 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             continue;
         };
         let reference = plain_text(turn.answer.as_deref().unwrap_or_default());
-        let (result, _) = infer_cmd::infer_file(
-            &loaded,
-            &image,
-            0,
-            &[Task::Ocr],
-            args.max_new_tokens,
-            Sampling::Greedy,
-        )?;
-        let hypothesis = plain_text(&result.tasks[0].raw_text);
-        edits += levenshtein(&hypothesis, &reference);
-        ref_chars += reference.chars().count();
-        pages += 1;
+        work.push((image, reference));
+    }
+    let opts = BatchOptions {
+        max_new_tokens: args.max_new_tokens,
+        sampling: Sampling::Greedy,
+        ..BatchOptions::default()
+    };
+    let (mut pages, mut edits, mut ref_chars) = (0usize, 0usize, 0usize);
+    for chunk in work.chunks(args.batch.max(1)) {
+        let mut prepared = Vec::with_capacity(chunk.len());
+        for (image, _) in chunk {
+            let bytes = std::sync::Arc::new(
+                std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?,
+            );
+            let doc = Document::open(bytes, &Limits::default())
+                .with_context(|| format!("cannot open {}", image.display()))?;
+            let page = doc.render(0, loaded.tile.canvas)?;
+            prepared.push(PreparedPage::from_image(
+                &page.image,
+                page.size_points,
+                (String::new(), 0, 1),
+                vec![Task::Ocr],
+                &loaded,
+            )?);
+        }
+        let (results, _) = run_batch(&loaded, &prepared, &opts)?;
+        for (result, (_, reference)) in results.iter().zip(chunk) {
+            let hypothesis = plain_text(&result.tasks[0].raw_text);
+            edits += levenshtein(&hypothesis, reference);
+            ref_chars += reference.chars().count();
+            pages += 1;
+        }
     }
     let summary = serde_json::json!({
         "model": args.model.display().to_string(),
