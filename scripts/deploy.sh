@@ -102,7 +102,7 @@ if [ "$lambda_build" = 1 ]; then
     run rustup target add aarch64-unknown-linux-gnu
   fi
   log "building the tiler for arm64"
-  run cargo lambda build -p sphinx-tiler --release --arm64
+  run cargo lambda build -p sphinx-tiler --profile lambda --arm64
 fi
 [ -f target/lambda/sphinx-tiler/bootstrap ] || [ "$dry_run" = 1 ] \
   || die "target/lambda/sphinx-tiler/bootstrap missing (drop --skip-lambda-build)"
