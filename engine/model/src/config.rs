@@ -241,11 +241,7 @@ impl SphinxConfig {
 
     /// Reads and validates a JSON config (as written by `scripts/convert_checkpoint.py`).
     pub fn from_json_file(path: &Path) -> Result<Self, ConfigError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: shown.clone(),
-            source,
-        })?;
+        let (text, shown) = read_config(path)?;
         let cfg: Self = serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
             path: shown.clone(),
             source,
@@ -364,11 +360,7 @@ impl ModelConfig {
 
     /// Reads and validates a model folder's `config.json` (with or without `vision`).
     pub fn from_json_file(path: &Path) -> Result<Self, ConfigError> {
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: shown.clone(),
-            source,
-        })?;
+        let (text, shown) = read_config(path)?;
         Self::from_json_str(&text, &shown)
     }
 
@@ -392,6 +384,16 @@ impl ModelConfig {
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).expect("config serializes") + "\n"
     }
+}
+
+/// The text of a config file and the path as errors show it.
+fn read_config(path: &Path) -> Result<(String, String), ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    Ok((text, shown))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! Keys and results are therefore those of the cloud. A rerun skips finished pages.
 
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -269,11 +270,14 @@ fn stage_inputs(files: &[PathBuf], roots: &[PathBuf], store: &LocalStore) -> Res
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
         }
+        // Staged by an earlier run: the same file (a hard link) needs no reading; a copy
+        // (inputs on another filesystem) is compared by content.
         let same = std::fs::metadata(&dest)
             .ok()
             .zip(std::fs::metadata(file).ok())
             .is_some_and(|(a, b)| {
-                a.len() == b.len() && std::fs::read(&dest).ok() == std::fs::read(file).ok()
+                (a.dev() == b.dev() && a.ino() == b.ino())
+                    || (a.len() == b.len() && std::fs::read(&dest).ok() == std::fs::read(file).ok())
             });
         if !same {
             let _ = std::fs::remove_file(&dest);
