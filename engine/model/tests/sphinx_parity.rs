@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use sphinx_model::config::LlamaConfig;
 use sphinx_model::mov::{MovConfig, ViewLayout};
-use sphinx_model::sphinx::{PageInput, Sphinx};
+use sphinx_model::sphinx::{cast_for_gpu, PageInput, Sphinx};
 use sphinx_model::weights;
-use tch::{nn, Device, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 /// Parity bound on encoder features and logits (the float32 acceptance criterion).
 const MAX_ABS_ERR: f64 = 1e-4;
@@ -34,6 +34,11 @@ struct Loaded {
 }
 
 fn load() -> Loaded {
+    load_with_kinds(false)
+}
+
+/// `gpu_kinds`: the variables cast as on a GPU ([`cast_for_gpu`]) before loading.
+fn load_with_kinds(gpu_kinds: bool) -> Loaded {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = Sphinx::new(
         &vs.root(),
@@ -41,6 +46,17 @@ fn load() -> Loaded {
         &MovConfig::tiny_test(),
     )
     .unwrap();
+    if gpu_kinds {
+        cast_for_gpu(&mut vs);
+        for (name, var) in vs.variables() {
+            let want = if name.starts_with("llma.openclip_convnext_xxl.") {
+                Kind::Float
+            } else {
+                Kind::BFloat16
+            };
+            assert_eq!(var.kind(), want, "{name}");
+        }
+    }
     weights::load_into(&mut vs, &fixture("model.safetensors")).unwrap();
     let io: HashMap<String, Tensor> = Tensor::read_safetensors(fixture("io.safetensors"))
         .expect("readable fixture")
@@ -109,4 +125,31 @@ fn page_with_skipped_sub_images_matches_reference() {
     assert_close("inputs_embeds", &embeds, &io["inputs_embeds"]);
     let logits = model.forward(&page).unwrap();
     assert_close("logits at text positions", &logits, &io["logits"]);
+}
+
+/// The GPU precision policy, run on the CPU's bfloat16 kernels: the trunk really stays
+/// float32, everything else really is bfloat16, and the page still matches the float32
+/// reference within the bfloat16 bound (relative L2 error <= 1e-2).
+#[test]
+fn gpu_kinds_keep_the_convnext_trunk_f32_and_stay_within_bf16_bound() {
+    let Loaded { model, io, skipped } = load_with_kinds(true);
+    let rel = |what: &str, got: &Tensor, want: &Tensor| {
+        let got = got.to_kind(Kind::Float);
+        let rel = (&got - want).norm().double_value(&[]) / want.norm().double_value(&[]);
+        eprintln!("{what}: relative error {rel:.2e}");
+        assert!(rel <= 1e-2, "{what}: relative error {rel:.2e} > 1e-2");
+        rel
+    };
+    let views = model.page_views(&io["canvas"], &skipped).unwrap();
+    let features = model.encode_views(&views).unwrap();
+    assert_eq!(features.kind(), Kind::BFloat16, "projector runs in bf16");
+    rel("projected features", &features, &io["features"]);
+    let page = PageInput {
+        views: &views,
+        skipped: &skipped,
+        ids: &io["ids"],
+    };
+    let logits = model.forward(&page).unwrap();
+    assert_eq!(logits.kind(), Kind::BFloat16, "LLM runs in bf16");
+    rel("logits", &logits, &io["logits"]);
 }

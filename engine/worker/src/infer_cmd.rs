@@ -27,7 +27,7 @@ use sphinx_core::tiling::TileConfig;
 use sphinx_model::config::{ModelConfig, SphinxConfig};
 use sphinx_model::generate::Sampling;
 use sphinx_model::mov::{MovConfig, ViewLayout};
-use sphinx_model::sphinx::Sphinx;
+use sphinx_model::sphinx::{self, Sphinx};
 use sphinx_model::tokenizer::Tokenizer;
 use sphinx_model::weights;
 use tch::{nn, Device};
@@ -106,12 +106,12 @@ pub fn load_with(
 ) -> Result<Loaded> {
     let mut vs = nn::VarStore::new(device);
     let model = Sphinx::new(&vs.root(), &cfg.llm, vision)?;
-    // On a GPU the model runs in bfloat16 (the released checkpoints' dtype; tensor
-    // cores). On the CPU it stays float32 (the precision the parity tests prove).
+    // On a GPU the model runs in bfloat16 but for the ConvNeXt trunk (see
+    // `cast_for_gpu`). On the CPU it stays float32 (the precision the parity tests prove).
     // cuDNN's benchmark mode stays off: it re-tunes for every new shape, and decoding
     // makes a new attention shape at every step (measured: 4x slower decode).
     if device.is_cuda() {
-        vs.bfloat16();
+        sphinx::cast_for_gpu(&mut vs);
     }
     let weights_path = dir.join(WEIGHTS_FILE);
     weights::load_files(&mut vs, &[weights_path.as_path()])
