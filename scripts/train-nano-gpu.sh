@@ -2,6 +2,8 @@
 # Trains the nano SPHINX-X (configs/nano.json, ~10 M parameters, character vocabulary)
 # on synthetic pages for at most 10 minutes of one GPU, then scores its OCR on held-out
 # synthetic pages with `sphinx eval` (character error rate) and plots the loss curve.
+# The pages are the nano's kind (`sphinx synth --max-lines 5 --min-em 24`: short pages of
+# larger text), the same for training and held-out evaluation.
 #
 # Two halves, because the GPU machine has PyTorch but no Rust toolchain (../shared/GPU.md):
 #   scripts/train-nano-gpu.sh stage   here: release-build `sphinx`, copy it and the job
@@ -9,8 +11,10 @@
 #   scripts/train-nano-gpu.sh run     there (device tool, carry ["target/train-nano"],
 #                                     timeout ~600 s): makes the pages with the binary,
 #                                     trains under `timeout`, evaluates; results in $OUT.
-# The budget: synth ~1 min, training TRAIN_SECONDS (default 420; SIGTERM at the limit
-# makes the trainer checkpoint, and the run then exports from that checkpoint), eval ~1 min.
+# The budget: synth ~20 s; a 30-step calibration run measures the step time so the real
+# run's step count (and so its warmup + cosine schedule) fits TRAIN_SECONDS (default 420;
+# should it still overrun, SIGTERM at the limit makes the trainer checkpoint and the run
+# exports from that checkpoint); eval ~30 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=target/train-nano
@@ -35,24 +39,50 @@ run)
   RES=${OUT:-/tmp/train-nano-out}
   WORK=${TMPDIR:-/tmp}/train-nano
   mkdir -p "$RES" "$WORK"
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi: CPU run"
   SPHINX="$STAGE/sphinx"
-  TRAIN_PAGES=${TRAIN_PAGES:-3000}
-  "$SPHINX" synth --seed 7 --count "$TRAIN_PAGES" --out "$WORK/train" --quiet
-  "$SPHINX" synth --seed 7 --count 50 --first-index 1000000 --out "$WORK/heldout" --quiet
-  cat > "$WORK/job.json" <<JOB
+  TRAIN_PAGES=${TRAIN_PAGES:-8000}
+  TRAIN_SECONDS=${TRAIN_SECONDS:-420}
+  BATCH=${BATCH:-32}
+  # shellcheck disable=SC2206 # word splitting of the override is the point
+  PAGES=(${SYNTH_BOUNDS:---max-lines 5 --min-em 24})
+  "$SPHINX" synth --seed 7 --count "$TRAIN_PAGES" "${PAGES[@]}" --out "$WORK/train" --quiet
+  "$SPHINX" synth --seed 7 --count 100 --first-index 1000000 "${PAGES[@]}" --out "$WORK/heldout" --quiet
+  job() { # job <run> <steps> <warmup>
+    cat <<JOB
 {
-  "run": "nano-synth",
+  "run": "$1",
   "model": {"config": "$STAGE/nano.json", "seed": 0, "tokenizer": "char"},
   "datasets": [{"path": "$WORK/train/conversations.jsonl", "weight": 1.0}],
-  "steps": ${STEPS:-3000}, "batch_size": 8, "grad_accum": 1,
-  "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 100, "weight_decay": 0.02, "clip_grad": 1.0,
-  "checkpoint_every": 500, "seed": 7, "max_text_tokens": 2800,
+  "steps": $2, "batch_size": $BATCH, "grad_accum": 1,
+  "lr": ${LR:-1.5e-3}, "min_lr": 5e-5, "warmup_steps": $3, "weight_decay": 0.02, "clip_grad": 1.0,
+  "checkpoint_every": 500, "seed": 7, "max_text_tokens": 1024,
   "train_vision": true, "export_bf16": true, "cache_pages": $TRAIN_PAGES
 }
 JOB
+  }
+  # Calibration (unless STEPS is given): 30 steps (CALIBRATION_STEPS), their median step
+  # time and the fixed start-up cost.
+  if [ -z "${STEPS:-}" ]; then
+    job calibrate "${CALIBRATION_STEPS:-30}" 2 > "$WORK/calibrate.json"
+    t0=$(date +%s.%N)
+    "$SPHINX" train --config "$WORK/calibrate.json" --out "$WORK/calibrate" > "$RES/calibrate.jsonl"
+    t1=$(date +%s.%N)
+    STEPS=$(python3 - "$RES/calibrate.jsonl" "$t0" "$t1" "$TRAIN_SECONDS" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+wall, budget = float(sys.argv[3]) - float(sys.argv[2]), float(sys.argv[4])
+step = sorted(r["step_s"] for r in rows)[len(rows) // 2]
+fixed = max(0.0, wall - sum(r["step_s"] for r in rows))
+steps = int((budget - fixed - 15) / step)
+print(f"calibration: {step * 1000:.0f} ms/step, start-up {fixed:.1f} s -> {steps} steps", file=sys.stderr)
+print(max(steps, 50))
+PY
+)
+  fi
+  job nano-synth "$STEPS" $((STEPS / 15)) > "$WORK/job.json"
   set +e
-  timeout --signal=TERM --kill-after=60 "${TRAIN_SECONDS:-420}" \
+  timeout --signal=TERM --kill-after=60 "$((TRAIN_SECONDS + 30))" \
     "$SPHINX" train --config "$WORK/job.json" --out "$WORK/out" > "$RES/metrics.jsonl"
   rc=$?
   set -e
@@ -68,10 +98,12 @@ PY
     "$SPHINX" train --config "$WORK/job.json" --out "$WORK/out" --resume >> "$RES/metrics.jsonl"
   fi
   ls -la "$WORK/out/models/nano-synth"
-  # The trained model comes back with the results (bf16, ~20 MB).
-  cp -r "$WORK/out/models/nano-synth" "$RES/model"
+  # The trained model comes back with the results (bf16, ~20 MB) as a tar in 15 MiB parts
+  # (the device tool returns files of at most 16 MiB):
+  #   cat model.tar.part-* | tar -x   ->  nano-synth/
+  tar -C "$WORK/out/models" -cf - nano-synth | split -b 15M - "$RES/model.tar.part-"
   "$SPHINX" eval --model "$WORK/out/models/nano-synth" --data "$WORK/heldout/conversations.jsonl" \
-    --limit 50 | tee "$RES/eval.json"
+    --limit "${EVAL_PAGES:-100}" --batch 50 --max-new-tokens 768 --predictions "$RES/predictions.jsonl" | tee "$RES/eval.json"
   python3 - "$RES" <<'PY'
 import json, sys
 res = sys.argv[1]

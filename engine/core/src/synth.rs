@@ -38,6 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use conversation::{box_text, ConversationRecord, Turn};
 pub use fonts::Face;
+pub use layout::{TextBounds, MAX_MIN_EM_PX};
 
 use caption::CaptionFacts;
 use fonts::Fonts;
@@ -153,6 +154,8 @@ pub struct SynthConfig {
     pub count: u64,
     /// Add light scan noise (and blur on half the pages).
     pub noise: bool,
+    /// How much text a page may hold (default: unbounded, document-like).
+    pub bounds: TextBounds,
 }
 
 /// Why generation failed.
@@ -200,9 +203,9 @@ impl Synthesizer {
     }
 
     /// Renders page `index` of `seed`.
-    pub fn page(&self, seed: u64, index: u64, noise: bool) -> SynthPage {
+    pub fn page(&self, seed: u64, index: u64, noise: bool, bounds: TextBounds) -> SynthPage {
         let mut rng = PageRng::for_page(seed, index);
-        let mut page = layout::lay_out(&self.fonts, &self.vocab, &mut rng);
+        let mut page = layout::lay_out(&self.fonts, &self.vocab, &mut rng, bounds);
         let (w, h) = (page.style.width, page.style.height);
         let blurred = noise && noise::degrade(&mut page.canvas, &mut rng);
         if blurred {
@@ -272,6 +275,16 @@ pub fn generate(
                 cfg.first_index, cfg.count
             ),
         })?;
+    if cfg.bounds.max_lines == Some(0) {
+        return Err(SynthError::Config {
+            reason: "max lines must be at least 1".into(),
+        });
+    }
+    if let Some(em) = cfg.bounds.min_em_px.filter(|&em| em > MAX_MIN_EM_PX) {
+        return Err(SynthError::Config {
+            reason: format!("min em {em} px exceeds the largest honoured, {MAX_MIN_EM_PX} px"),
+        });
+    }
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SynthError::Io { path, source }
@@ -289,7 +302,7 @@ pub fn generate(
         shapes: 0,
     };
     for index in cfg.first_index..end {
-        let page = synth.page(cfg.seed, index, cfg.noise);
+        let page = synth.page(cfg.seed, index, cfg.noise, cfg.bounds);
         let png_path = out.join(&page.annotation.image);
         write_png(&page.image, &png_path)?;
         let record =

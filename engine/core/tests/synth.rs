@@ -15,7 +15,7 @@ use sphinx_core::synth::conversation::{
 use sphinx_core::synth::noise::{BLUR_RADIUS, NOISE_AMPLITUDE};
 use sphinx_core::synth::{
     box_text, generate, ConversationRecord, PageAnnotation, PixelBox, SynthConfig, SynthError,
-    ANNOTATIONS_FILE, CONVERSATIONS_FILE,
+    TextBounds, ANNOTATIONS_FILE, CONVERSATIONS_FILE, MAX_MIN_EM_PX,
 };
 use sphinx_core::tiling::{plan, TileConfig};
 
@@ -31,6 +31,7 @@ fn make(
         first_index,
         count,
         noise,
+        bounds: Default::default(),
     };
     let start = std::time::Instant::now();
     let summary = generate(&cfg, dir.path(), |_| {}).unwrap();
@@ -406,6 +407,7 @@ fn bad_configs_and_paths_are_typed_errors() {
         first_index,
         count,
         noise: false,
+        bounds: Default::default(),
     };
     assert!(matches!(
         generate(&cfg(0, 0), dir.path(), |_| {}),
@@ -415,6 +417,25 @@ fn bad_configs_and_paths_are_typed_errors() {
         generate(&cfg(u64::MAX, 2), dir.path(), |_| {}),
         Err(SynthError::Config { .. })
     ));
+    for bounds in [
+        TextBounds {
+            max_lines: Some(0),
+            min_em_px: None,
+        },
+        TextBounds {
+            max_lines: None,
+            min_em_px: Some(MAX_MIN_EM_PX + 1),
+        },
+    ] {
+        let bad = SynthConfig {
+            bounds,
+            ..cfg(0, 1)
+        };
+        assert!(matches!(
+            generate(&bad, dir.path(), |_| {}),
+            Err(SynthError::Config { .. })
+        ));
+    }
     let file = dir.path().join("not-a-dir");
     fs::write(&file, b"x").unwrap();
     match generate(&cfg(0, 1), &file, |_| {}) {
@@ -471,5 +492,38 @@ fn glyph_ink_lands_where_pil_freetype_puts_it() {
         exact * 2 > cases.len(),
         "only {exact} of {} exact",
         cases.len()
+    );
+}
+
+/// Bounded pages (the nano model's training set) hold at most `max_lines` lines of at
+/// least `min_em_px` text, and still have OCR, grounding and caption turns.
+#[test]
+fn text_bounds_cap_lines_and_raise_text_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        seed: 3,
+        first_index: 0,
+        count: 40,
+        noise: false,
+        bounds: TextBounds {
+            max_lines: Some(4),
+            min_em_px: Some(20),
+        },
+    };
+    generate(&cfg, dir.path(), |_| {}).unwrap();
+    let pages = read_jsonl::<PageAnnotation>(&dir.path().join(ANNOTATIONS_FILE));
+    assert_eq!(pages.len(), 40);
+    for p in &pages {
+        assert!(p.lines.len() <= 4, "{}: {} lines", p.image, p.lines.len());
+        assert!(p.font_px >= 20, "{}: em {} px", p.image, p.font_px);
+    }
+    let lines: usize = pages.iter().map(|p| p.lines.len()).sum();
+    assert!(
+        lines >= 40 * 2,
+        "pages are not empty: {lines} lines on 40 pages"
+    );
+    assert!(
+        pages.iter().any(|p| !p.shapes.is_empty()),
+        "some pages keep shapes"
     );
 }

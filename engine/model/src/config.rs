@@ -317,9 +317,10 @@ impl ModelConfig {
         })
     }
 
-    /// A nano SPHINX-X for a short GPU run on synthetic pages: the 1024 px canvas and 2x2
-    /// grid of SPHINX-Tiny-1k with 16x16 tokens per view, but small encoders and a
-    /// 6-layer LLM over the character vocabulary of
+    /// A nano SPHINX-X for a short GPU run on synthetic pages: the 2x2 grid and global
+    /// view of SPHINX-Tiny-1k on a 640 px canvas (10x10 tokens per view, so a page is
+    /// ~500 image tokens and OCR runs at about a page per second on two CPU cores), small
+    /// encoders and a 6-layer LLM over the character vocabulary of
     /// [`crate::train::char_tokenizer`]; ~10 M parameters, ~20 MB in bf16.
     pub fn nano() -> Self {
         use crate::convnext::ConvNextConfig;
@@ -349,10 +350,10 @@ impl ModelConfig {
                     depth: 4,
                     num_heads: 4,
                     patch_size: 14,
-                    pos_grid: 16,
+                    pos_grid: 10,
                 },
-                convnext_size: 512,
-                dinov2_size: 224,
+                convnext_size: 320,
+                dinov2_size: 140,
                 layout: ViewLayout::GlobalAndGrid { grid: 2 },
             }),
         }

@@ -203,9 +203,12 @@ impl DinoV2 {
             ..Default::default()
         };
         let patch_embed = nn::conv2d(p / "patch_embed" / "proj", 3, d, config.patch_size, patch);
-        let cls_token = p.zeros("cls_token", &[1, 1, d]);
+        // The reference's initialisation (normal 1e-6 and 0.02): only models trained from
+        // scratch see it, and zero position embeddings would give their patches no place.
+        let normal = |stdev| nn::Init::Randn { mean: 0.0, stdev };
+        let cls_token = p.var("cls_token", &[1, 1, d], normal(1e-6));
         let positions = config.pos_grid * config.pos_grid + 1;
-        let pos_embed = p.zeros("pos_embed", &[1, positions, d]);
+        let pos_embed = p.var("pos_embed", &[1, positions, d], normal(0.02));
         // Present in every hub checkpoint (masked-image training); inference never reads it.
         let _mask_token = p.zeros("mask_token", &[1, d]);
         let blocks = (0..config.depth)

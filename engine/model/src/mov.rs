@@ -298,8 +298,15 @@ impl Mov {
     }
 
     /// CLIP-normalized views -> concatenated features `[N, tokens, convnext_dim + dinov2_dim]`
-    /// (ConvNeXt channels first, as in the reference).
+    /// (ConvNeXt channels first, as in the reference), without gradients: the paper's
+    /// MoV is frozen, and inference needs no autograd graph.
     pub fn encode(&self, views: &MovViews) -> Result<Tensor, VisionError> {
+        tch::no_grad(|| self.encode_with_grad(views))
+    }
+
+    /// [`Mov::encode`] recording gradients, for training the encoders themselves (models
+    /// whose encoders start random, such as nano).
+    pub fn encode_with_grad(&self, views: &MovViews) -> Result<Tensor, VisionError> {
         let (cs, ds) = (self.config.convnext_size, self.config.dinov2_size);
         check_views("ConvNeXt", &views.convnext, cs)?;
         check_views("DINOv2", &views.dinov2, ds)?;
@@ -309,15 +316,13 @@ impl Mov {
                 "{n_conv} ConvNeXt views but {n_dino} DINOv2 views"
             )));
         }
-        tch::no_grad(|| {
-            let conv = self.convnext.forward(&views.convnext)?;
-            let kind = views.dinov2.kind();
-            let dino_in =
-                &views.dinov2 * self.renorm_scale.to_kind(kind) + self.renorm_shift.to_kind(kind);
-            let dino = self.dinov2.forward(&dino_in)?;
-            let dino = dino.to_kind(conv.kind());
-            Ok(Tensor::cat(&[conv, dino], 2))
-        })
+        let conv = self.convnext.forward(&views.convnext)?;
+        let kind = views.dinov2.kind();
+        let dino_in =
+            &views.dinov2 * self.renorm_scale.to_kind(kind) + self.renorm_shift.to_kind(kind);
+        let dino = self.dinov2.forward(&dino_in)?;
+        let dino = dino.to_kind(conv.kind());
+        Ok(Tensor::cat(&[conv, dino], 2))
     }
 
     /// Features of one page: [`views_from_canvas`] then [`Mov::encode`].

@@ -21,6 +21,7 @@ fn synth_pages(dir: &Path) -> String {
         first_index: 0,
         count: 16,
         noise: false,
+        bounds: Default::default(),
     };
     synth::generate(&cfg, dir, |_| {}).unwrap();
     dir.join(synth::CONVERSATIONS_FILE).display().to_string()
@@ -166,4 +167,52 @@ fn bad_job_specs_name_the_field() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("datasets[0].weight"), "{e}");
+}
+
+/// The encoders learn exactly when `train_vision` is set: frozen (the paper's MoV) by
+/// default, and really updated when asked. (A gradient-free encoder pass once left the
+/// nano's random encoders at their initialisation through whole GPU runs.)
+#[test]
+fn encoders_train_exactly_when_train_vision_is_set() {
+    let data = tempfile::tempdir().unwrap();
+    let conv = synth_pages(data.path());
+    let is_encoder = |n: &str| {
+        n.starts_with("llma.openclip_convnext_xxl.") || n.starts_with("llma.dinov2_vitg14.")
+    };
+    for train_vision in [false, true] {
+        let out = tempfile::tempdir().unwrap();
+        let spec = spec(
+            &conv,
+            &format!(r#""steps": 1, "lr": 0.01, "train_vision": {train_vision}"#),
+        );
+        let mut t = Trainer::new(spec, output(out.path()), Device::Cpu, false).unwrap();
+        // Copies: on the CPU in float32 `trainable` hands out the live parameters.
+        let before: std::collections::HashMap<String, tch::Tensor> = t
+            .trainable()
+            .into_iter()
+            .map(|(n, p)| (n, p.copy()))
+            .collect();
+        t.run(&RunControl::default(), &mut |_| {}).unwrap();
+        let after: std::collections::HashMap<String, tch::Tensor> =
+            t.trainable().into_iter().collect();
+        let encoders: Vec<&String> = after.keys().filter(|n| is_encoder(n)).collect();
+        if !train_vision {
+            assert!(
+                encoders.is_empty(),
+                "frozen encoders in the optimizer: {encoders:?}"
+            );
+            continue;
+        }
+        for name in [
+            "llma.openclip_convnext_xxl.stem.0.weight",
+            "llma.openclip_convnext_xxl.stages.0.blocks.0.gamma",
+            "llma.openclip_convnext_xxl.head.norm.weight",
+            "llma.dinov2_vitg14.patch_embed.proj.weight",
+            "llma.dinov2_vitg14.pos_embed",
+            "llma.dinov2_vitg14.norm.weight",
+        ] {
+            let moved = (&after[name] - &before[name]).abs().max().double_value(&[]);
+            assert!(moved > 1e-4, "{name} did not train (moved {moved:e})");
+        }
+    }
 }

@@ -7,6 +7,7 @@
 //! tags and `[...]` boxes removed, then Levenshtein distance over characters. CER =
 //! total edits / total reference characters (so long pages weigh more, as usual).
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -38,12 +39,16 @@ pub struct EvalArgs {
     /// Most tokens generated per page.
     #[arg(long, default_value_t = 2048)]
     pub max_new_tokens: usize,
-    /// Run on the CPU even when a GPU is available.
     /// Pages decoded together (one batched generation).
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+    /// Run on the CPU even when a GPU is available.
     #[arg(long)]
     pub cpu: bool,
+    /// Also write one JSON line per page (image, reference, hypothesis, edits) here, to
+    /// see what the model gets wrong.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
 }
 
 /// The text of an OCR answer without tags and boxes, lines trimmed.
@@ -112,6 +117,14 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         ..BatchOptions::default()
     };
     let (mut pages, mut edits, mut ref_chars) = (0usize, 0usize, 0usize);
+    let mut predictions = match &args.predictions {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        )),
+        None => None,
+    };
+    let decode_started = Instant::now();
     for chunk in work.chunks(args.batch.max(1)) {
         let mut prepared = Vec::with_capacity(chunk.len());
         for (image, _) in chunk {
@@ -130,9 +143,19 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
             )?);
         }
         let (results, _) = run_batch(&loaded, &prepared, &opts)?;
-        for (result, (_, reference)) in results.iter().zip(chunk) {
+        for (result, (image, reference)) in results.iter().zip(chunk) {
             let hypothesis = plain_text(&result.tasks[0].raw_text);
-            edits += levenshtein(&hypothesis, reference);
+            let page_edits = levenshtein(&hypothesis, reference);
+            edits += page_edits;
+            if let Some(out) = predictions.as_mut() {
+                let row = serde_json::json!({
+                    "image": image.display().to_string(),
+                    "reference": reference,
+                    "hypothesis": hypothesis,
+                    "edits": page_edits,
+                });
+                writeln!(out, "{row}")?;
+            }
             ref_chars += reference.chars().count();
             pages += 1;
         }
@@ -145,7 +168,12 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
         "edits": edits,
         "cer": if ref_chars == 0 { 0.0 } else { edits as f64 / ref_chars as f64 },
         "seconds": started.elapsed().as_secs_f64(),
+        // Render + encode + decode, model loading excluded.
+        "pages_per_s": pages as f64 / decode_started.elapsed().as_secs_f64(),
     });
+    if let Some(mut out) = predictions {
+        out.flush()?;
+    }
     println!("{summary}");
     Ok(ExitCode::SUCCESS)
 }

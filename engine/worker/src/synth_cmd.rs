@@ -32,6 +32,12 @@ pub struct SynthArgs {
     /// blur's one-pixel spread).
     #[arg(long)]
     pub noise: bool,
+    /// At most this many text lines per page (default: as many as fit).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_lines: Option<u32>,
+    /// Smallest text em size in pixels (default 11; at most 32).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(synth::MAX_MIN_EM_PX)))]
+    pub min_em: Option<u32>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -44,6 +50,10 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
         first_index: args.first_index,
         count: args.count,
         noise: args.noise,
+        bounds: synth::TextBounds {
+            max_lines: args.max_lines,
+            min_em_px: args.min_em,
+        },
     };
     let progress = if args.quiet {
         ProgressBar::with_draw_target(Some(args.count), ProgressDrawTarget::hidden())

@@ -99,6 +99,21 @@ const MIN_BAND_PX: f64 = 18.0;
 /// Most shapes on one page.
 const MAX_SHAPES: usize = 3;
 
+/// Optional bounds on how much text a page holds. The defaults (none) give document-like
+/// pages; the nano model learns on short pages of larger text (`sphinx synth --max-lines
+/// --min-em`), which a 10 M-parameter model can learn to read in minutes and decode on a
+/// CPU in well under a second.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TextBounds {
+    /// At most this many text lines per page.
+    pub max_lines: Option<u32>,
+    /// Smallest em size in pixels (at most [`MAX_MIN_EM_PX`]).
+    pub min_em_px: Option<u32>,
+}
+
+/// Largest `min_em_px` a page can honour (the biggest em is [`MAX_EM_PX`]).
+pub const MAX_MIN_EM_PX: u32 = MAX_EM_PX - 2;
+
 /// A page's look, drawn before its content.
 #[derive(Clone, Debug)]
 pub struct PageStyle {
@@ -120,17 +135,26 @@ pub struct LaidOutPage {
 }
 
 /// Draws the page of `rng`'s stream.
-pub fn lay_out(fonts: &Fonts, vocab: &Vocabulary, rng: &mut PageRng) -> LaidOutPage {
+pub fn lay_out(
+    fonts: &Fonts,
+    vocab: &Vocabulary,
+    rng: &mut PageRng,
+    bounds: TextBounds,
+) -> LaidOutPage {
     let kind = PageKind::ALL[rng.weighted(&PageKind::WEIGHTS)];
     let (width, height) = kind.size(rng);
     let min_side = width.min(height);
-    let em_hi = (min_side / EM_DIVISOR).clamp(MIN_EM_PX + 2, MAX_EM_PX);
+    let em_lo = bounds
+        .min_em_px
+        .unwrap_or(MIN_EM_PX)
+        .clamp(MIN_EM_PX, MAX_MIN_EM_PX);
+    let em_hi = (min_side / EM_DIVISOR).clamp(em_lo + 2, MAX_EM_PX);
     let style = PageStyle {
         kind,
         width,
         height,
         face: *rng.pick(&Face::ALL),
-        em_px: rng.range(MIN_EM_PX, em_hi),
+        em_px: rng.range(em_lo, em_hi),
         paper: *rng.pick(&PAPERS),
         ink: *rng.pick(&INKS),
     };
@@ -148,7 +172,8 @@ pub fn lay_out(fonts: &Fonts, vocab: &Vocabulary, rng: &mut PageRng) -> LaidOutP
     let content_w = right - left;
 
     let shape_count = [0, 1, 2, 3][rng.weighted(&[30, 35, 22, 13])].min(MAX_SHAPES);
-    let est_rows = (((bottom - margin as f32) / row_h) as u32).max(1);
+    let max_lines = bounds.max_lines.unwrap_or(u32::MAX);
+    let est_rows = (((bottom - margin as f32) / row_h) as u32).clamp(1, max_lines.max(1));
     let band_after = rng.range(1, est_rows);
 
     let mut lines = Vec::new();
@@ -156,7 +181,7 @@ pub fn lay_out(fonts: &Fonts, vocab: &Vocabulary, rng: &mut PageRng) -> LaidOutP
     let mut y = margin as f32;
     let mut row = 0u32;
     let mut band_done = shape_count == 0;
-    while y + row_h <= bottom {
+    while y + row_h <= bottom && lines.len() < max_lines as usize {
         if !band_done && row >= band_after {
             band_done = true;
             let band_h = f64::from(em) * rng.uniform(2.5, 5.0);

@@ -138,6 +138,35 @@ pub fn rgb_tensor(img: &RgbImage) -> Tensor {
         .permute([2, 0, 1])
 }
 
+/// A page's kept views (RGB) and skip plan, before they become tensors.
+type RenderedPage = (PathBuf, (Vec<RgbImage>, Vec<bool>));
+
+/// The page at `path` rendered and tiled exactly as for inference: its kept views and
+/// skip plan (only the global view, no plan, for single-view models). Plain Rust, so
+/// pages render on many threads.
+fn render_views(
+    path: &Path,
+    tile: &TileConfig,
+    single_view: bool,
+) -> Result<(Vec<RgbImage>, Vec<bool>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let doc = Document::open(Arc::new(bytes), &Limits::default())
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let page = doc.render(0, tile.canvas)?;
+    let tiled = tile_page(&page.image, tile)?;
+    let mut views: Vec<RgbImage> = tiled.views().flatten().cloned().collect();
+    if single_view {
+        views.truncate(1);
+        return Ok((views, Vec::new()));
+    }
+    Ok((views, tiled.plan.flags().to_vec()))
+}
+
+/// uint8 views -> `[K, 3, H, W]`.
+fn stack_views(views: &[RgbImage]) -> Tensor {
+    Tensor::stack(&views.iter().map(rgb_tensor).collect::<Vec<_>>(), 0)
+}
+
 /// uint8 views `[.., 3, H, W]` -> float32, CLIP-normalised (as `sphinx infer` feeds them).
 pub fn normalize_rgb(rgb: &Tensor) -> Tensor {
     let t = rgb.to_kind(Kind::Float) / 255.0;
@@ -372,24 +401,57 @@ impl Trainer {
         if let Some((rgb, flags)) = self.page_cache.borrow().get(path) {
             return Ok((normalize_rgb(rgb), flags.clone()));
         }
-        let bytes =
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        let doc = Document::open(Arc::new(bytes), &Limits::default())
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        let page = doc.render(0, self.tile.canvas)?;
-        let tiled = tile_page(&page.image, &self.tile)?;
-        let kept: Vec<Tensor> = tiled.views().flatten().map(rgb_tensor).collect();
-        let rgb = Tensor::stack(&kept, 0);
-        let (rgb, flags) = if self.single_view {
-            (rgb.narrow(0, 0, 1), Vec::new())
-        } else {
-            (rgb, tiled.plan.flags().to_vec())
-        };
+        let (views, flags) = render_views(path, &self.tile, self.single_view)?;
+        let rgb = stack_views(&views);
         let mut cache = self.page_cache.borrow_mut();
         if (cache.len() as u64) < self.spec.cache_pages {
             cache.insert(path.to_path_buf(), (rgb.shallow_clone(), flags.clone()));
         }
         Ok((normalize_rgb(&rgb), flags))
+    }
+
+    /// Renders the first `spec.cache_pages` distinct pages of the datasets into the page
+    /// cache on every core, so a run's first epoch is not bound by one core's rendering
+    /// (and step times measured early are the steady ones).
+    pub fn warm_page_cache(&self) -> Result<usize> {
+        let mut seen = std::collections::HashSet::new();
+        let mut paths = Vec::new();
+        'datasets: for ds in &self.datasets {
+            for rec in &ds.records {
+                if paths.len() as u64 >= self.spec.cache_pages {
+                    break 'datasets;
+                }
+                if let Some(path) = ds.image_path(rec) {
+                    if !self.page_cache.borrow().contains_key(&path) && seen.insert(path.clone()) {
+                        paths.push(path);
+                    }
+                }
+            }
+        }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = paths.len().div_ceil(threads).max(1);
+        let (tile, single) = (&self.tile, self.single_view);
+        let rendered: Vec<Vec<RenderedPage>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = paths
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|p| render_views(p, tile, single).map(|r| (p.clone(), r)))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("page rendering thread panicked"))
+                .collect::<Result<_>>()
+        })?;
+        let mut cache = self.page_cache.borrow_mut();
+        for (path, (views, flags)) in rendered.into_iter().flatten() {
+            cache.insert(path, (stack_views(&views), flags));
+        }
+        Ok(paths.len())
     }
 
     /// Forward + backward of one micro-batch; returns (summed loss, positions).
@@ -404,9 +466,9 @@ impl Trainer {
                 Some((views, skipped)) => {
                     let views: MovViews = self.model.tile_views(&views.to_device(dev))?;
                     let feats = if self.spec.train_vision {
-                        self.model.mov().encode(&views)?
+                        self.model.mov().encode_with_grad(&views)?
                     } else {
-                        tch::no_grad(|| self.model.mov().encode(&views))?
+                        self.model.mov().encode(&views)?
                     };
                     let proj = self.model.project(&feats);
                     Some(self.model.image_block(&proj, skipped)?)
@@ -514,6 +576,15 @@ impl Trainer {
         ctl: &RunControl,
         on_step: &mut dyn FnMut(&StepMetrics),
     ) -> Result<Outcome> {
+        if self.spec.cache_pages > 0 && self.step < self.spec.steps {
+            let started = std::time::Instant::now();
+            let n = self.warm_page_cache()?;
+            tracing::info!(
+                pages = n,
+                seconds = started.elapsed().as_secs_f64(),
+                "pages pre-rendered"
+            );
+        }
         while self.step < self.spec.steps {
             let m = self.train_step()?;
             self.metrics.push(serde_json::to_string(&m)?);
