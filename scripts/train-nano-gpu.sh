@@ -11,6 +11,10 @@
 #   scripts/train-nano-gpu.sh run     there (device tool, carry ["target/train-nano"],
 #                                     timeout ~600 s): makes the pages with the binary,
 #                                     trains under `timeout`, evaluates; results in $OUT.
+#   scripts/train-nano-gpu.sh adopt DIR   here, with DIR the run's returned files: installs
+#                                     the model as models/sphinx-nano/ (the default model
+#                                     of `sphinx run`) and scores it on the CPU: held-out
+#                                     CER and pages/s into models/sphinx-nano/eval-cpu.json.
 # The budget: synth ~20 s; a 30-step calibration run measures the step time so the real
 # run's step count (and so its warmup + cosine schedule) fits TRAIN_SECONDS (default 420;
 # should it still overrun, SIGTERM at the limit makes the trainer checkpoint and the run
@@ -18,6 +22,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=target/train-nano
+# The nano's pages and its held-out range (the same in `run` and `adopt`).
+SYNTH_BOUNDS=${SYNTH_BOUNDS:---max-lines 5 --min-em 24}
+HELDOUT=(--seed 7 --count 100 --first-index 1000000)
 
 case "${1:-}" in
 stage)
@@ -44,10 +51,10 @@ run)
   TRAIN_PAGES=${TRAIN_PAGES:-8000}
   TRAIN_SECONDS=${TRAIN_SECONDS:-420}
   BATCH=${BATCH:-32}
-  # shellcheck disable=SC2206 # word splitting of the override is the point
-  PAGES=(${SYNTH_BOUNDS:---max-lines 5 --min-em 24})
+  # shellcheck disable=SC2206 # word splitting of the bounds is the point
+  PAGES=($SYNTH_BOUNDS)
   "$SPHINX" synth --seed 7 --count "$TRAIN_PAGES" "${PAGES[@]}" --out "$WORK/train" --quiet
-  "$SPHINX" synth --seed 7 --count 100 --first-index 1000000 "${PAGES[@]}" --out "$WORK/heldout" --quiet
+  "$SPHINX" synth "${HELDOUT[@]}" "${PAGES[@]}" --out "$WORK/heldout" --quiet
   job() { # job <run> <steps> <warmup>
     cat <<JOB
 {
@@ -119,8 +126,31 @@ print(f"steps {rows[-1]['step']}, final loss {rows[-1]['loss']:.4f}, "
       f"median tokens/s {sorted(r['tokens_per_s'] for r in rows)[len(rows)//2]:.0f}")
 PY
   ;;
+adopt)
+  src=${2:?usage: scripts/train-nano-gpu.sh adopt <folder holding model.tar.part-*>}
+  compgen -G "$src/model.tar.part-*" > /dev/null || { echo "no $src/model.tar.part-*" >&2; exit 2; }
+  # shellcheck source=scripts/env.sh
+  source scripts/env.sh
+  unpacked=$(mktemp -d)
+  trap 'rm -rf "$unpacked"' EXIT
+  cat "$src"/model.tar.part-* | tar -x -C "$unpacked"
+  for f in config.json model.safetensors tokenizer.json; do
+    [ -f "$unpacked/nano-synth/$f" ] || { echo "the returned model has no $f" >&2; exit 2; }
+  done
+  rm -rf models/sphinx-nano
+  mkdir -p models
+  mv "$unpacked/nano-synth" models/sphinx-nano
+  cargo build --release -q -p sphinx-worker
+  # shellcheck disable=SC2206
+  PAGES=($SYNTH_BOUNDS)
+  target/release/sphinx synth "${HELDOUT[@]}" "${PAGES[@]}" --out target/nano-heldout --quiet
+  target/release/sphinx eval --cpu --model models/sphinx-nano \
+    --data target/nano-heldout/conversations.jsonl --limit "${EVAL_PAGES:-100}" --batch 8 \
+    --max-new-tokens 768 | tee models/sphinx-nano/eval-cpu.json
+  du -sh models/sphinx-nano
+  ;;
 *)
-  echo "usage: scripts/train-nano-gpu.sh stage|run" >&2
+  echo "usage: scripts/train-nano-gpu.sh stage|run|adopt DIR" >&2
   exit 2
   ;;
 esac

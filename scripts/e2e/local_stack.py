@@ -51,7 +51,7 @@ def wait_for_log(path, needle, proc):
 class Stack:
     """moto + the emulator + the tiler function; stopped on exit."""
 
-    def __init__(self, tiler, logs):
+    def __init__(self, tiler, logs, tiler_env=None):
         self.procs = []
         self.logs = logs
         logs.mkdir(parents=True, exist_ok=True)
@@ -96,6 +96,8 @@ class Stack:
                     "AWS_REGION", "SPHINX_BUCKET", "SPHINX_INGEST_QUEUE_URL",
                     "SPHINX_INFER_QUEUE_URL", "SPHINX_S3_FORCE_PATH_STYLE"]:
             env[key] = self.vars[key]
+        # The served model's layout (SPHINX_CANVAS_PX, SPHINX_GRID) and other overrides.
+        env.update(tiler_env or {})
         function_log = logs / "function.log"
         function = subprocess.Popen([str(tiler)], env=env, stdout=open(function_log, "w"))
         self.procs.append(function)

@@ -107,8 +107,12 @@ def main():
     check(run.returncode == 2, f"sphinx run exits 2 when a document failed (got {run.returncode})")
     check("RANDOM" in run.stderr and "RANDOM" in run.stdout, "sphinx run says loudly that the model is random")
     model = local / ".models/random-untrained-nano"
+    # The tiler cuts views for the served model's layout, as a deployment configures it.
+    vision = json.loads((model / "config.json").read_text())["vision"]
+    grid = vision["layout"]["global_and_grid"]["grid"]
+    layout = {"SPHINX_CANVAS_PX": str(grid * vision["convnext_size"]), "SPHINX_GRID": str(grid)}
 
-    stack = Stack(TILER, LOGS)
+    stack = Stack(TILER, LOGS, tiler_env=layout)
     try:
         print("== 1. upload 3 documents, tile through the Lambda, serve", flush=True)
         response = stack.upload_and_tile([pdf, png, corrupt])

@@ -7,6 +7,7 @@ use std::time::Duration;
 use sphinx_core::job::{parse_tasks, Task};
 use sphinx_core::limits::Limits;
 use sphinx_core::pipeline::TileOptions;
+use sphinx_core::tiling::TileConfig;
 
 /// Bucket holding `inbox/`, `work/` and `errors/` (required).
 pub const ENV_BUCKET: &str = "SPHINX_BUCKET";
@@ -34,6 +35,11 @@ pub const ENV_MAX_PAGES: &str = "SPHINX_MAX_PAGES";
 pub const ENV_MAX_PIXELS: &str = "SPHINX_MAX_PIXELS";
 pub const ENV_MAX_RENDER_SIDE: &str = "SPHINX_MAX_RENDER_SIDE";
 pub const ENV_PAGE_TIMEOUT_S: &str = "SPHINX_PAGE_TIMEOUT_S";
+/// The served model's view layout: canvas side in pixels and sub-image grid. Bundles
+/// tiled for another layout are refused by the worker, so these follow the model
+/// (defaults: SPHINX-Tiny-1k's 1024 px, 2x2).
+pub const ENV_CANVAS_PX: &str = "SPHINX_CANVAS_PX";
+pub const ENV_GRID: &str = "SPHINX_GRID";
 
 /// Default tasks when neither the environment, object metadata nor a sidecar says.
 pub const DEFAULT_TASKS: &str = "ocr";
@@ -145,12 +151,27 @@ impl Config {
                 )?),
             },
             tile: TileOptions {
+                tile: tile_config(vars)?,
                 limits,
-                ..TileOptions::default()
             },
             s3_force_path_style: flag(vars, ENV_S3_FORCE_PATH_STYLE)?,
         })
     }
+}
+
+/// The layout from [`ENV_CANVAS_PX`] and [`ENV_GRID`], checked like the worker checks it.
+fn tile_config(vars: &HashMap<String, String>) -> Result<TileConfig, ConfigError> {
+    let defaults = TileOptions::default().tile;
+    let tile = TileConfig {
+        canvas: number(vars, ENV_CANVAS_PX, defaults.canvas)?,
+        grid: number(vars, ENV_GRID, defaults.grid)?,
+    };
+    tile.validate().map_err(|e| ConfigError::Invalid {
+        name: ENV_CANVAS_PX,
+        value: format!("{} ({ENV_GRID}={})", tile.canvas, tile.grid),
+        reason: e.to_string(),
+    })?;
+    Ok(tile)
 }
 
 fn flag(vars: &HashMap<String, String>, name: &'static str) -> Result<bool, ConfigError> {
@@ -210,6 +231,16 @@ mod tests {
         assert_eq!(c.default_tasks, vec![Task::Ocr]);
         assert_eq!(c.inbox_prefix, "inbox/");
         assert_eq!(c.tile.limits, Limits::default());
+        assert_eq!(c.tile.tile, TileConfig::tiny_1k());
+        let mut v = vars(BASE);
+        v.insert(ENV_CANVAS_PX.into(), "640".into());
+        assert_eq!(
+            Config::from_vars(&v).unwrap().tile.tile,
+            TileConfig {
+                canvas: 640,
+                grid: 2
+            }
+        );
         let mut v = vars(BASE);
         v.insert(ENV_TASKS.into(), "caption:short,ocr".into());
         v.insert(ENV_MAX_PAGES.into(), "7".into());
@@ -233,5 +264,13 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains(ENV_TASKS));
+        // A layout no model can have: 641 px does not split into a 2x2 grid.
+        let mut v = vars(BASE);
+        v.insert(ENV_CANVAS_PX.into(), "641".into());
+        let err = Config::from_vars(&v).unwrap_err().to_string();
+        assert!(
+            err.contains(ENV_CANVAS_PX) && err.contains("divisible"),
+            "{err}"
+        );
     }
 }
