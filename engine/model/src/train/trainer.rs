@@ -138,8 +138,8 @@ pub fn rgb_tensor(img: &RgbImage) -> Tensor {
         .permute([2, 0, 1])
 }
 
-/// A page's kept views (RGB) and skip plan, before they become tensors.
-type RenderedPage = (PathBuf, (Vec<RgbImage>, Vec<bool>));
+/// A cached page: its path, its kept views `[K, 3, s, s]` (uint8) and skip plan.
+type CachedPage = (PathBuf, (Tensor, Vec<bool>));
 
 /// The page at `path` rendered and tiled exactly as for inference: its kept views and
 /// skip plan (only the global view, no plan, for single-view models). Plain Rust, so
@@ -431,13 +431,17 @@ impl Trainer {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = paths.len().div_ceil(threads).max(1);
         let (tile, single) = (&self.tile, self.single_view);
-        let rendered: Vec<Vec<RenderedPage>> = std::thread::scope(|scope| {
+        // Each thread makes its pages' tensors, so no page is held twice.
+        let rendered: Vec<Vec<CachedPage>> = std::thread::scope(|scope| {
             let handles: Vec<_> = paths
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|p| render_views(p, tile, single).map(|r| (p.clone(), r)))
+                            .map(|p| {
+                                let (views, flags) = render_views(p, tile, single)?;
+                                Ok((p.clone(), (stack_views(&views), flags)))
+                            })
                             .collect::<Result<Vec<_>>>()
                     })
                 })
@@ -448,9 +452,7 @@ impl Trainer {
                 .collect::<Result<_>>()
         })?;
         let mut cache = self.page_cache.borrow_mut();
-        for (path, (views, flags)) in rendered.into_iter().flatten() {
-            cache.insert(path, (stack_views(&views), flags));
-        }
+        cache.extend(rendered.into_iter().flatten());
         Ok(paths.len())
     }
 
