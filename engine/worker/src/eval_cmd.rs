@@ -83,8 +83,15 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-/// Runs `sphinx eval`.
+/// Runs `sphinx eval`: prints the summary as one JSON line.
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
+    println!("{}", evaluate(&args)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Scores the model's OCR on the data; returns the summary (`cer`, `edits`,
+/// `reference_chars`, `pages`, `pages_per_s`, ...) and writes `--predictions` if asked.
+pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
     let started = Instant::now();
     let device = if args.cpu {
         Device::Cpu
@@ -174,8 +181,7 @@ pub fn run(args: EvalArgs) -> Result<ExitCode> {
     if let Some(mut out) = predictions {
         out.flush()?;
     }
-    println!("{summary}");
-    Ok(ExitCode::SUCCESS)
+    Ok(summary)
 }
 
 #[cfg(test)]

@@ -1,0 +1,73 @@
+//! `sphinx eval` end to end on held-out synthetic pages with the random-weight nano
+//! model: every page gets a prediction row whose reference is the page's OCR answer
+//! without tags and boxes, whose edits are the Levenshtein distance, and the summary's
+//! CER is exactly the rows' totals.
+
+use sphinx_core::synth::{self, SynthConfig, TextBounds};
+use sphinx_worker::eval_cmd::{evaluate, levenshtein, plain_text, EvalArgs};
+use sphinx_worker::random_model;
+
+#[test]
+fn eval_scores_every_page_and_the_summary_adds_up() {
+    let data = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        seed: 5,
+        first_index: 1000,
+        count: 3,
+        noise: false,
+        bounds: TextBounds {
+            max_lines: Some(2),
+            min_em_px: Some(24),
+        },
+    };
+    synth::generate(&cfg, data.path(), |_| {}).unwrap();
+    let model = tempfile::tempdir().unwrap();
+    random_model::ensure(model.path()).unwrap();
+    let predictions = data.path().join("predictions.jsonl");
+    let args = EvalArgs {
+        model: model.path().to_path_buf(),
+        data: data.path().join(synth::CONVERSATIONS_FILE),
+        limit: None,
+        max_new_tokens: 12,
+        batch: 2,
+        cpu: true,
+        predictions: Some(predictions.clone()),
+    };
+    let summary = evaluate(&args).unwrap();
+
+    // The references, straight from the conversations file.
+    let references: Vec<String> = std::fs::read_to_string(&args.data)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let rec: synth::ConversationRecord = serde_json::from_str(l).unwrap();
+            plain_text(&rec.conversations[1].value)
+        })
+        .collect();
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&predictions)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "one row per page");
+    let (mut edits, mut chars) = (0u64, 0u64);
+    for (row, reference) in rows.iter().zip(&references) {
+        assert_eq!(row["reference"], reference.as_str());
+        assert!(!reference.is_empty() && !reference.contains("<p>"));
+        let hypothesis = row["hypothesis"].as_str().unwrap();
+        assert!(hypothesis.chars().count() <= 12, "{hypothesis:?}");
+        let e = levenshtein(hypothesis, reference) as u64;
+        assert_eq!(row["edits"], e);
+        edits += e;
+        chars += reference.chars().count() as u64;
+    }
+    assert_eq!(summary["pages"], 3);
+    assert_eq!(summary["edits"], edits);
+    assert_eq!(summary["reference_chars"], chars);
+    let cer = summary["cer"].as_f64().unwrap();
+    assert!(
+        (cer - edits as f64 / chars as f64).abs() < 1e-12,
+        "{summary}"
+    );
+    assert!(summary["pages_per_s"].as_f64().unwrap() > 0.0);
+}
