@@ -10,6 +10,7 @@ pub mod dinov2;
 pub mod generate;
 pub mod llama;
 pub mod mov;
+pub mod seeded;
 pub mod sphinx;
 pub mod tokenizer;
 pub mod train;

@@ -43,10 +43,12 @@ const SIZES: [(u32, u32); PAGES] = [
 ];
 
 fn build() -> Fixture {
-    tch::manual_seed(20_261_126);
     let vs = nn::VarStore::new(Device::Cpu);
     let mov_cfg = MovConfig::tiny_test();
-    let model = Sphinx::new(&vs.root(), &LlamaConfig::tiny_test(), &mov_cfg).unwrap();
+    let model = sphinx_model::seeded::with_seed(20_261_126, || {
+        Sphinx::new(&vs.root(), &LlamaConfig::tiny_test(), &mov_cfg)
+    })
+    .unwrap();
     let side = mov_cfg.canvas_size();
     let tile_cfg = TileConfig {
         canvas: side as u32,

@@ -26,9 +26,10 @@ pub fn ensure(dir: &Path) -> Result<()> {
     let cfg = ModelConfig::nano();
     std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
     std::fs::write(dir.join("tokenizer.json"), char_tokenizer::tokenizer_json())?;
-    tch::manual_seed(SEED);
     let vs = nn::VarStore::new(Device::Cpu);
-    Sphinx::new(&vs.root(), &cfg.sphinx.llm, &cfg.vision())?;
+    sphinx_model::seeded::with_seed(SEED, || {
+        Sphinx::new(&vs.root(), &cfg.sphinx.llm, &cfg.vision())
+    })?;
     let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     // Written last: its presence marks a complete folder.
     let tmp = dir.join(".model.safetensors.partial");

@@ -37,9 +37,11 @@ fn model_dir() -> (tempfile::TempDir, SphinxConfig) {
         },
     };
     cfg.to_json_file(&dir.path().join("config.json")).unwrap();
-    tch::manual_seed(5);
     let vs = nn::VarStore::new(Device::Cpu);
-    let _model = Sphinx::new(&vs.root(), &cfg.llm, &MovConfig::tiny_test()).unwrap();
+    sphinx_model::seeded::with_seed(5, || {
+        Sphinx::new(&vs.root(), &cfg.llm, &MovConfig::tiny_test())
+    })
+    .unwrap();
     let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     Tensor::write_safetensors(&named, dir.path().join("model.safetensors")).unwrap();
     (dir, cfg)

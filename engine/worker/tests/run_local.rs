@@ -25,9 +25,11 @@ fn tiny_model(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
     std::fs::write(dir.join("tokenizer.json"), char_tokenizer::tokenizer_json()).unwrap();
-    tch::manual_seed(11);
     let vs = nn::VarStore::new(Device::Cpu);
-    Sphinx::new(&vs.root(), &cfg.sphinx.llm, &cfg.vision()).unwrap();
+    sphinx_model::seeded::with_seed(11, || {
+        Sphinx::new(&vs.root(), &cfg.sphinx.llm, &cfg.vision())
+    })
+    .unwrap();
     let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     Tensor::write_safetensors(&named, dir.join("model.safetensors")).unwrap();
 }

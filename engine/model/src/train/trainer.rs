@@ -180,9 +180,10 @@ impl Trainer {
     pub fn new(spec: JobSpec, output: Output, device: Device, resume: bool) -> Result<Self> {
         let (config, tokenizer_json, weights_dir) = model_source(&spec)?;
         let vision = config.vision();
-        tch::manual_seed(spec.model.seed as i64);
         let mut vs = nn::VarStore::new(device);
-        let model = Sphinx::new(&vs.root(), &config.sphinx.llm, &vision)?;
+        let model = crate::seeded::with_seed(spec.model.seed as i64, || {
+            Sphinx::new(&vs.root(), &config.sphinx.llm, &vision)
+        })?;
         if let Some(dir) = &weights_dir {
             let path = dir.join("model.safetensors");
             weights::load_files(&mut vs, &[path.as_path()])
