@@ -112,7 +112,7 @@ fn parity(fixtures: &Path) -> Result<()> {
     // The engine's kind for the trunk: float32 weights, float32 pixels (TF32 kernels).
     let mut vs = nn::VarStore::new(dev);
     let convnext = ConvNext::new(
-        &(vs.root() / "openclip_convnext_xxl"),
+        &(vs.root() / sphinx_model::mov::CONVNEXT_NAME),
         &ConvNextConfig::tiny_test(),
     )?;
     weights::load_into(&mut vs, &vision.join("convnext_weights.safetensors"))?;
@@ -124,7 +124,7 @@ fn parity(fixtures: &Path) -> Result<()> {
     // Why the trunk is not bfloat16: the same check with bfloat16 weights and pixels.
     let mut vs = nn::VarStore::new(dev);
     let convnext = ConvNext::new(
-        &(vs.root() / "openclip_convnext_xxl"),
+        &(vs.root() / sphinx_model::mov::CONVNEXT_NAME),
         &ConvNextConfig::tiny_test(),
     )?;
     vs.bfloat16();
@@ -138,7 +138,7 @@ fn parity(fixtures: &Path) -> Result<()> {
     // rounded to bfloat16, then every operation in float32.
     let mut vs = nn::VarStore::new(dev);
     let convnext = ConvNext::new(
-        &(vs.root() / "openclip_convnext_xxl"),
+        &(vs.root() / sphinx_model::mov::CONVNEXT_NAME),
         &ConvNextConfig::tiny_test(),
     )?;
     weights::load_into(&mut vs, &vision.join("convnext_weights.safetensors"))?;
@@ -150,7 +150,10 @@ fn parity(fixtures: &Path) -> Result<()> {
     );
 
     let mut vs = nn::VarStore::new(dev);
-    let dino = DinoV2::new(&(vs.root() / "dinov2_vitg14"), &DinoConfig::tiny_test())?;
+    let dino = DinoV2::new(
+        &(vs.root() / sphinx_model::mov::DINOV2_NAME),
+        &DinoConfig::tiny_test(),
+    )?;
     vs.bfloat16();
     weights::load_into(&mut vs, &vision.join("dinov2_weights.safetensors"))?;
     let io = read(&vision.join("dinov2_io.safetensors"))?;

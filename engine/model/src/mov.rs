@@ -267,13 +267,19 @@ pub struct Mov {
     config: MovConfig,
 }
 
+/// The CLIP-ConvNeXt trunk's name below the model root (the reference's attribute), which
+/// checkpoints, the GPU precision policy and the trainer's freezing all key on.
+pub const CONVNEXT_NAME: &str = "openclip_convnext_xxl";
+/// The DINOv2 encoder's name below the model root (the reference's attribute).
+pub const DINOV2_NAME: &str = "dinov2_vitg14";
+
 impl Mov {
-    /// Builds both encoders under the reference's names: `p / "openclip_convnext_xxl"` and
-    /// `p / "dinov2_vitg14"`, with `p` the model root (`llma`).
+    /// Builds both encoders under the reference's names ([`CONVNEXT_NAME`] and
+    /// [`DINOV2_NAME`]) below `p`, the model root (`llma`).
     pub fn new(p: &nn::Path, config: &MovConfig) -> Result<Self, VisionError> {
         config.validate()?;
-        let convnext = ConvNext::new(&(p / "openclip_convnext_xxl"), &config.convnext)?;
-        let dinov2 = DinoV2::new(&(p / "dinov2_vitg14"), &config.dinov2)?;
+        let convnext = ConvNext::new(&(p / CONVNEXT_NAME), &config.convnext)?;
+        let dinov2 = DinoV2::new(&(p / DINOV2_NAME), &config.dinov2)?;
         // x_imagenet = (x_clip * clip_std + clip_mean - imagenet_mean) / imagenet_std,
         // written as the reference does: x * (clip_std / dino_std) + (clip_mean - dino_mean) / dino_std.
         let scale: Vec<f32> = (0..3)

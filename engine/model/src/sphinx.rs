@@ -58,6 +58,9 @@ pub struct PageInput<'a> {
     pub ids: &'a Tensor,
 }
 
+/// The model root's name (the reference `MetaModel` attribute): every parameter is below it.
+pub const ROOT_NAME: &str = "llma";
+
 /// Casts a freshly declared model's variables to the kinds it runs with on a GPU, before
 /// its weights are loaded (so a float32 checkpoint keeps full precision where it is kept).
 ///
@@ -68,7 +71,7 @@ pub struct PageInput<'a> {
 /// (docs/performance.md). The trunk's output is float32; `visual_proj` casts it down.
 pub fn cast_for_gpu(vs: &mut nn::VarStore) {
     vs.bfloat16();
-    (vs.root() / "llma" / "openclip_convnext_xxl").float();
+    (vs.root() / ROOT_NAME / crate::mov::CONVNEXT_NAME).float();
 }
 
 /// SPHINX-X: frozen MoV encoders, trainable projector and image tags, and the LLM.
@@ -90,7 +93,7 @@ impl Sphinx {
         llm: &LlamaConfig,
         vision: &MovConfig,
     ) -> Result<Self, SphinxError> {
-        let p = root / "llma";
+        let p = root / ROOT_NAME;
         let mov = Mov::new(&p, vision)?;
         let dim = llm.dim;
         let proj = &p / "visual_proj";

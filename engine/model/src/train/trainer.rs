@@ -36,8 +36,18 @@ use crate::sphinx::Sphinx;
 use crate::tokenizer::Tokenizer;
 use crate::weights;
 
-/// Name prefixes of the two frozen encoders' parameters.
-const ENCODER_PREFIXES: [&str; 2] = ["llma.openclip_convnext_xxl.", "llma.dinov2_vitg14."];
+/// Whether a parameter belongs to one of the two MoV encoders (frozen unless
+/// `train_vision`).
+fn is_encoder_param(name: &str) -> bool {
+    use crate::mov::{CONVNEXT_NAME, DINOV2_NAME};
+    use crate::sphinx::ROOT_NAME;
+    [CONVNEXT_NAME, DINOV2_NAME].iter().any(|encoder| {
+        name.strip_prefix(ROOT_NAME)
+            .and_then(|rest| rest.strip_prefix('.'))
+            .and_then(|rest| rest.strip_prefix(encoder))
+            .is_some_and(|rest| rest.starts_with('.'))
+    })
+}
 
 /// How a run may end early.
 #[derive(Debug, Clone, Default)]
@@ -211,7 +221,7 @@ impl Trainer {
         names.sort_by(|a, b| a.0.cmp(&b.0));
         let mut trainable = Vec::new();
         for (name, t) in names {
-            let frozen = !spec.train_vision && ENCODER_PREFIXES.iter().any(|p| name.starts_with(p));
+            let frozen = !spec.train_vision && is_encoder_param(&name);
             if frozen {
                 let _ = t.set_requires_grad(false);
             } else {
@@ -707,4 +717,23 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
             })
         })?;
     Ok(flag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_encoder_param;
+
+    #[test]
+    fn encoder_params_are_the_two_encoders_and_nothing_else() {
+        assert!(is_encoder_param("llma.openclip_convnext_xxl.stem.0.weight"));
+        assert!(is_encoder_param("llma.dinov2_vitg14.pos_embed"));
+        for other in [
+            "llma.visual_proj.0.weight",
+            "llma.openclip_convnext_xxl_extra.weight",
+            "openclip_convnext_xxl.stem.0.weight",
+            "llma.layers.0.attention.wq.weight",
+        ] {
+            assert!(!is_encoder_param(other), "{other}");
+        }
+    }
 }
