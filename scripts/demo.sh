@@ -11,7 +11,7 @@ cargo build --release -q -p sphinx-worker
 out=out/demo
 rm -rf "$out"
 status=0
-./target/release/sphinx run samples/*.pdf --out "$out" --overlays || status=$?
+./target/release/sphinx run samples/*.pdf samples/synthetic/images/*.png --out "$out" --overlays || status=$?
 # 2 = some document failed (listed above); anything else is an error.
 if [ "$status" -ne 0 ] && [ "$status" -ne 2 ]; then exit "$status"; fi
 first=$(find "$out/work" -name 'page-0000.bundle' | sort | head -n 1)
