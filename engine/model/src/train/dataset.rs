@@ -203,8 +203,19 @@ pub fn tokenize(
                 "answer {value:?} is not found in the tokenized conversation"
             ));
         };
-        labels[at..at + len].copy_from_slice(&ids[at..at + len]);
-        check = at + len;
+        // The template writes `" Assistant: " + answer`, and generation starts right
+        // after `" Assistant:"`, so the space before the answer is the first token the
+        // model generates. SentencePiece folds it into the answer's first piece (`▁`);
+        // a tokenizer with a piece of its own for " " (the character tokenizer) must
+        // learn it too, or the first generated token is one it was never taught.
+        let end = at + len;
+        let at = if at > check && tokenizer.id_to_piece(ids[at - 1]).as_deref() == Some(" ") {
+            at - 1
+        } else {
+            at
+        };
+        labels[at..end].copy_from_slice(&ids[at..end]);
+        check = end;
     }
     ids.truncate(max_tokens);
     labels.truncate(max_tokens);
@@ -301,6 +312,37 @@ impl Mixture {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With the character tokenizer, the space between `" Assistant:"` and the answer is
+    /// supervised (it is the first token generation must produce); the question is not.
+    #[test]
+    fn char_tokenizer_learns_the_space_before_the_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, super::super::char_tokenizer::tokenizer_json()).unwrap();
+        let tok = Tokenizer::from_file(&path).unwrap();
+        let template = Template::default_conversation();
+        let turns = [Turn {
+            question: "Read?".into(),
+            answer: Some("<p>ab</p>".into()),
+        }];
+        let t = tokenize(&template, &tok, &turns, 10_000).unwrap();
+        let supervised: Vec<i64> = t
+            .ids
+            .iter()
+            .zip(&t.labels)
+            .filter(|(_, &l)| l != IGNORE)
+            .map(|(&i, _)| i)
+            .collect();
+        assert_eq!(tok.decode(&supervised).unwrap(), " <p>ab</p>\n###");
+        let prompt = template.prompt(&[Turn::ask("Read?".into())]).unwrap();
+        let n = tok.encode(&prompt, true, false).unwrap().len();
+        assert_eq!(
+            t.labels[n], t.ids[n],
+            "the first token after the prompt is learnt"
+        );
+        assert!(t.labels[..n].iter().all(|&l| l == IGNORE));
+    }
 
     #[test]
     fn mixture_follows_weights_and_visits_every_record() {

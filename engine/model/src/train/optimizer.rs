@@ -61,6 +61,8 @@ pub struct ParamState {
     pub exp_avg: Tensor,
     pub exp_avg_sq: Tensor,
     pub decay: bool,
+    /// Factor on the step's learning rate for this parameter (1 by default).
+    pub lr_scale: f64,
 }
 
 /// AdamW over named parameters.
@@ -83,6 +85,7 @@ impl AdamW {
                 let zeros = || param.zeros_like().to_kind(Kind::Float);
                 ParamState {
                     decay: !no_weight_decay(&name, &param.size()),
+                    lr_scale: 1.0,
                     exp_avg: zeros(),
                     exp_avg_sq: zeros(),
                     name,
@@ -152,10 +155,12 @@ impl AdamW {
         let t = self.step as i32;
         let bias_correction1 = 1.0 - c.beta1.powi(t);
         let bias_correction2 = 1.0 - c.beta2.powi(t);
-        let step_size = lr / bias_correction1;
         let bias_correction2_sqrt = bias_correction2.sqrt();
+        let base_lr = lr;
         tch::no_grad(|| {
             for p in &mut self.params {
+                let lr = base_lr * p.lr_scale;
+                let step_size = lr / bias_correction1;
                 let grad = p.param.grad();
                 if !grad.defined() {
                     continue;

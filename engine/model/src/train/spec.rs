@@ -118,6 +118,10 @@ pub struct JobSpec {
     /// datasets are rendered once; 0 renders every time.
     #[serde(default)]
     pub cache_pages: u64,
+    /// Learning-rate factor of the vision side (both encoders and `visual_proj`) relative
+    /// to `lr` (random encoders start near-linear, layer scale 1e-6, and may need more).
+    #[serde(default = "one")]
+    pub vision_lr_scale: f64,
 }
 
 /// A spec that cannot be used, naming the field.
@@ -231,6 +235,12 @@ impl JobSpec {
         }
         if !(self.clip_grad >= 0.0 && self.clip_grad.is_finite()) {
             return bad("clip_grad", format!("must be >= 0, got {}", self.clip_grad));
+        }
+        if !(self.vision_lr_scale > 0.0 && self.vision_lr_scale.is_finite()) {
+            return bad(
+                "vision_lr_scale",
+                format!("must be positive, got {}", self.vision_lr_scale),
+            );
         }
         if self.max_text_tokens == Some(0) {
             return bad("max_text_tokens", "must be at least 1".into());

@@ -49,6 +49,34 @@ fn is_encoder_param(name: &str) -> bool {
     })
 }
 
+/// Which part of the model a parameter belongs to (for learning-rate factors and the
+/// per-part gradient norms in the metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// The two MoV encoders.
+    Encoders,
+    /// `visual_proj` and the image tags (start/end/skip).
+    Projector,
+    /// Everything else: the LLM.
+    Llm,
+}
+
+fn param_group(name: &str) -> Group {
+    let rest = name
+        .strip_prefix(crate::sphinx::ROOT_NAME)
+        .and_then(|r| r.strip_prefix('.'))
+        .unwrap_or(name);
+    if is_encoder_param(name) {
+        Group::Encoders
+    } else if rest.starts_with("visual_proj.")
+        || ["start_img", "end_img", "skip_token"].contains(&rest)
+    {
+        Group::Projector
+    } else {
+        Group::Llm
+    }
+}
+
 /// How a run may end early.
 #[derive(Debug, Clone, Default)]
 pub struct RunControl {
@@ -78,6 +106,15 @@ pub struct StepMetrics {
     pub loss: f64,
     pub lr: f64,
     pub grad_norm: f64,
+    /// Gradient norms (before clipping) of the encoders, of `visual_proj` + image tags,
+    /// and of the LLM: whether the image side learns at all.
+    pub grad_norm_encoders: f64,
+    pub grad_norm_proj: f64,
+    pub grad_norm_llm: f64,
+    /// Spread of the projected visual tokens across the step's pages: the standard
+    /// deviation over pages of each global-view token feature, averaged (0 = every page
+    /// looks the same to the LLM).
+    pub image_spread: f64,
     /// Supervised tokens in the step.
     pub targets: u64,
     /// Sequence positions (image + text) through the LLM.
@@ -228,13 +265,18 @@ impl Trainer {
                 trainable.push((name, t));
             }
         }
-        let opt = AdamW::new(
+        let mut opt = AdamW::new(
             AdamWConfig {
                 weight_decay: spec.weight_decay,
                 ..Default::default()
             },
             trainable,
         );
+        for p in &mut opt.params {
+            if param_group(&p.name) != Group::Llm {
+                p.lr_scale = spec.vision_lr_scale;
+            }
+        }
         let datasets = spec
             .datasets
             .iter()
@@ -467,10 +509,12 @@ impl Trainer {
         Ok(paths.len())
     }
 
-    /// Forward + backward of one micro-batch; returns (summed loss, positions).
-    fn micro_batch(&self, batch: &[Example], step_targets: f64) -> Result<(f64, u64)> {
+    /// Forward + backward of one micro-batch; returns (summed loss, positions, spread of
+    /// the projected global views across its pages).
+    fn micro_batch(&self, batch: &[Example], step_targets: f64) -> Result<(f64, u64, f64)> {
         let dev = self.device;
         let mut seqs = Vec::with_capacity(batch.len());
+        let mut globals = Vec::new();
         let (mut rows, mut cols, mut targets) = (Vec::new(), Vec::new(), Vec::new());
         for (b, ex) in batch.iter().enumerate() {
             let ids = Tensor::from_slice(&ex.ids).to_device(dev);
@@ -484,15 +528,18 @@ impl Trainer {
                         self.model.mov().encode(&views)?
                     };
                     let proj = self.model.project(&feats);
+                    globals.push(proj.get(0).detach());
                     Some(self.model.image_block(&proj, skipped)?)
                 }
             };
             let (seq, n_image) = self.model.assemble_with_image(&ids, image.as_ref())?;
-            // Logits at text position j - 1 predict ids[j]; text position 0 is BOS,
-            // position i > 0 sits after the image block.
+            // Sequence: BOS at 0, the image block at 1..=n_image, ids[i] (i > 0) at
+            // n_image + i. ids[j] is predicted at the position before it: the last image
+            // token for ids[1] (as the reference's `h[:, image_words:]` reads it, and as
+            // generation does), n_image + j - 1 after that. Without an image, j - 1.
             for j in 1..ex.ids.len() {
                 if ex.labels[j] != IGNORE {
-                    let at = if j == 1 { 0 } else { n_image + j as i64 - 1 };
+                    let at = n_image + j as i64 - 1;
                     rows.push(b as i64);
                     cols.push(at);
                     targets.push(ex.labels[j]);
@@ -521,8 +568,17 @@ impl Trainer {
             })
             .collect();
         let positions = (padded.len() as i64 * longest) as u64;
+        let spread = if globals.len() > 1 {
+            Tensor::stack(&globals, 0)
+                .to_kind(Kind::Float)
+                .std_dim(0, true, false)
+                .mean(Kind::Float)
+                .double_value(&[])
+        } else {
+            0.0
+        };
         if targets.is_empty() {
-            return Ok((0.0, positions));
+            return Ok((0.0, positions, spread));
         }
         let hidden = self
             .model
@@ -536,7 +592,7 @@ impl Trainer {
         let loss = logits.cross_entropy_loss::<Tensor>(&targets, None, Reduction::Sum, IGNORE, 0.0);
         let value = loss.double_value(&[]);
         (loss / step_targets).backward();
-        Ok((value, positions))
+        Ok((value, positions, spread))
     }
 
     /// One optimizer step over `batch_size * grad_accum` conversations.
@@ -556,12 +612,40 @@ impl Trainer {
             .map(|e| e.labels.iter().skip(1).filter(|&&l| l != IGNORE).count())
             .sum();
         self.opt.zero_grad();
-        let (mut loss_sum, mut tokens) = (0.0, 0);
+        let (mut loss_sum, mut tokens, mut spread) = (0.0, 0, 0.0);
+        let micros = examples.chunks(per_micro).len().max(1);
         for micro in examples.chunks(per_micro) {
-            let (l, t) = self.micro_batch(micro, n_targets.max(1) as f64)?;
+            let (l, t, s) = self.micro_batch(micro, n_targets.max(1) as f64)?;
             loss_sum += l;
             tokens += t;
+            spread += s / micros as f64;
         }
+        let group_norm = |g: Group| {
+            let squares: Vec<Tensor> = self
+                .opt
+                .params
+                .iter()
+                .filter(|p| param_group(&p.name) == g)
+                .filter_map(|p| {
+                    let grad = p.param.grad();
+                    grad.defined()
+                        .then(|| grad.to_kind(Kind::Float).square().sum(Kind::Float))
+                })
+                .collect();
+            if squares.is_empty() {
+                0.0
+            } else {
+                Tensor::stack(&squares, 0)
+                    .sum(Kind::Float)
+                    .sqrt()
+                    .double_value(&[])
+            }
+        };
+        let (gn_enc, gn_proj, gn_llm) = (
+            group_norm(Group::Encoders),
+            group_norm(Group::Projector),
+            group_norm(Group::Llm),
+        );
         let grad_norm = if self.spec.clip_grad > 0.0 {
             self.opt.clip_grad_norm(self.spec.clip_grad)
         } else {
@@ -575,6 +659,10 @@ impl Trainer {
             loss: loss_sum / n_targets.max(1) as f64,
             lr,
             grad_norm,
+            grad_norm_encoders: gn_enc,
+            grad_norm_proj: gn_proj,
+            grad_norm_llm: gn_llm,
+            image_spread: spread,
             targets: n_targets as u64,
             tokens,
             tokens_per_s: tokens as f64 / step_s.max(1e-9),
@@ -721,7 +809,21 @@ pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_encoder_param;
+    use super::{is_encoder_param, param_group, Group};
+
+    #[test]
+    fn parameter_groups() {
+        assert_eq!(
+            param_group("llma.openclip_convnext_xxl.stem.0.weight"),
+            Group::Encoders
+        );
+        assert_eq!(param_group("llma.dinov2_vitg14.cls_token"), Group::Encoders);
+        assert_eq!(param_group("llma.visual_proj.1.bias"), Group::Projector);
+        assert_eq!(param_group("llma.skip_token"), Group::Projector);
+        assert_eq!(param_group("llma.start_img"), Group::Projector);
+        assert_eq!(param_group("llma.layers.0.attention.wq.weight"), Group::Llm);
+        assert_eq!(param_group("llma.tok_embeddings.weight"), Group::Llm);
+    }
 
     #[test]
     fn encoder_params_are_the_two_encoders_and_nothing_else() {
