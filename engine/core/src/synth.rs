@@ -38,7 +38,7 @@ use serde::{Deserialize, Serialize};
 
 pub use conversation::{box_text, ConversationRecord, Turn};
 pub use fonts::Face;
-pub use layout::{TextBounds, MAX_MIN_EM_PX};
+pub use layout::{TextBounds, LARGEST_EM_PX, MAX_MIN_EM_PX, PAGE_SIDES};
 
 use caption::CaptionFacts;
 use fonts::Fonts;
@@ -280,10 +280,27 @@ pub fn generate(
             reason: "max lines must be at least 1".into(),
         });
     }
-    if let Some(em) = cfg.bounds.min_em_px.filter(|&em| em > MAX_MIN_EM_PX) {
+    let largest_min_em = cfg.bounds.max_em_px.unwrap_or(MAX_MIN_EM_PX);
+    if let Some(em) = cfg.bounds.min_em_px.filter(|&em| em > largest_min_em) {
         return Err(SynthError::Config {
-            reason: format!("min em {em} px exceeds the largest honoured, {MAX_MIN_EM_PX} px"),
+            reason: format!("min em {em} px exceeds the largest honoured, {largest_min_em} px"),
         });
+    }
+    if let Some(em) = cfg.bounds.max_em_px.filter(|&em| em > LARGEST_EM_PX) {
+        return Err(SynthError::Config {
+            reason: format!("max em {em} px exceeds the largest honoured, {LARGEST_EM_PX} px"),
+        });
+    }
+    if let Some((w, h)) = cfg.bounds.page_size {
+        if !PAGE_SIDES.contains(&w) || !PAGE_SIDES.contains(&h) {
+            return Err(SynthError::Config {
+                reason: format!(
+                    "page size {w}x{h} has a side outside {}..={} px",
+                    PAGE_SIDES.start(),
+                    PAGE_SIDES.end()
+                ),
+            });
+        }
     }
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -305,8 +322,11 @@ pub fn generate(
         let page = synth.page(cfg.seed, index, cfg.noise, cfg.bounds);
         let png_path = out.join(&page.annotation.image);
         write_png(&page.image, &png_path)?;
-        let record =
+        let mut record =
             conversation::record(format!("synth-{}-{index:06}", cfg.seed), &page.annotation);
+        if cfg.bounds.ocr_only {
+            record.conversations.truncate(2);
+        }
         let mut line = serde_json::to_vec(&page.annotation).expect("annotation serializes");
         line.push(b'\n');
         ann.write_all(&line).map_err(io(&ann_path))?;

@@ -15,7 +15,7 @@ use sphinx_core::synth::conversation::{
 use sphinx_core::synth::noise::{BLUR_RADIUS, NOISE_AMPLITUDE};
 use sphinx_core::synth::{
     box_text, generate, ConversationRecord, PageAnnotation, PixelBox, SynthConfig, SynthError,
-    TextBounds, ANNOTATIONS_FILE, CONVERSATIONS_FILE, MAX_MIN_EM_PX,
+    TextBounds, ANNOTATIONS_FILE, CONVERSATIONS_FILE, LARGEST_EM_PX, MAX_MIN_EM_PX,
 };
 use sphinx_core::tiling::{plan, TileConfig};
 
@@ -421,10 +421,12 @@ fn bad_configs_and_paths_are_typed_errors() {
         TextBounds {
             max_lines: Some(0),
             min_em_px: None,
+            ..Default::default()
         },
         TextBounds {
             max_lines: None,
             min_em_px: Some(MAX_MIN_EM_PX + 1),
+            ..Default::default()
         },
     ] {
         let bad = SynthConfig {
@@ -508,6 +510,7 @@ fn text_bounds_cap_lines_and_raise_text_size() {
         bounds: TextBounds {
             max_lines: Some(4),
             min_em_px: Some(20),
+            ..Default::default()
         },
     };
     generate(&cfg, dir.path(), |_| {}).unwrap();
@@ -526,4 +529,64 @@ fn text_bounds_cap_lines_and_raise_text_size() {
         pages.iter().any(|p| !p.shapes.is_empty()),
         "some pages keep shapes"
     );
+}
+
+/// Fixed-size pages (the nano's kind): every page has the given size, no shapes, text of
+/// the given em range, one OCR turn only, and at least one line of text.
+#[test]
+fn fixed_pages_without_shapes_have_only_the_ocr_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        seed: 5,
+        first_index: 100,
+        count: 30,
+        noise: false,
+        bounds: TextBounds {
+            max_lines: Some(1),
+            min_em_px: Some(36),
+            max_em_px: Some(40),
+            page_size: Some((320, 80)),
+            no_shapes: true,
+            ocr_only: true,
+        },
+    };
+    generate(&cfg, dir.path(), |_| {}).unwrap();
+    let pages = read_jsonl::<PageAnnotation>(&dir.path().join(ANNOTATIONS_FILE));
+    let convs = read_jsonl::<ConversationRecord>(&dir.path().join(CONVERSATIONS_FILE));
+    for (p, c) in pages.iter().zip(&convs) {
+        assert_eq!((p.width, p.height), (320, 80), "{}", p.image);
+        assert!(
+            (36..=40).contains(&p.font_px),
+            "{}: em {}",
+            p.image,
+            p.font_px
+        );
+        assert!(p.shapes.is_empty(), "{}", p.image);
+        assert_eq!(p.lines.len(), 1, "{}", p.image);
+        assert_eq!(c.conversations.len(), 2, "{}", p.image);
+        assert!(c.conversations[1].value.starts_with("<p>"), "{}", p.image);
+    }
+    let bad = |bounds: TextBounds| {
+        let cfg = SynthConfig {
+            seed: 5,
+            first_index: 0,
+            count: 1,
+            noise: false,
+            bounds,
+        };
+        generate(&cfg, dir.path(), |_| {}).is_err()
+    };
+    assert!(bad(TextBounds {
+        max_em_px: Some(LARGEST_EM_PX + 1),
+        ..Default::default()
+    }));
+    assert!(bad(TextBounds {
+        min_em_px: Some(41),
+        max_em_px: Some(40),
+        ..Default::default()
+    }));
+    assert!(bad(TextBounds {
+        page_size: Some((8, 80)),
+        ..Default::default()
+    }));
 }

@@ -1,11 +1,15 @@
-//! `sphinx eval --model <dir> --data <conversations.jsonl>`: OCR character error rate
-//! of a model on held-out pages, printed as one JSON object.
+//! `sphinx eval --model <dir> --data <conversations.jsonl>`: OCR character error rate,
+//! word error rate, exact-line rate and pages/s of a model on held-out pages, printed as
+//! one JSON object.
 //!
 //! For every record with an image and an OCR turn (the text-detection question of
 //! `sphinx_core::prompts`), the model answers the OCR task on the page exactly as
 //! `sphinx infer` does; answer and reference are compared as plain text: `<p>`/`</p>`
 //! tags and `[...]` boxes removed, then Levenshtein distance over characters. CER =
-//! total edits / total reference characters (so long pages weigh more, as usual).
+//! total edits / total reference characters (so long pages weigh more, as usual). WER is
+//! the same over whitespace-separated words (total word edits / total reference words);
+//! the exact-line rate is the share of reference lines that the answer's line at the same
+//! place (line i of the answer for line i of the reference) reproduces exactly.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -83,6 +87,85 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Levenshtein distance between two sequences of words.
+pub fn word_edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<&str>, Vec<&str>) = (
+        a.split_whitespace().collect(),
+        b.split_whitespace().collect(),
+    );
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, wa) in a.iter().enumerate() {
+        cur[0] = i + 1;
+        for (j, wb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(wa != wb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
+}
+
+/// How many lines of `reference` the line at the same place of `hypothesis` equals
+/// exactly (plain text, as [`plain_text`] gives it).
+pub fn exact_lines(hypothesis: &str, reference: &str) -> usize {
+    reference
+        .lines()
+        .zip(hypothesis.lines())
+        .filter(|(r, h)| r == h)
+        .count()
+}
+
+/// Error counts over a set of pages.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Score {
+    pub pages: usize,
+    pub reference_chars: usize,
+    pub edits: usize,
+    pub reference_words: usize,
+    pub word_edits: usize,
+    pub reference_lines: usize,
+    pub exact_lines: usize,
+}
+
+impl Score {
+    /// Adds one page (plain texts).
+    pub fn add(&mut self, hypothesis: &str, reference: &str) -> usize {
+        let edits = levenshtein(hypothesis, reference);
+        self.pages += 1;
+        self.edits += edits;
+        self.reference_chars += reference.chars().count();
+        self.word_edits += word_edits(hypothesis, reference);
+        self.reference_words += reference.split_whitespace().count();
+        self.exact_lines += exact_lines(hypothesis, reference);
+        self.reference_lines += reference.lines().count();
+        edits
+    }
+
+    fn rate(n: usize, d: usize) -> f64 {
+        if d == 0 {
+            0.0
+        } else {
+            n as f64 / d as f64
+        }
+    }
+
+    /// Character error rate.
+    pub fn cer(&self) -> f64 {
+        Self::rate(self.edits, self.reference_chars)
+    }
+
+    /// Word error rate.
+    pub fn wer(&self) -> f64 {
+        Self::rate(self.word_edits, self.reference_words)
+    }
+
+    /// Share of reference lines read exactly.
+    pub fn exact_line_rate(&self) -> f64 {
+        Self::rate(self.exact_lines, self.reference_lines)
+    }
+}
+
 /// Runs `sphinx eval`: prints the summary as one JSON line.
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
     println!("{}", evaluate(&args)?);
@@ -123,7 +206,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
         sampling: Sampling::Greedy,
         ..BatchOptions::default()
     };
-    let (mut pages, mut edits, mut ref_chars) = (0usize, 0usize, 0usize);
+    let mut score = Score::default();
     let mut predictions = match &args.predictions {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -152,8 +235,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
         let (results, _) = run_batch(&loaded, &prepared, &opts)?;
         for (result, (image, reference)) in results.iter().zip(chunk) {
             let hypothesis = plain_text(&result.tasks[0].raw_text);
-            let page_edits = levenshtein(&hypothesis, reference);
-            edits += page_edits;
+            let page_edits = score.add(&hypothesis, reference);
             if let Some(out) = predictions.as_mut() {
                 let row = serde_json::json!({
                     "image": image.display().to_string(),
@@ -163,20 +245,24 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
                 });
                 writeln!(out, "{row}")?;
             }
-            ref_chars += reference.chars().count();
-            pages += 1;
         }
     }
     let summary = serde_json::json!({
         "model": args.model.display().to_string(),
         "data": args.data.display().to_string(),
-        "pages": pages,
-        "reference_chars": ref_chars,
-        "edits": edits,
-        "cer": if ref_chars == 0 { 0.0 } else { edits as f64 / ref_chars as f64 },
+        "pages": score.pages,
+        "reference_chars": score.reference_chars,
+        "edits": score.edits,
+        "cer": score.cer(),
+        "reference_words": score.reference_words,
+        "word_edits": score.word_edits,
+        "wer": score.wer(),
+        "reference_lines": score.reference_lines,
+        "exact_lines": score.exact_lines,
+        "exact_line_rate": score.exact_line_rate(),
         "seconds": started.elapsed().as_secs_f64(),
         // Render + encode + decode, model loading excluded.
-        "pages_per_s": pages as f64 / decode_started.elapsed().as_secs_f64(),
+        "pages_per_s": score.pages as f64 / decode_started.elapsed().as_secs_f64(),
     });
     if let Some(mut out) = predictions {
         out.flush()?;
@@ -196,5 +282,25 @@ mod tests {
             plain_text("<p>Ten boats 42</p>[0.04,0.05,0.27,0.07]\n<p>b</p>[0.1,0.2,0.3,0.4]"),
             "Ten boats 42\nb"
         );
+    }
+
+    #[test]
+    fn word_and_line_scores() {
+        assert_eq!(word_edits("the cat sat", "the hat sat"), 1);
+        assert_eq!(word_edits("the cat", "the cat sat down"), 2);
+        assert_eq!(word_edits("a  b\nc", "a b c"), 0);
+        assert_eq!(exact_lines("one\ntwo x\nthree", "one\ntwo\nthree"), 2);
+        assert_eq!(exact_lines("", "one"), 0);
+        let mut s = Score::default();
+        assert_eq!(s.add("Ten boats", "Ten boat"), 1);
+        s.add("red line\nsecond", "red line\nsecond");
+        assert_eq!(s.pages, 2);
+        assert_eq!((s.edits, s.reference_chars), (1, 8 + 15));
+        assert_eq!((s.word_edits, s.reference_words), (1, 5));
+        assert_eq!((s.exact_lines, s.reference_lines), (2, 3));
+        assert!((s.cer() - 1.0 / 23.0).abs() < 1e-12);
+        assert!((s.wer() - 0.2).abs() < 1e-12);
+        assert!((s.exact_line_rate() - 2.0 / 3.0).abs() < 1e-12);
+        assert_eq!(Score::default().cer(), 0.0);
     }
 }

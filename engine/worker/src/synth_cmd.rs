@@ -35,12 +35,46 @@ pub struct SynthArgs {
     /// At most this many text lines per page (default: as many as fit).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_lines: Option<u32>,
-    /// Smallest text em size in pixels (default 11; at most 32).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(synth::MAX_MIN_EM_PX)))]
+    /// Smallest text em size in pixels (default 11; at most 32, or `--max-em`).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(synth::LARGEST_EM_PX)))]
     pub min_em: Option<u32>,
+    /// Largest text em size in pixels (default: by page size, at most 34; at most 96).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(synth::LARGEST_EM_PX)))]
+    pub max_em: Option<u32>,
+    /// Every page WIDTHxHEIGHT pixels (e.g. 256x64) instead of a random kind and size; such
+    /// pages have no empty paragraph-break rows.
+    #[arg(long, value_parser = parse_page_size)]
+    pub page: Option<(u32, u32)>,
+    /// No shapes on the pages.
+    #[arg(long)]
+    pub no_shapes: bool,
+    /// Only the text-detection (OCR) turn in conversations.jsonl.
+    #[arg(long)]
+    pub ocr_only: bool,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `WIDTHxHEIGHT` in pixels.
+fn parse_page_size(s: &str) -> Result<(u32, u32), String> {
+    let (w, h) = s
+        .split_once(['x', 'X'])
+        .ok_or_else(|| format!("page size {s:?} is not WIDTHxHEIGHT"))?;
+    let side = |v: &str| {
+        v.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|v| synth::PAGE_SIDES.contains(v))
+            .ok_or_else(|| {
+                format!(
+                    "page side {v:?} is not a whole number of pixels in {}..={}",
+                    synth::PAGE_SIDES.start(),
+                    synth::PAGE_SIDES.end()
+                )
+            })
+    };
+    Ok((side(w)?, side(h)?))
 }
 
 /// Runs `sphinx synth`.
@@ -53,6 +87,10 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
         bounds: synth::TextBounds {
             max_lines: args.max_lines,
             min_em_px: args.min_em,
+            max_em_px: args.max_em,
+            page_size: args.page,
+            no_shapes: args.no_shapes,
+            ocr_only: args.ocr_only,
         },
     };
     let progress = if args.quiet {

@@ -18,6 +18,7 @@ fn eval_scores_every_page_and_the_summary_adds_up() {
         bounds: TextBounds {
             max_lines: Some(2),
             min_em_px: Some(24),
+            ..Default::default()
         },
     };
     synth::generate(&cfg, data.path(), |_| {}).unwrap();

@@ -31,6 +31,23 @@ impl PageKind {
         PageKind::TallStrip,
     ];
 
+    /// The kind a page of this size is named by (for fixed page sizes): strips are more
+    /// than 2.6 times as long as wide.
+    fn of_size(width: u32, height: u32) -> Self {
+        let (w, h) = (f64::from(width), f64::from(height));
+        if w >= 2.6 * h {
+            PageKind::WideStrip
+        } else if h >= 2.6 * w {
+            PageKind::TallStrip
+        } else if w > 1.1 * h {
+            PageKind::Landscape
+        } else if h > 1.1 * w {
+            PageKind::Portrait
+        } else {
+            PageKind::Square
+        }
+    }
+
     /// How captions name the kind.
     pub fn description(self) -> &'static str {
         match self {
@@ -99,20 +116,35 @@ const MIN_BAND_PX: f64 = 18.0;
 /// Most shapes on one page.
 const MAX_SHAPES: usize = 3;
 
-/// Optional bounds on how much text a page holds. The defaults (none) give document-like
-/// pages; the nano model learns on short pages of larger text (`sphinx synth --max-lines
-/// --min-em`), which a 10 M-parameter model can learn to read in minutes and decode on a
-/// CPU in well under a second.
+/// Optional bounds on what a page holds. The defaults (none) give document-like pages;
+/// the nano model learns on small pages of a few short lines of large text (`sphinx synth
+/// --page 256x64 --max-lines 1 --min-em 24 --max-em 30 --no-shapes --ocr-only`), which a
+/// ~5 M-parameter model can learn to read on a CPU and decode in a fraction of a second.
+/// Without any bound no random draw changes, so pages are those of earlier versions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TextBounds {
     /// At most this many text lines per page.
     pub max_lines: Option<u32>,
-    /// Smallest em size in pixels (at most [`MAX_MIN_EM_PX`]).
+    /// Smallest em size in pixels (at most [`MAX_MIN_EM_PX`], or `max_em_px` if set).
     pub min_em_px: Option<u32>,
+    /// Largest em size in pixels (at most [`LARGEST_EM_PX`]); by default it depends on the
+    /// page size and is at most 34.
+    pub max_em_px: Option<u32>,
+    /// Every page this size (width, height) in pixels; by default a random kind and size.
+    pub page_size: Option<(u32, u32)>,
+    /// No band of shapes (a page without shapes grounds its middle text line).
+    pub no_shapes: bool,
+    /// Only the text-detection (OCR) turn in the training record.
+    pub ocr_only: bool,
 }
 
-/// Largest `min_em_px` a page can honour (the biggest em is [`MAX_EM_PX`]).
+/// Largest `min_em_px` a page can honour without `max_em_px` (the biggest em is
+/// [`MAX_EM_PX`]).
 pub const MAX_MIN_EM_PX: u32 = MAX_EM_PX - 2;
+/// Largest `max_em_px`.
+pub const LARGEST_EM_PX: u32 = 96;
+/// Smallest and largest page side for `page_size`.
+pub const PAGE_SIDES: std::ops::RangeInclusive<u32> = 32..=MAX_SIDE;
 
 /// A page's look, drawn before its content.
 #[derive(Clone, Debug)]
@@ -141,14 +173,29 @@ pub fn lay_out(
     rng: &mut PageRng,
     bounds: TextBounds,
 ) -> LaidOutPage {
-    let kind = PageKind::ALL[rng.weighted(&PageKind::WEIGHTS)];
-    let (width, height) = kind.size(rng);
+    let mut kind = PageKind::ALL[rng.weighted(&PageKind::WEIGHTS)];
+    let (mut width, mut height) = kind.size(rng);
+    if let Some((w, h)) = bounds.page_size {
+        (width, height) = (w, h);
+        kind = PageKind::of_size(w, h);
+    }
     let min_side = width.min(height);
-    let em_lo = bounds
-        .min_em_px
-        .unwrap_or(MIN_EM_PX)
-        .clamp(MIN_EM_PX, MAX_MIN_EM_PX);
-    let em_hi = (min_side / EM_DIVISOR).clamp(em_lo + 2, MAX_EM_PX);
+    let (em_lo, em_hi) = match bounds.max_em_px {
+        None => {
+            let lo = bounds
+                .min_em_px
+                .unwrap_or(MIN_EM_PX)
+                .clamp(MIN_EM_PX, MAX_MIN_EM_PX);
+            (lo, (min_side / EM_DIVISOR).clamp(lo + 2, MAX_EM_PX))
+        }
+        Some(max) => {
+            let hi = max.clamp(MIN_EM_PX, LARGEST_EM_PX);
+            (
+                bounds.min_em_px.unwrap_or(MIN_EM_PX).clamp(MIN_EM_PX, hi),
+                hi,
+            )
+        }
+    };
     let style = PageStyle {
         kind,
         width,
@@ -172,6 +219,7 @@ pub fn lay_out(
     let content_w = right - left;
 
     let shape_count = [0, 1, 2, 3][rng.weighted(&[30, 35, 22, 13])].min(MAX_SHAPES);
+    let shape_count = if bounds.no_shapes { 0 } else { shape_count };
     let max_lines = bounds.max_lines.unwrap_or(u32::MAX);
     let est_rows = (((bottom - margin as f32) / row_h) as u32).clamp(1, max_lines.max(1));
     let band_after = rng.range(1, est_rows);
@@ -194,8 +242,9 @@ pub fn lay_out(
             }
         }
         row += 1;
-        if rng.chance(0.1) {
-            // Paragraph break: an empty row.
+        // Paragraph break: an empty row (not on fixed-size pages, which are too small
+        // to lose a row).
+        if rng.chance(0.1) && bounds.page_size.is_none() {
             y += row_h;
             continue;
         }
