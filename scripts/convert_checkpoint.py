@@ -6,7 +6,18 @@ pair the engine loads:
     SRC/config.json                       (reference ModelArgs: dim, n_layers, ...)
     SRC/meta.json                         (optional: {"llama_type": ...})
  -> OUT/model.safetensors                 (every parameter, names unchanged)
-    OUT/config.json                       (the engine's SphinxConfig: llama_type + llm)
+    OUT/config.json                       (the engine's SphinxConfig: llama_type, llm,
+                                           skip_tokens)
+
+Shards may hold {"model": state_dict} (what util/misc.py save_checkpoint writes) or a bare
+state dict, in float32, bfloat16 or float16; names keep their `llma.` prefix.
+
+`skip_tokens` records whether the weights carry SPHINX-X's `llma.skip_token`. The released
+SPHINX-Tiny / SPHINX-Tiny-1k have none (their public code encodes every sub-image), so they
+convert to `skip_tokens: false` and the engine encodes every cell as the reference does; a
+model trained with skip tokens converts to `true`. The engine checks the claim against the
+weights when it loads. A `vision` block in the source config.json (encoder sizes of models
+that are not the released ones) is carried over unchanged.
 
 Shards are merged the way fairscale split them (accessory/model/LLM/llama*.py):
 ColumnParallelLinear (attention.wq/wk/wv, feed_forward.w1/w3, output) on dim 0,
@@ -37,6 +48,7 @@ LLAMA_TYPES = ("llama_ens_light", "llama_ens5_light")
 DEFAULT_MAX_SEQ_LEN = 4096
 # ModelArgs fields the engine reads; other reference keys (max_batch_size, trainable_mode,
 # load_pretrained_visual_encoder, ...) only matter to the reference's training code.
+# (`vision` is not a ModelArgs key: it is carried over to the engine config as a block.)
 ENGINE_KEYS = ("dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of",
                "ffn_dim_multiplier", "norm_eps", "rope_theta", "rope_scaling", "max_seq_len")
 # Reference ModelArgs defaults (llama_ens_light.py) for keys a config.json may omit.
@@ -73,6 +85,9 @@ def find_shards(src: Path):
     return [found[r] for r in range(world)]
 
 
+FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
 def load_shard(path: Path):
     try:
         obj = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
@@ -80,8 +95,15 @@ def load_shard(path: Path):
         raise ConversionError(f"{path}: cannot load as a PyTorch checkpoint: {exc}") from exc
     if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
         obj = obj["model"]  # Accessory saves {"model": state_dict, ...}
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ConversionError(f"{path}: expected a state dict of tensors")
+    if not isinstance(obj, dict) or not obj:
+        raise ConversionError(f"{path}: expected a non-empty state dict of tensors (or {{'model': ...}})")
+    not_tensors = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise ConversionError(f"{path}: entries that are not tensors: {not_tensors[:10]}")
+    bad = [f"{k} ({v.dtype})" for k, v in obj.items() if v.dtype not in FLOAT_DTYPES]
+    if bad:
+        raise ConversionError(f"{path}: tensors of unsupported dtype (expected float32, bfloat16 or "
+                              f"float16): {', '.join(bad[:10])}")
     return obj
 
 
@@ -148,7 +170,7 @@ def ffn_hidden_dim(dim, multiple_of, ffn_dim_multiplier):
 
 
 def engine_llm_config(src_cfg, merged, prefix, max_seq_len, src):
-    ignored = sorted(k for k in src_cfg if k not in ENGINE_KEYS)
+    ignored = sorted(k for k in src_cfg if k not in ENGINE_KEYS and k != "vision")
     if ignored:
         print(f"note: config.json keys not used by the engine: {ignored}", file=sys.stderr)
     missing = [k for k in ("dim", "n_layers", "n_heads") if k not in src_cfg]
@@ -229,11 +251,17 @@ def main():
         save_file(merged, str(tmp), metadata={"format": "pt", "source": str(a.src.resolve()),
                                              "shards": str(len(paths))})
         os.replace(tmp, a.out_dir / "model.safetensors")
-        (a.out_dir / "config.json").write_text(json.dumps({"llama_type": llama_type, "llm": llm}, indent=2) + "\n")
+        skip_tokens = (prefix + "skip_token") in merged
+        out_cfg = {"llama_type": llama_type, "llm": llm, "skip_tokens": skip_tokens}
+        if "vision" in src_cfg:
+            out_cfg["vision"] = src_cfg["vision"]
+        (a.out_dir / "config.json").write_text(json.dumps(out_cfg, indent=2) + "\n")
     except ConversionError as exc:
         sys.exit(f"convert_checkpoint: {exc}")
-    print(f"wrote {a.out_dir / 'model.safetensors'} ({len(merged)} tensors from {len(paths)} shards) "
-          f"and {a.out_dir / 'config.json'}")
+    how = ("with SPHINX-X skip tokens" if skip_tokens else
+           "without a skip token: every cell is encoded, as the reference code does")
+    print(f"wrote {a.out_dir / 'model.safetensors'} ({len(merged)} tensors from {len(paths)} shards, "
+          f"{how}) and {a.out_dir / 'config.json'}")
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ OUT = REPO / "target" / "fixtures" / "resize"
 # Corpus PDFs: the repository copy first, the shared folder as a fallback.
 CORPUS_DIRS = [REPO / "tests" / "data" / "corpus", REPO.parent / "shared" / "corpus" / "pdfs"]
 
-# OpenAI CLIP mean, as in accessory/data/transform.py; the padding colour rounds it to bytes.
+# OpenAI CLIP mean, as in accessory/data/transform.py; PadToSquare truncates it to bytes.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-PAD_RGB = tuple(int(round(m * 255)) for m in CLIP_MEAN)
+PAD_RGB = tuple(int(m * 255) for m in CLIP_MEAN)
 
 
 def corpus_pdf(name):
@@ -92,18 +92,18 @@ def cases():
 
 
 def views(page, canvas, grid):
+    """The canvas (PadToSquare + bicubic Resize) and its cells."""
     w, h = page.size
     side = max(w, h)
     square = Image.new("RGB", (side, side), PAD_RGB)
     square.paste(page, (0, 0))
     tile = canvas // grid
     big = square.resize((canvas, canvas), Image.BICUBIC)
-    glob = square.resize((tile, tile), Image.BICUBIC)
     cells = {}
     for r in range(grid):
         for c in range(grid):
             cells[(r, c)] = big.crop((c * tile, r * tile, (c + 1) * tile, (r + 1) * tile))
-    return glob, cells
+    return big, cells
 
 
 def all_padding(img):
@@ -117,11 +117,10 @@ def main():
     for name, page, canvas, grid in cases():
         page = page.convert("RGB")
         page.save(OUT / f"{name}.page.png")
-        glob, cells = views(page, canvas, grid)
-        glob.save(OUT / f"{name}.global.png")
+        big, cells = views(page, canvas, grid)
+        big.save(OUT / f"{name}.canvas.png")
         padding_cells = []
         for (r, c), img in cells.items():
-            img.save(OUT / f"{name}.r{r}c{c}.png")
             if all_padding(img):
                 padding_cells.append([r, c])
         index.append(

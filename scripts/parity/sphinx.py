@@ -19,6 +19,17 @@ BOS first. Writes target/fixtures/sphinx/:
                      and logits [1,T,vocab] at the text positions
   config.json        the tiny sizes (the Rust test checks its own configs against them)
 
+and target/fixtures/sphinx-release/: the same weights WITHOUT the skip token, saved the
+way LLaMA2-Accessory's util/misc.py saves a release (engine/worker/tests/released_checkpoint.rs):
+  src/consolidated.00-of-01.model.pth   {"model": state dict}, reference key names
+  src/config.json, src/meta.json        ModelArgs (+ a `vision` block for the tiny
+                                        encoders) and {"llama_type": "llama_ens5_light"}
+  io.safetensors     an 8-bit canvas [3,256,256] (uint8) whose bottom row of cells is
+                     padding (122, 116, 104), its padding plan, ids, and the logits of the
+                     public code's composition: ToTensor + Normalize, ALL 5 views encoded
+                     (padded cells included), `[start_img, tokens, end_img] x 5`
+  bad/               malformed releases: a missing shard, an int32 tensor
+
 Usage: .venv/bin/python scripts/parity/sphinx.py [--out DIR]
 """
 
@@ -51,6 +62,8 @@ CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 DINO_MEAN = [0.485, 0.456, 0.406]
 DINO_STD = [0.229, 0.224, 0.225]
+# accessory/data/transform.py PadToSquare: tuple(int(x * 255) for x in OPENAI_CLIP_MEAN).
+PAD_RGB = tuple(int(x * 255) for x in CLIP_MEAN)
 
 
 def encode_views(convnext, dino, canvas):
@@ -142,6 +155,67 @@ def generate(out: Path) -> None:
     }
     (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     print(f"sphinx fixtures -> {out} ({n_image} image tokens, {TEXT_LEN} text tokens)")
+
+    # The released layout: no skip token; every cell encoded, as the public code does.
+    release = out.parent / "sphinx-release"
+    release_weights = {k: v for k, v in weights.items() if k != PREFIX + "skip_token"}
+    pad = torch.tensor(PAD_RGB, dtype=torch.uint8).view(3, 1, 1)
+    canvas_u8 = pad.expand(3, CANVAS, CANVAS).clone()
+    canvas_u8[:, :CONTENT_ROWS, :] = torch.randint(0, 256, (3, CONTENT_ROWS, CANVAS), generator=gen, dtype=torch.uint8)
+    # torchvision ToTensor (x / 255) then Normalize ((x - mean) / std), on the 8-bit canvas.
+    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(3, 1, 1)
+    normalized = (canvas_u8.float().div(255) - mean) / std
+    feats, _, _ = encode_views(convnext, dino, normalized)
+    projected = visual_proj(feats)
+    blocks = []
+    for k in range(projected.shape[0]):
+        blocks += [start_img, projected[k : k + 1], end_img]
+    image_tokens = torch.cat(blocks, dim=1)
+    n_image = image_tokens.shape[1]
+    assert n_image == 5 * (projected.shape[1] + 2)
+    h = lm.model.embed_tokens(ids[None])
+    h = torch.cat([h[:, :1], image_tokens, h[:, 1:]], dim=1)
+    release_logits = lm(inputs_embeds=h).logits[:, n_image:]
+    write_release(release / "src", release_weights, config)
+    save_file(
+        {
+            "canvas": canvas_u8.contiguous(),
+            "padding": torch.tensor([int(s) for s in SKIPPED], dtype=torch.int64),
+            "ids": ids,
+            "logits": release_logits.contiguous(),
+        },
+        release / "io.safetensors",
+    )
+    # Malformed releases the converter must refuse, naming the file and tensor.
+    missing = release / "bad" / "missing_shard"
+    write_release(missing, release_weights, config, name="consolidated.00-of-02.model.pth")
+    int_weights = dict(release_weights)
+    int_weights[PREFIX + "visual_proj.1.weight"] = torch.ones(LLM["dim"], dtype=torch.int32)
+    write_release(release / "bad" / "int_dtype", int_weights, config)
+    print(f"released-layout fixtures -> {release} ({n_image} image tokens, no skip token)")
+
+
+def write_release(src: Path, weights: dict, config: dict, name="consolidated.00-of-01.model.pth") -> None:
+    """A checkpoint folder as LLaMA2-Accessory releases it (util/misc.py save_checkpoint)."""
+    src.mkdir(parents=True, exist_ok=True)
+    for old in src.glob("consolidated.*.pth"):
+        old.unlink()
+    torch.save({"model": {k: v.clone() for k, v in weights.items()}}, src / name)
+    llm = config["llm"]
+    params = {k: llm[k] for k in ("dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of",
+                                  "ffn_dim_multiplier", "norm_eps", "rope_theta", "max_seq_len")}
+    params["max_batch_size"] = 32  # reference ModelArgs keys the converter ignores
+    # Tiny encoders: the engine's `vision` block (released models get theirs from llama_type).
+    params["vision"] = {
+        "convnext": config["convnext"],
+        "dinov2": config["dinov2"],
+        "convnext_size": config["convnext_size"],
+        "dinov2_size": config["dinov2_size"],
+        "layout": {"global_and_grid": {"grid": config["grid"]}},
+    }
+    (src / "config.json").write_text(json.dumps(params, indent=2) + "\n")
+    (src / "meta.json").write_text(json.dumps({"llama_type": "llama_ens5_light"}) + "\n")
 
 
 if __name__ == "__main__":

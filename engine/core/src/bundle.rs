@@ -1,12 +1,17 @@
-//! The page bundle: ONE object per page holding its manifest and all its view PNGs.
+//! The page bundle: ONE object per page holding its manifest and the PNGs of its canvas
+//! cells.
 //!
 //! S3 bills per request, so a page is one PUT and one GET, never one per tile. The
 //! container (specified in `docs/bundle-format.md`) is:
 //!
 //! ```text
 //! magic "SPHXBNDL" (8) | format version u32 LE | header length u32 LE
-//! | header: PageManifest JSON (UTF-8) | payload: the kept views' PNGs, back to back
+//! | header: PageManifest JSON (UTF-8) | payload: the stored cells' PNGs, back to back
 //! ```
+//!
+//! A bundle stores exact crops of the 8-bit canvas and nothing derivable: a padding cell
+//! whose pixels are all the padding colour has no bytes. [`PageBundle::tiled`] rebuilds the
+//! canvas bit for bit, from which the model derives every view.
 //!
 //! Each view's `range` in the header is relative to the payload start. Decoding checks
 //! everything (magic, version, lengths, manifest shape, ranges tiling the payload exactly)
@@ -19,12 +24,13 @@ use std::path::{Path, PathBuf};
 use image::RgbImage;
 
 use crate::manifest::{ByteRange, ManifestError, PageManifest};
-use crate::tiling::TiledPage;
+use crate::tiling::{assemble_canvas, SkipPlan, TiledPage};
 
 /// First bytes of every bundle.
 pub const MAGIC: [u8; 8] = *b"SPHXBNDL";
-/// Container layout version (independent of the manifest's `schema_version`).
-pub const FORMAT_VERSION: u32 = 1;
+/// Container layout version (independent of the manifest's `schema_version`). 2: canvas
+/// cells (version 1 held separately resized views, which no current model reads).
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes before the header: magic, version, header length.
 pub const PREAMBLE_LEN: usize = MAGIC.len() + 4 + 4;
 /// Largest header accepted: a manifest of the largest grid (8x8) is ~20 KiB; this leaves
@@ -42,7 +48,10 @@ pub enum BundleError {
     Truncated { len: usize },
     #[error("bundle does not start with the magic bytes {MAGIC:?}")]
     BadMagic,
-    #[error("bundle format version {found} is not supported (this build reads {FORMAT_VERSION})")]
+    #[error(
+        "bundle format version {found} is not supported (this build reads version \
+         {FORMAT_VERSION}); re-tile the document with this build"
+    )]
     UnsupportedVersion { found: u32 },
     #[error(
         "bundle header length {len} exceeds the {available} bytes available (max {MAX_HEADER_LEN})"
@@ -50,17 +59,17 @@ pub enum BundleError {
     HeaderLength { len: u64, available: usize },
     #[error("bundle header: {0}")]
     Manifest(#[from] ManifestError),
-    #[error("view {index} ({key}): {reason}")]
+    #[error("cell {index} ({key}): {reason}")]
     View {
         index: usize,
         key: String,
         reason: String,
     },
-    #[error("bundle payload is {payload} bytes but the views cover {covered}")]
+    #[error("bundle payload is {payload} bytes but the cells cover {covered}")]
     PayloadLength { payload: u64, covered: u64 },
     #[error("tiled page does not match the manifest: {0}")]
     Mismatch(String),
-    #[error("PNG encoding of view {index} failed: {source}")]
+    #[error("PNG encoding of cell {index} failed: {source}")]
     Encode {
         index: usize,
         source: png::EncodingError,
@@ -81,44 +90,45 @@ pub struct PageBundle {
 }
 
 impl PageBundle {
-    /// Encodes the kept views of `tiled` as PNG and lays out the bundle; fills the
-    /// manifest's view ranges. The manifest must describe `tiled` (same grid and skips).
+    /// Encodes the cells of `tiled` that are not blank padding as PNG and lays out the
+    /// bundle; fills the manifest's cell ranges. The manifest must describe `tiled` (same
+    /// grid and padding plan).
     pub fn build(mut manifest: PageManifest, tiled: &TiledPage) -> Result<Self, BundleError> {
         manifest.validate()?;
-        let views: Vec<Option<&RgbImage>> = tiled.views().collect();
-        if views.len() != manifest.views.len() {
+        let tile = manifest.preprocess.tile;
+        if tiled.plan.grid() != manifest.grid
+            || tiled.canvas.width() != manifest.preprocess.canvas
+            || tiled.canvas.height() != manifest.preprocess.canvas
+            || tiled.plan.flags() != manifest.padding().as_slice()
+        {
             return Err(BundleError::Mismatch(format!(
-                "{} views tiled, {} in the manifest",
-                views.len(),
-                manifest.views.len()
+                "tiled page (canvas {}x{}, grid {}, padding {:?}) is not the manifest's \
+                 (canvas {}, grid {}, padding {:?})",
+                tiled.canvas.width(),
+                tiled.canvas.height(),
+                tiled.plan.grid(),
+                tiled.plan.flags(),
+                manifest.preprocess.canvas,
+                manifest.grid,
+                manifest.padding()
             )));
         }
-        let tile = manifest.preprocess.tile;
         let mut payload = Vec::new();
-        for (index, (entry, view)) in manifest.views.iter_mut().zip(&views).enumerate() {
-            match (entry.skip, view) {
-                (true, None) => entry.range = None,
-                (false, Some(img)) if img.width() == tile && img.height() == tile => {
-                    let offset = payload.len() as u64;
-                    encode_png(img, &mut payload)
-                        .map_err(|source| BundleError::Encode { index, source })?;
-                    entry.range = Some(ByteRange {
-                        offset,
-                        len: payload.len() as u64 - offset,
-                    });
-                }
-                (skip, view) => {
-                    return Err(BundleError::Mismatch(format!(
-                        "view {index} ({}) is skip={skip} in the manifest but {} in the tiled page",
-                        entry.key,
-                        view.map_or("absent".to_string(), |v| format!(
-                            "{}x{} (tile {tile})",
-                            v.width(),
-                            v.height()
-                        ))
-                    )))
-                }
+        for (index, entry) in manifest.cells.iter_mut().enumerate() {
+            let (row, col) = (entry.row, entry.col);
+            if entry.padding && tiled.cell_is_blank(row, col) {
+                entry.range = None;
+                continue;
             }
+            let img = tiled.cell(row, col);
+            debug_assert_eq!((img.width(), img.height()), (tile, tile));
+            let offset = payload.len() as u64;
+            encode_png(&img, &mut payload)
+                .map_err(|source| BundleError::Encode { index, source })?;
+            entry.range = Some(ByteRange {
+                offset,
+                len: payload.len() as u64 - offset,
+            });
         }
         let header = manifest.to_json();
         let mut bytes = Vec::with_capacity(PREAMBLE_LEN + header.len() + payload.len());
@@ -162,20 +172,19 @@ impl PageBundle {
         let manifest = PageManifest::from_json(&bytes[PREAMBLE_LEN..payload_start])?;
         let payload = (bytes.len() - payload_start) as u64;
         let mut covered = 0u64;
-        for (index, view) in manifest.views.iter().enumerate() {
+        for (index, cell) in manifest.cells.iter().enumerate() {
             let bad = |reason: String| BundleError::View {
                 index,
-                key: view.key.clone(),
+                key: cell.key.clone(),
                 reason,
             };
-            match (view.skip, view.range) {
+            match (cell.padding, cell.range) {
                 (true, None) => {}
-                (true, Some(_)) => return Err(bad("a skipped view has a byte range".into())),
-                (false, None) => return Err(bad("a kept view has no byte range".into())),
-                (false, Some(ByteRange { offset, len })) => {
+                (false, None) => return Err(bad("a cell of the page has no byte range".into())),
+                (_, Some(ByteRange { offset, len })) => {
                     if offset != covered {
                         return Err(bad(format!(
-                            "starts at payload offset {offset}, expected {covered} (views are back to back)"
+                            "starts at payload offset {offset}, expected {covered} (cells are back to back)"
                         )));
                     }
                     if len == 0 || len > payload - covered {
@@ -207,9 +216,10 @@ impl PageBundle {
         self.bytes
     }
 
-    /// PNG bytes of view `i` (model order); `None` for a skip or an index out of range.
-    pub fn view_png(&self, i: usize) -> Option<&[u8]> {
-        let range = self.manifest.views.get(i)?.range?;
+    /// PNG bytes of cell `i` (row-major); `None` for a blank padding cell or an index out
+    /// of range.
+    pub fn cell_png(&self, i: usize) -> Option<&[u8]> {
+        let range = self.manifest.cells.get(i)?.range?;
         // Ranges were checked in `decode`/`build`, but `manifest` is public: stay checked.
         let start = self
             .payload_start
@@ -218,24 +228,24 @@ impl PageBundle {
         self.bytes.get(start..end)
     }
 
-    /// Decoded pixels of view `i`; `Ok(None)` for a skip, an error for an index out of
-    /// range or a PNG that is corrupt or not a `tile x tile` 8-bit RGB image.
-    pub fn view_image(&self, i: usize) -> Result<Option<RgbImage>, BundleError> {
-        let Some(view) = self.manifest.views.get(i) else {
+    /// Decoded pixels of cell `i`; `Ok(None)` for a blank padding cell, an error for an
+    /// index out of range or a PNG that is corrupt or not a `tile x tile` 8-bit RGB image.
+    pub fn cell_image(&self, i: usize) -> Result<Option<RgbImage>, BundleError> {
+        let Some(cell) = self.manifest.cells.get(i) else {
             return Err(BundleError::View {
                 index: i,
                 key: String::new(),
-                reason: format!("no such view (the page has {})", self.manifest.views.len()),
+                reason: format!("no such cell (the page has {})", self.manifest.cells.len()),
             });
         };
-        if view.skip {
+        if cell.range.is_none() && cell.padding {
             return Ok(None);
         }
-        let Some(png) = self.view_png(i) else {
+        let Some(png) = self.cell_png(i) else {
             return Err(BundleError::View {
                 index: i,
-                key: view.key.clone(),
-                reason: "kept view has no byte range inside the bundle".to_string(),
+                key: cell.key.clone(),
+                reason: "stored cell has no byte range inside the bundle".to_string(),
             });
         };
         let tile = self.manifest.preprocess.tile;
@@ -243,9 +253,30 @@ impl PageBundle {
             .map(Some)
             .map_err(|reason| BundleError::View {
                 index: i,
-                key: view.key.clone(),
+                key: cell.key.clone(),
                 reason,
             })
+    }
+
+    /// The page as the tiler made it: the canvas rebuilt bit for bit from the stored cells
+    /// (blank padding cells filled with the padding colour), placement and padding plan.
+    pub fn tiled(&self) -> Result<TiledPage, BundleError> {
+        let m = &self.manifest;
+        let mut cells = Vec::new();
+        for (i, cell) in m.cells.iter().enumerate() {
+            if let Some(img) = self.cell_image(i)? {
+                cells.push((cell.row, cell.col, img));
+            }
+        }
+        let plan = SkipPlan::from_flags(m.grid, m.padding()).ok_or_else(|| {
+            BundleError::Mismatch(format!("{} cells for grid {}", m.cells.len(), m.grid))
+        })?;
+        Ok(TiledPage {
+            page_size: m.size_pixels,
+            placement: m.placement.clone(),
+            plan,
+            canvas: assemble_canvas(m.preprocess.tile, m.grid, cells),
+        })
     }
 }
 
@@ -298,29 +329,29 @@ fn decode_png(png_bytes: &[u8], tile: u32) -> Result<RgbImage, String> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExtractSummary {
     pub dir: PathBuf,
-    /// View files written, in model order.
-    pub views: Vec<String>,
-    /// Keys of skipped views (no file).
-    pub skipped: Vec<String>,
+    /// Cell files written, row-major.
+    pub cells: Vec<String>,
+    /// Keys of blank padding cells (no file).
+    pub blank: Vec<String>,
 }
 
 impl fmt::Display for ExtractSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{}: manifest.json + {} views ({}); {} skipped ({})",
+            "{}: manifest.json + canvas.png + {} cells ({}); {} blank padding ({})",
             self.dir.display(),
-            self.views.len(),
-            self.views.join(", "),
-            self.skipped.len(),
-            self.skipped.join(", ")
+            self.cells.len(),
+            self.cells.join(", "),
+            self.blank.len(),
+            self.blank.join(", ")
         )
     }
 }
 
-/// Reads the bundle file at `bundle_path` and writes its views as viewable PNGs
-/// (`global.png`, `r0c0.png`, ...) plus `manifest.json` into `dir` (created if needed).
-/// Every view is decoded first, so a corrupt bundle writes nothing.
+/// Reads the bundle file at `bundle_path` and writes its stored cells as viewable PNGs
+/// (`r0c0.png`, ...), the rebuilt `canvas.png` and `manifest.json` into `dir` (created if
+/// needed). Every cell is decoded first, so a corrupt bundle writes nothing.
 pub fn extract_to_dir(
     bundle_path: impl AsRef<Path>,
     dir: impl AsRef<Path>,
@@ -334,12 +365,11 @@ pub fn extract_to_dir(
 }
 
 impl PageBundle {
-    /// Writes this bundle's views and `manifest.json` into `dir` (see [`extract_to_dir`]).
+    /// Writes this bundle's cells, canvas and `manifest.json` into `dir` (see
+    /// [`extract_to_dir`]).
     pub fn extract(&self, dir: impl AsRef<Path>) -> Result<ExtractSummary, BundleError> {
         let dir = dir.as_ref();
-        for i in 0..self.manifest.views.len() {
-            self.view_image(i)?;
-        }
+        let tiled = self.tiled()?;
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| BundleError::Io { path, source }
@@ -347,20 +377,27 @@ impl PageBundle {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut summary = ExtractSummary {
             dir: dir.to_path_buf(),
-            views: Vec::new(),
-            skipped: Vec::new(),
+            cells: Vec::new(),
+            blank: Vec::new(),
         };
-        for (i, view) in self.manifest.views.iter().enumerate() {
-            // Keys are canonical (`global.png`, `rNcM.png`): validated with the manifest.
-            match self.view_png(i) {
+        for (i, cell) in self.manifest.cells.iter().enumerate() {
+            // Keys are canonical (`rNcM.png`): validated with the manifest.
+            match self.cell_png(i) {
                 Some(png) => {
-                    let file = dir.join(&view.key);
+                    let file = dir.join(&cell.key);
                     std::fs::write(&file, png).map_err(io(&file))?;
-                    summary.views.push(view.key.clone());
+                    summary.cells.push(cell.key.clone());
                 }
-                None => summary.skipped.push(view.key.clone()),
+                None => summary.blank.push(cell.key.clone()),
             }
         }
+        let file = dir.join("canvas.png");
+        let mut png = Vec::new();
+        encode_png(&tiled.canvas, &mut png).map_err(|source| BundleError::Encode {
+            index: self.manifest.cells.len(),
+            source,
+        })?;
+        std::fs::write(&file, png).map_err(io(&file))?;
         let file = dir.join("manifest.json");
         std::fs::write(&file, self.manifest.to_json()).map_err(io(&file))?;
         Ok(summary)

@@ -2,8 +2,9 @@
 //! worker (and anyone inspecting `work/<doc_id>/`).
 //!
 //! A [`PageManifest`] is the header of a page bundle (see `docs/bundle-format.md`): it
-//! says what the page is, how it was placed on the canvas, which views exist, which are
-//! skipped, and where each view's PNG lies in the bundle. A [`DocumentManifest`] lists a
+//! says what the page is, how it was placed on the canvas, which canvas cells are padding,
+//! and where each stored cell's PNG lies in the bundle. Nothing derivable is stored: the
+//! global view and the encoders' resolutions come from the rebuilt canvas. A [`DocumentManifest`] lists a
 //! document's pages and their bundle keys. Readers reject an unknown major version.
 
 use serde::{Deserialize, Serialize};
@@ -13,9 +14,12 @@ use crate::tiling::{Placement, TileConfig, TiledPage, CLIP_MEAN, CLIP_STD, PAD_R
 
 /// Schema version written into every manifest: `MAJOR.MINOR`. A reader accepts any
 /// minor of its major (minors only add optional fields) and rejects other majors.
-pub const SCHEMA_VERSION: &str = "1.0";
+///
+/// 2.0: cells of the one canvas instead of separately resized views (1.x bundles carried a
+/// PIL-resized global view the reference never makes, and the rounded padding colour).
+pub const SCHEMA_VERSION: &str = "2.0";
 /// The major part of [`SCHEMA_VERSION`].
-pub const SCHEMA_MAJOR: u32 = 1;
+pub const SCHEMA_MAJOR: u32 = 2;
 
 /// Why a manifest cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -30,16 +34,6 @@ pub enum ManifestError {
     Invalid(String),
 }
 
-/// Which view of a page an entry describes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ViewKind {
-    /// The whole padded page resized to one tile.
-    Global,
-    /// One cell of the high-resolution canvas.
-    Sub,
-}
-
 /// A byte range in a bundle's payload (the bytes after the JSON header).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ByteRange {
@@ -47,28 +41,24 @@ pub struct ByteRange {
     pub len: u64,
 }
 
-/// One view of a page, in model order (global first, then sub-images row-major).
+/// One cell of the page canvas, row-major.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ViewEntry {
-    pub kind: ViewKind,
-    /// Grid row of a sub-image; 0 for the global view.
+pub struct CellEntry {
     pub row: u32,
-    /// Grid column of a sub-image; 0 for the global view.
     pub col: u32,
-    /// True when the cell lies entirely in padding: the model uses one skip token.
-    pub skip: bool,
-    /// File name of the view: `global.png` or `r{row}c{col}.png`.
+    /// True when the cell lies entirely outside the page (the plan): a skip-token model
+    /// replaces it by its skip token; a model without one encodes it.
+    pub padding: bool,
+    /// File name of the cell: `r{row}c{col}.png`.
     pub key: String,
-    /// Where the PNG lies in the bundle payload; `None` for a skip (no pixels stored).
+    /// Where the cell's PNG lies in the bundle payload; `None` only for a padding cell
+    /// whose every pixel is the padding colour (rebuilt, never stored).
     pub range: Option<ByteRange>,
 }
 
-impl ViewEntry {
-    /// The key of the global view.
-    pub const GLOBAL_KEY: &'static str = "global.png";
-
-    /// The key of the sub-image at (row, col).
-    pub fn sub_key(row: u32, col: u32) -> String {
+impl CellEntry {
+    /// The key of the cell at (row, col).
+    pub fn key(row: u32, col: u32) -> String {
         format!("r{row}c{col}.png")
     }
 }
@@ -80,9 +70,9 @@ pub struct Preprocess {
     pub mean: [f32; 3],
     /// Per-channel std for normalisation (CLIP).
     pub std: [f32; 3],
-    /// Padding colour in bytes: `round(mean * 255)`.
+    /// Padding colour in bytes: `int(mean * 255)`, as the reference's `PadToSquare`.
     pub pad_rgb: [u8; 3],
-    /// Resampling used for the canvas and the global view.
+    /// Resampling used for the canvas.
     pub interpolation: Interpolation,
     pub canvas: u32,
     pub tile: u32,
@@ -138,8 +128,8 @@ pub struct PageManifest {
     pub size_pixels: [u32; 2],
     pub placement: Placement,
     pub grid: u32,
-    /// `1 + grid^2` views in model order.
-    pub views: Vec<ViewEntry>,
+    /// `grid^2` canvas cells, row-major.
+    pub cells: Vec<CellEntry>,
     pub preprocess: Preprocess,
 }
 
@@ -162,9 +152,10 @@ pub struct PageEntry {
     pub index: u32,
     /// Object key of the page bundle (`keys::page_bundle`).
     pub key: String,
-    /// Views the model encodes (global + kept sub-images).
+    /// Views a skip-token model encodes (a model without one encodes
+    /// `views + skipped`).
     pub views: u32,
-    /// Sub-images replaced by a skip token.
+    /// Padding cells, which a skip-token model replaces by its skip token.
     pub skipped: u32,
 }
 
@@ -190,7 +181,7 @@ fn check_version(json: &[u8]) -> Result<(), ManifestError> {
 }
 
 impl PageManifest {
-    /// Describes a tiled page; view ranges stay `None` until the bundle is built.
+    /// Describes a tiled page; cell ranges stay `None` until the bundle is built.
     pub fn new(
         doc_id: &str,
         source: SourceInfo,
@@ -201,26 +192,16 @@ impl PageManifest {
         cfg: &TileConfig,
     ) -> Self {
         let grid = tiled.plan.grid();
-        let mut views = vec![ViewEntry {
-            kind: ViewKind::Global,
-            row: 0,
-            col: 0,
-            skip: false,
-            key: ViewEntry::GLOBAL_KEY.to_string(),
-            range: None,
-        }];
-        for row in 0..grid {
-            for col in 0..grid {
-                views.push(ViewEntry {
-                    kind: ViewKind::Sub,
-                    row,
-                    col,
-                    skip: tiled.plan.is_skipped(row, col),
-                    key: ViewEntry::sub_key(row, col),
-                    range: None,
-                });
-            }
-        }
+        let cells = (0..grid)
+            .flat_map(|row| (0..grid).map(move |col| (row, col)))
+            .map(|(row, col)| CellEntry {
+                row,
+                col,
+                padding: tiled.plan.is_skipped(row, col),
+                key: CellEntry::key(row, col),
+                range: None,
+            })
+            .collect();
         Self {
             schema_version: SCHEMA_VERSION.to_string(),
             doc_id: doc_id.to_string(),
@@ -231,19 +212,29 @@ impl PageManifest {
             size_pixels: tiled.page_size,
             placement: tiled.placement.clone(),
             grid,
-            views,
+            cells,
             preprocess: Preprocess::for_config(cfg),
         }
     }
 
-    /// Views the model encodes (not skipped).
-    pub fn kept_count(&self) -> usize {
-        self.views.iter().filter(|v| !v.skip).count()
+    /// Padding cells.
+    pub fn skipped_count(&self) -> usize {
+        self.cells.iter().filter(|c| c.padding).count()
     }
 
-    /// Sub-images replaced by a skip token.
-    pub fn skipped_count(&self) -> usize {
-        self.views.iter().filter(|v| v.skip).count()
+    /// Views a skip-token model encodes: the canvas alone for one cell, else the global
+    /// view plus the cells that are not padding.
+    pub fn kept_count(&self) -> usize {
+        if self.grid == 1 {
+            1
+        } else {
+            1 + self.cells.len() - self.skipped_count()
+        }
+    }
+
+    /// The row-major padding plan.
+    pub fn padding(&self) -> Vec<bool> {
+        self.cells.iter().map(|c| c.padding).collect()
     }
 
     /// Pretty JSON, as written into bundles and `manifest.json` extracts.
@@ -259,9 +250,9 @@ impl PageManifest {
         Ok(manifest)
     }
 
-    /// Structural checks a reader relies on: the view list matches the grid in model
-    /// order with canonical keys, skips carry no range, the global view is never skipped,
-    /// and the preprocessing agrees with the grid.
+    /// Structural checks a reader relies on: the cell list matches the grid row-major
+    /// with canonical keys, cell r0c0 is never padding, and the preprocessing agrees with
+    /// the grid. (Ranges are checked against the payload by the bundle reader.)
     pub fn validate(&self) -> Result<(), ManifestError> {
         let invalid = |why: String| Err(ManifestError::Invalid(why));
         let cfg = TileConfig {
@@ -293,33 +284,27 @@ impl PageManifest {
                 self.page_index, self.page_count
             ));
         }
-        if self.views.len() != cfg.view_count() {
+        if self.cells.len() != cfg.cell_count() {
             return invalid(format!(
-                "{} views for a {}x{} grid (expected {})",
-                self.views.len(),
+                "{} cells for a {}x{} grid (expected {})",
+                self.cells.len(),
                 self.grid,
                 self.grid,
-                cfg.view_count()
+                cfg.cell_count()
             ));
         }
-        for (i, view) in self.views.iter().enumerate() {
-            let (kind, row, col, key) = match i {
-                0 => (ViewKind::Global, 0, 0, ViewEntry::GLOBAL_KEY.to_string()),
-                _ => {
-                    let cell = (i - 1) as u32;
-                    let (row, col) = (cell / self.grid, cell % self.grid);
-                    (ViewKind::Sub, row, col, ViewEntry::sub_key(row, col))
-                }
-            };
-            if view.kind != kind || view.row != row || view.col != col || view.key != key {
+        for (i, cell) in self.cells.iter().enumerate() {
+            let (row, col) = (i as u32 / self.grid, i as u32 % self.grid);
+            let key = CellEntry::key(row, col);
+            if cell.row != row || cell.col != col || cell.key != key {
                 return invalid(format!(
-                    "view {i} is {:?} r{}c{} {:?}, expected {kind:?} r{row}c{col} {key:?}",
-                    view.kind, view.row, view.col, view.key
+                    "cell {i} is r{}c{} {:?}, expected r{row}c{col} {key:?}",
+                    cell.row, cell.col, cell.key
                 ));
             }
-            if view.kind == ViewKind::Global && view.skip {
-                return invalid("the global view cannot be skipped".to_string());
-            }
+        }
+        if self.cells.first().is_some_and(|c| c.padding) {
+            return invalid("cell r0c0 holds the page's corner and cannot be padding".to_string());
         }
         Ok(())
     }

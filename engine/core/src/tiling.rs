@@ -4,14 +4,18 @@
 //! bicubic `Resize`, and `accessory/model/LLM/llama_ens5_light.py` `encode_image`), with the
 //! page at the TOP-LEFT of the square as SPHINX-X's skip tokens require:
 //!
-//! 1. pad the page to a square of side `max(w, h)` with the CLIP mean colour, page at (0, 0);
-//! 2. canvas = PIL BICUBIC resize of that square to `canvas x canvas`;
-//!    sub-images = row-major `tile x tile` crops of the canvas;
-//! 3. global view = PIL BICUBIC resize of the square to `tile x tile`;
-//! 4. a sub-image whose cell does not intersect the page's rectangle on the canvas is a
-//!    skip: it is never encoded and its pixels are never computed.
+//! 1. pad the page to a square of side `max(w, h)` with the reference's padding colour
+//!    ([`PAD_RGB`]), page at (0, 0);
+//! 2. canvas = PIL BICUBIC resize of that square to `canvas x canvas`: the ONE 8-bit image
+//!    every view of the model derives from (`T_padded_resize`);
+//! 3. the canvas is cut into a row-major `grid x grid` of cells; a cell that does not
+//!    intersect the page's rectangle on the canvas is *padding* (the plan). A model with
+//!    a skip token replaces a padding cell by it; a model without one (the released
+//!    checkpoints) encodes it as the reference does.
 //!
-//! The padded square is never materialised (see [`crate::resize`]).
+//! The global view and the encoders' resolutions are NOT made here: the model derives
+//! them from the normalised canvas (`sphinx_model::mov::views_from_canvas`), exactly as
+//! `encode_image` does. The padded square is never materialised (see [`crate::resize`]).
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};
@@ -25,10 +29,9 @@ pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
 // Kept digit for digit as published, though f32 cannot hold the last digit.
 #[allow(clippy::excessive_precision)]
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
-/// The padding colour: `round(CLIP_MEAN * 255)`, the byte value closest to zero after
-/// normalisation. (The reference's `PadToSquare` truncates to (122, 116, 104); the
-/// project's manifest contract fixes rounding, recorded in every manifest.)
-pub const PAD_RGB: [u8; 3] = [123, 117, 104];
+/// The padding colour of the reference's `PadToSquare`: `int(CLIP_MEAN * 255)`, i.e.
+/// truncated, (122, 116, 104). Released checkpoints saw exactly these bytes.
+pub const PAD_RGB: [u8; 3] = [122, 116, 104];
 
 /// Smallest tile side accepted: one DINOv2 ViT/14 patch.
 pub const MIN_TILE: u32 = 14;
@@ -84,9 +87,19 @@ impl TileConfig {
         self.canvas / self.grid.max(1)
     }
 
-    /// Number of views per page: the global view plus `grid^2` sub-images.
+    /// Cells of the canvas: `grid^2`.
+    pub fn cell_count(&self) -> usize {
+        (self.grid as usize) * (self.grid as usize)
+    }
+
+    /// Encoder views of a page when nothing is skipped: the canvas alone for one cell
+    /// (`llama_ens_light`), else the global view plus every cell (`llama_ens5_light`).
     pub fn view_count(&self) -> usize {
-        1 + (self.grid as usize) * (self.grid as usize)
+        if self.grid == 1 {
+            1
+        } else {
+            1 + self.cell_count()
+        }
     }
 
     /// Checks the grid, divisibility and size bounds.
@@ -210,64 +223,91 @@ pub fn plan(
     ))
 }
 
-/// A tiled page: placement, skip plan, the global view and the sub-images
-/// (row-major, `None` for a skipped cell).
+/// A tiled page: the 8-bit canvas every view derives from, where the page lies on it and
+/// which cells are padding.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TiledPage {
     /// Size of the page bitmap that was tiled, `[width, height]` in pixels.
     pub page_size: [u32; 2],
     pub placement: Placement,
+    /// Which cells lie entirely outside the page (geometric; see [`plan`]).
     pub plan: SkipPlan,
-    pub global: RgbImage,
-    pub subs: Vec<Option<RgbImage>>,
+    /// `canvas x canvas` RGB8: the padded page resized as `T_padded_resize` does.
+    pub canvas: RgbImage,
 }
 
 impl TiledPage {
-    /// Views in model order (global, then sub-images row-major); `None` = skip.
-    pub fn views(&self) -> impl Iterator<Item = Option<&RgbImage>> {
-        std::iter::once(Some(&self.global)).chain(self.subs.iter().map(Option::as_ref))
+    /// Side of one cell.
+    pub fn tile(&self) -> u32 {
+        self.canvas.width() / self.plan.grid().max(1)
+    }
+
+    /// The exact crop of cell (row, col).
+    pub fn cell(&self, row: u32, col: u32) -> RgbImage {
+        crop(&self.canvas, self.tile(), row, col)
+    }
+
+    /// Whether every pixel of cell (row, col) is [`PAD_RGB`]: such a cell is derivable
+    /// and a bundle stores no pixels for it. A padding cell next to the page can hold a
+    /// few pixels of the bicubic filter's bleed; it is then not blank and is stored.
+    pub fn cell_is_blank(&self, row: u32, col: u32) -> bool {
+        let (tile, stride) = (self.tile() as usize, self.canvas.width() as usize * 3);
+        let raw = self.canvas.as_raw();
+        (row as usize * tile..(row as usize + 1) * tile).all(|y| {
+            let at = y * stride + col as usize * tile * 3;
+            raw[at..at + tile * 3]
+                .chunks_exact(3)
+                .all(|px| px == PAD_RGB)
+        })
     }
 }
 
-/// Makes the SPHINX-X views of one page bitmap.
+/// Makes the canvas and padding plan of one page bitmap.
 pub fn tile_page(page: &RgbImage, cfg: &TileConfig) -> Result<TiledPage, TilingError> {
     let (placement, plan) = plan(page.width(), page.height(), cfg)?;
     let side = page.width().max(page.height());
     let src = PaddedSource::new(page, side, side, PAD_RGB)?;
-    let tile = cfg.tile();
-    let global = resize_padded(&src, tile, tile)?;
-    // Cell (0, 0) always holds the page's corner, so the canvas is always needed.
     let canvas = resize_padded(&src, cfg.canvas, cfg.canvas)?;
-    let subs = crop_cells(&canvas, tile, &plan);
     Ok(TiledPage {
         page_size: [page.width(), page.height()],
         placement,
         plan,
-        global,
-        subs,
+        canvas,
     })
 }
 
-/// Row-major `tile x tile` crops of the canvas for the cells the plan keeps.
-fn crop_cells(canvas: &RgbImage, tile: u32, plan: &SkipPlan) -> Vec<Option<RgbImage>> {
-    let stride = canvas.width() as usize * 3;
+/// A canvas of side `tile * grid` filled with [`PAD_RGB`], with `cells` (row, col, pixels)
+/// pasted in: the inverse of cutting a canvas into stored cells.
+pub fn assemble_canvas(
+    tile: u32,
+    grid: u32,
+    cells: impl IntoIterator<Item = (u32, u32, RgbImage)>,
+) -> RgbImage {
+    let side = tile * grid;
+    let mut canvas = RgbImage::from_pixel(side, side, image::Rgb(PAD_RGB));
+    let stride = side as usize * 3;
     let row_bytes = tile as usize * 3;
-    let mut subs = Vec::with_capacity(plan.skipped.len());
-    for row in 0..plan.grid {
-        for col in 0..plan.grid {
-            if plan.is_skipped(row, col) {
-                subs.push(None);
-                continue;
-            }
-            let mut buf = Vec::with_capacity(row_bytes * tile as usize);
-            for y in row * tile..(row + 1) * tile {
-                let at = y as usize * stride + (col * tile) as usize * 3;
-                buf.extend_from_slice(&canvas.as_raw()[at..at + row_bytes]);
-            }
-            subs.push(RgbImage::from_raw(tile, tile, buf));
+    let raw: &mut [u8] = &mut canvas;
+    for (row, col, img) in cells {
+        debug_assert_eq!((img.width(), img.height()), (tile, tile));
+        for (y, src) in img.as_raw().chunks_exact(row_bytes).enumerate() {
+            let at = (row * tile) as usize * stride + y * stride + (col * tile) as usize * 3;
+            raw[at..at + row_bytes].copy_from_slice(src);
         }
     }
-    subs
+    canvas
+}
+
+/// The `tile x tile` crop of cell (row, col) of `canvas`.
+fn crop(canvas: &RgbImage, tile: u32, row: u32, col: u32) -> RgbImage {
+    let stride = canvas.width() as usize * 3;
+    let row_bytes = tile as usize * 3;
+    let mut buf = Vec::with_capacity(row_bytes * tile as usize);
+    for y in row * tile..(row + 1) * tile {
+        let at = y as usize * stride + (col * tile) as usize * 3;
+        buf.extend_from_slice(&canvas.as_raw()[at..at + row_bytes]);
+    }
+    RgbImage::from_raw(tile, tile, buf).expect("a crop of tile x tile RGB8 pixels")
 }
 
 #[cfg(test)]
@@ -275,10 +315,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pad_colour_is_rounded_clip_mean() {
+    fn pad_colour_is_the_references_truncated_clip_mean() {
+        // PadToSquare: tuple(int(x * 255) for x in OPENAI_CLIP_MEAN).
         for c in 0..3 {
-            assert_eq!(f32::from(PAD_RGB[c]), (CLIP_MEAN[c] * 255.0).round());
+            assert_eq!(f32::from(PAD_RGB[c]), (CLIP_MEAN[c] * 255.0).trunc());
         }
+        assert_eq!(PAD_RGB, [122, 116, 104]);
+    }
+
+    #[test]
+    fn cells_cut_and_assemble_back_to_the_canvas() {
+        let mut page = RgbImage::from_pixel(90, 45, image::Rgb([1, 2, 3]));
+        page.put_pixel(20, 44, image::Rgb([200, 100, 50]));
+        let cfg = TileConfig {
+            canvas: 96,
+            grid: 2,
+        };
+        let tiled = tile_page(&page, &cfg).unwrap();
+        assert_eq!(tiled.plan.flags(), &[false, false, true, true]);
+        // The page ends on the cell boundary: the bicubic upscale bleeds into the padding row.
+        assert!(!tiled.cell_is_blank(1, 0));
+        let cells = (0..2).flat_map(|r| (0..2).map(move |c| (r, c)));
+        let kept: Vec<_> = cells
+            .filter(|&(r, c)| !tiled.cell_is_blank(r, c))
+            .map(|(r, c)| (r, c, tiled.cell(r, c)))
+            .collect();
+        assert_eq!(assemble_canvas(48, 2, kept), tiled.canvas);
+        let blank = tile_page(&RgbImage::from_pixel(96, 40, image::Rgb([1, 2, 3])), &cfg).unwrap();
+        assert!(blank.cell_is_blank(1, 1) && !blank.cell_is_blank(0, 0));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use image::RgbImage;
 use proptest::prelude::*;
 use sphinx_core::bundle::{self, BundleError, PageBundle, FORMAT_VERSION, MAGIC, PREAMBLE_LEN};
 use sphinx_core::manifest::{
-    DocumentManifest, ManifestError, PageManifest, SourceInfo, ViewKind, SCHEMA_VERSION,
+    DocumentManifest, ManifestError, PageManifest, SourceInfo, SCHEMA_VERSION,
 };
 use sphinx_core::tiling::{tile_page, TileConfig, TiledPage};
 
@@ -56,22 +56,25 @@ fn round_trip_is_lossless_and_skips_carry_no_pixels() {
     assert_eq!(m.schema_version, SCHEMA_VERSION);
     assert_eq!(m.size_pixels, [900, 300]);
     assert_eq!((m.page_index, m.page_count), (1, 3));
-    assert_eq!(m.views.len(), 5);
-    assert_eq!(m.views[0].kind, ViewKind::Global);
-    let keys: Vec<_> = m.views.iter().map(|v| v.key.as_str()).collect();
-    assert_eq!(
-        keys,
-        ["global.png", "r0c0.png", "r0c1.png", "r1c0.png", "r1c1.png"]
-    );
-    let skips: Vec<_> = m.views.iter().map(|v| v.skip).collect();
-    assert_eq!(skips, [false, false, false, true, true]);
-    for (i, view) in t.views().enumerate() {
-        let got = decoded.view_image(i).unwrap();
-        assert_eq!(got.as_ref(), view, "view {i}");
-        assert_eq!(decoded.view_png(i).is_none(), view.is_none());
+    assert_eq!(m.cells.len(), 4);
+    let keys: Vec<_> = m.cells.iter().map(|v| v.key.as_str()).collect();
+    assert_eq!(keys, ["r0c0.png", "r0c1.png", "r1c0.png", "r1c1.png"]);
+    let padding: Vec<_> = m.cells.iter().map(|v| v.padding).collect();
+    assert_eq!(padding, [false, false, true, true]);
+    for i in 0..4 {
+        let (row, col) = (i as u32 / 2, i as u32 % 2);
+        let got = decoded.cell_image(i).unwrap();
+        if t.cell_is_blank(row, col) {
+            assert!(got.is_none() && decoded.cell_png(i).is_none(), "cell {i}");
+        } else {
+            assert_eq!(got, Some(t.cell(row, col)), "cell {i}");
+        }
     }
-    assert!(decoded.view_image(5).is_err());
-    assert!(decoded.view_png(99).is_none());
+    assert!(decoded.cell_png(2).is_none() && decoded.cell_png(3).is_none());
+    // The canvas comes back bit for bit.
+    assert_eq!(decoded.tiled().unwrap(), t);
+    assert!(decoded.cell_image(4).is_err());
+    assert!(decoded.cell_png(99).is_none());
     assert_eq!(
         bundle::encode(bundle.manifest.clone(), &t).unwrap(),
         bundle.as_bytes()
@@ -121,15 +124,15 @@ fn document_manifest_records_pages() {
 fn unknown_major_versions_are_rejected() {
     let (bundle, _) = built(50, 80, &TileConfig::tiny_448());
     let mut value: serde_json::Value = serde_json::to_value(&bundle.manifest).unwrap();
-    value["schema_version"] = "2.0".into();
+    value["schema_version"] = "3.0".into();
     let header = serde_json::to_vec(&value).unwrap();
     let err = PageBundle::decode(with_header(bundle.as_bytes(), &header)).unwrap_err();
     assert!(
-        matches!(&err, BundleError::Manifest(ManifestError::UnsupportedVersion { found }) if found == "2.0"),
+        matches!(&err, BundleError::Manifest(ManifestError::UnsupportedVersion { found }) if found == "3.0"),
         "{err}"
     );
     // A newer minor of the same major is read.
-    value["schema_version"] = "1.7".into();
+    value["schema_version"] = "2.7".into();
     let header = serde_json::to_vec(&value).unwrap();
     assert!(PageBundle::decode(with_header(bundle.as_bytes(), &header)).is_ok());
 
@@ -146,12 +149,15 @@ fn unknown_major_versions_are_rejected() {
         Err(ManifestError::UnsupportedVersion { .. })
     ));
 
+    // An old (version 1) bundle is refused by name, never read as something else.
     let mut b = bundle.as_bytes().to_vec();
-    b[8] = 2;
-    assert!(matches!(
-        PageBundle::decode(b),
-        Err(BundleError::UnsupportedVersion { found: 2 })
-    ));
+    b[8] = 1;
+    let err = PageBundle::decode(b).unwrap_err();
+    assert!(
+        matches!(err, BundleError::UnsupportedVersion { found: 1 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("version 1"), "{err}");
 }
 
 #[test]
@@ -188,7 +194,7 @@ fn corrupt_bundles_give_typed_errors() {
     ));
     // A view range pointing elsewhere.
     let mut m: PageManifest = bundle.manifest.clone();
-    m.views[1].range.as_mut().unwrap().offset += 1;
+    m.cells[1].range.as_mut().unwrap().offset += 1;
     let bad = with_header(&good, &serde_json::to_vec(&m).unwrap());
     assert!(matches!(
         PageBundle::decode(bad),
@@ -196,7 +202,7 @@ fn corrupt_bundles_give_typed_errors() {
     ));
     // A renamed view (would escape the extract dir) is not a valid manifest.
     let mut m = bundle.manifest.clone();
-    m.views[1].key = "../evil.png".into();
+    m.cells[1].key = "../evil.png".into();
     let bad = with_header(&good, &serde_json::to_vec(&m).unwrap());
     assert!(matches!(
         PageBundle::decode(bad),
@@ -207,8 +213,23 @@ fn corrupt_bundles_give_typed_errors() {
     let n = bad.len();
     bad[n - 40..n - 20].fill(0xAB);
     let b = PageBundle::decode(bad).unwrap();
-    let last = b.manifest.views.iter().rposition(|v| !v.skip).unwrap();
-    assert!(matches!(b.view_image(last), Err(BundleError::View { .. })));
+    let last = b
+        .manifest
+        .cells
+        .iter()
+        .rposition(|v| v.range.is_some())
+        .unwrap();
+    assert!(matches!(b.cell_image(last), Err(BundleError::View { .. })));
+    assert!(matches!(b.tiled(), Err(BundleError::View { .. })));
+    // A page cell without pixels is refused.
+    let mut m = bundle.manifest.clone();
+    let second = m.cells[1].range.take().unwrap();
+    m.cells[0].range.as_mut().unwrap().len += second.len;
+    let bad = with_header(&good, &serde_json::to_vec(&m).unwrap());
+    assert!(matches!(
+        PageBundle::decode(bad),
+        Err(BundleError::View { index: 1, .. })
+    ));
 }
 
 #[test]
@@ -231,17 +252,17 @@ fn extract_writes_viewable_pngs_and_the_manifest() {
     std::fs::write(&file, bundle.as_bytes()).unwrap();
     let out = dir.path().join("views");
     let summary = bundle::extract_to_dir(&file, &out).unwrap();
-    assert_eq!(summary.views, ["global.png", "r0c0.png", "r1c0.png"]);
-    assert_eq!(summary.skipped, ["r0c1.png", "r1c1.png"]);
-    let global = image::open(out.join("global.png")).unwrap().to_rgb8();
-    assert_eq!(&global, &t.global);
+    assert_eq!(summary.cells, ["r0c0.png", "r1c0.png"]);
+    assert_eq!(summary.blank, ["r0c1.png", "r1c1.png"]);
+    let canvas = image::open(out.join("canvas.png")).unwrap().to_rgb8();
+    assert_eq!(canvas, t.canvas);
     let r1c0 = image::open(out.join("r1c0.png")).unwrap().to_rgb8();
-    assert_eq!(Some(&r1c0), t.subs[2].as_ref());
+    assert_eq!(r1c0, t.cell(1, 0));
     assert!(!out.join("r0c1.png").exists());
     let manifest =
         PageManifest::from_json(&std::fs::read(out.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest, bundle.manifest);
-    assert!(summary.to_string().contains("3 views"));
+    assert!(summary.to_string().contains("2 cells"), "{summary}");
     // A missing file is an Io error naming the path.
     let err = bundle::extract_to_dir(dir.path().join("nope"), &out).unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
@@ -262,9 +283,10 @@ fn small_bundle() -> Vec<u8> {
 /// Decoding, then reading every view, must never panic.
 fn exercise(bytes: Vec<u8>) {
     if let Ok(b) = PageBundle::decode(bytes) {
-        for i in 0..b.manifest.views.len() + 1 {
-            let _ = b.view_image(i);
+        for i in 0..b.manifest.cells.len() + 1 {
+            let _ = b.cell_image(i);
         }
+        let _ = b.tiled();
     }
 }
 
@@ -316,13 +338,13 @@ fn non_finite_sizes_are_rejected_before_they_reach_json() {
 #[test]
 fn a_tampered_public_manifest_cannot_make_view_access_panic() {
     let (mut bundle, _) = built(120, 90, &TileConfig::tiny_448());
-    bundle.manifest.views[0].range = Some(sphinx_core::manifest::ByteRange {
+    bundle.manifest.cells[0].range = Some(sphinx_core::manifest::ByteRange {
         offset: u64::MAX,
         len: u64::MAX,
     });
-    assert!(bundle.view_png(0).is_none());
+    assert!(bundle.cell_png(0).is_none());
     assert!(matches!(
-        bundle.view_image(0),
+        bundle.cell_image(0),
         Err(BundleError::View { index: 0, .. })
     ));
 }

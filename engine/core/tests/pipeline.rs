@@ -145,16 +145,18 @@ fn every_corpus_page_tiles() {
         );
         for out in outputs {
             let bundle = PageBundle::decode(out.bundle).unwrap();
-            let global = bundle
-                .view_image(0)
+            let corner = bundle
+                .cell_image(0)
                 .unwrap()
-                .expect("global view is never skipped");
+                .expect("cell r0c0 holds the page's corner");
             assert_eq!(
-                (global.width(), global.height()),
+                (corner.width(), corner.height()),
                 (512, 512),
                 "{}",
                 file.display()
             );
+            let canvas = bundle.tiled().unwrap().canvas;
+            assert_eq!(canvas.dimensions(), (1024, 1024), "{}", file.display());
         }
         pages += manifest.page_count;
     }

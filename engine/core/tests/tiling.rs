@@ -56,18 +56,21 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn tiled_views_follow_the_plan(w in 1u32..300, h in 1u32..300) {
+    fn page_cells_are_never_blank_and_cells_crop_the_canvas(w in 1u32..300, h in 1u32..300) {
         let cfg = TileConfig { canvas: 96, grid: 3 };
         let page = RgbImage::from_pixel(w, h, image::Rgb([0, 0, 0]));
         let tiled = tile_page(&page, &cfg).unwrap();
         prop_assert_eq!(tiled.page_size, [w, h]);
-        prop_assert_eq!(tiled.subs.len(), 9);
-        prop_assert_eq!((tiled.global.width(), tiled.global.height()), (32, 32));
-        for (i, sub) in tiled.subs.iter().enumerate() {
-            let (row, col) = (i as u32 / 3, i as u32 % 3);
-            prop_assert_eq!(sub.is_none(), tiled.plan.is_skipped(row, col));
-            if let Some(img) = sub {
-                prop_assert_eq!((img.width(), img.height()), (32, 32));
+        prop_assert_eq!(tiled.canvas.dimensions(), (96, 96));
+        for row in 0..3 {
+            for col in 0..3 {
+                let cell = tiled.cell(row, col);
+                prop_assert_eq!(cell.dimensions(), (32, 32));
+                prop_assert_eq!(cell.get_pixel(5, 7), tiled.canvas.get_pixel(col * 32 + 5, row * 32 + 7));
+                // A black page covers part of every cell the plan keeps.
+                if !tiled.plan.is_skipped(row, col) {
+                    prop_assert!(!tiled.cell_is_blank(row, col), "r{}c{} of {}x{}", row, col, w, h);
+                }
             }
         }
     }
@@ -108,15 +111,14 @@ fn slightly_taller_than_half_keeps_the_bottom_row() {
 }
 
 #[test]
-fn skipped_views_have_no_pixels_and_kept_views_do() {
+fn padding_cells_are_blank_far_from_the_page() {
     let page = RgbImage::from_pixel(900, 300, image::Rgb([10, 20, 30]));
     let tiled = tile_page(&page, &TileConfig::tiny_1k()).unwrap();
-    assert!(tiled.subs[0].is_some() && tiled.subs[1].is_some());
-    assert!(tiled.subs[2].is_none() && tiled.subs[3].is_none());
-    let views: Vec<_> = tiled.views().collect();
-    assert_eq!(views.len(), 5);
+    assert_eq!(tiled.plan.flags(), &[false, false, true, true]);
+    assert!(tiled.cell_is_blank(1, 0) && tiled.cell_is_blank(1, 1));
+    assert!(!tiled.cell_is_blank(0, 0) && !tiled.cell_is_blank(0, 1));
     // Far from the content edge the canvas is exactly the pad colour.
-    let top_right = tiled.subs[1].as_ref().unwrap();
+    let top_right = tiled.cell(0, 1);
     assert_eq!(top_right.get_pixel(0, 500).0, PAD_RGB);
     assert_eq!(top_right.get_pixel(0, 0).0, [10, 20, 30]);
 }

@@ -212,6 +212,16 @@ pub enum LlamaType {
 pub struct SphinxConfig {
     pub llama_type: LlamaType,
     pub llm: LlamaConfig,
+    /// Whether the model has SPHINX-X's learned `skip_token` (models trained here) or not
+    /// (the released SPHINX-Tiny/-1k, whose public code encodes every cell). Written by
+    /// the converter from the weights and checked against them at load; absent means
+    /// `true`, the default of models trained here.
+    #[serde(default = "default_skip_tokens")]
+    pub skip_tokens: bool,
+}
+
+fn default_skip_tokens() -> bool {
+    true
 }
 
 impl SphinxConfig {
@@ -220,6 +230,7 @@ impl SphinxConfig {
         Self {
             llama_type: LlamaType::LlamaEnsLight,
             llm: LlamaConfig::tinyllama(),
+            skip_tokens: true,
         }
     }
 
@@ -228,6 +239,7 @@ impl SphinxConfig {
         Self {
             llama_type: LlamaType::LlamaEns5Light,
             llm: LlamaConfig::tinyllama(),
+            skip_tokens: true,
         }
     }
 
@@ -236,6 +248,7 @@ impl SphinxConfig {
         Self {
             llama_type: LlamaType::LlamaEns5Light,
             llm: LlamaConfig::tiny_test(),
+            skip_tokens: true,
         }
     }
 
@@ -338,6 +351,7 @@ impl ModelConfig {
                     vocab_size: 384,
                     ..LlamaConfig::tinyllama()
                 },
+                skip_tokens: true,
             },
             vision: Some(MovConfig {
                 convnext: ConvNextConfig {

@@ -110,6 +110,18 @@ impl MovConfig {
         }
     }
 
+    /// How the tiler must cut pages for this model: the canvas and its grid of cells.
+    pub fn tiling(&self) -> sphinx_core::tiling::TileConfig {
+        let grid = match self.layout {
+            ViewLayout::Single => 1,
+            ViewLayout::GlobalAndGrid { grid } => grid,
+        };
+        sphinx_core::tiling::TileConfig {
+            canvas: self.canvas_size() as u32,
+            grid: grid as u32,
+        }
+    }
+
     /// Width of the concatenated features (3072 + 1536 = 4608 for the released models).
     pub fn feature_dim(&self) -> i64 {
         self.convnext.out_dim() + self.dinov2.embed_dim
@@ -241,19 +253,34 @@ pub fn views_from_canvas(
     })
 }
 
-/// Builds encoder views from views already cut at the ConvNeXt size, as the tiler ships
-/// them (`[N, 3, convnext_size, convnext_size]`, CLIP-normalized, kept views only):
-/// ConvNeXt sees them as they are, DINOv2 sees each one bicubically resized to
-/// `dinov2_size`. For one view this is exactly `llama_ens_light.py`; for the 2x2 layout it
-/// differs from [`views_from_canvas`] only in where DINOv2's resampling reads its pixels
-/// (each 512 px view instead of the whole 1024 px canvas), which the tiler's bundles
-/// (views only, no canvas) make necessary.
-pub fn views_from_tiles(cfg: &MovConfig, tiles: &Tensor) -> Result<MovViews, VisionError> {
-    check_views("ConvNeXt", tiles, cfg.convnext_size)?;
-    Ok(MovViews {
-        convnext: tiles.shallow_clone(),
-        dinov2: bicubic(tiles, cfg.dinov2_size),
-    })
+/// `[3, H, W]` uint8 of an RGB8 page canvas (as the tiler made it).
+pub fn canvas_tensor(img: &image::RgbImage) -> Tensor {
+    let (w, h) = img.dimensions();
+    Tensor::from_slice(img.as_raw())
+        .view([i64::from(h), i64::from(w), 3])
+        .permute([2, 0, 1])
+        .contiguous()
+}
+
+/// An 8-bit canvas `[3, S, S]` (uint8) -> float32, CLIP-normalized, exactly as the
+/// reference's `ToTensor` (`x / 255`) then `Normalize` (`(x - mean) / std`), on the
+/// canvas's device.
+pub fn normalize_canvas(canvas: &Tensor) -> Result<Tensor, VisionError> {
+    let size = canvas.size();
+    if canvas.kind() != Kind::Uint8 || size.len() != 3 || size[0] != 3 {
+        return Err(VisionError::Shape(format!(
+            "page canvas must be [3, S, S] uint8, got {:?} {size:?}",
+            canvas.kind()
+        )));
+    }
+    let dev = canvas.device();
+    let f32s = |v: [f64; 3]| {
+        Tensor::from_slice(&v.map(|x| x as f32))
+            .view([3, 1, 1])
+            .to_device(dev)
+    };
+    let x = canvas.to_kind(Kind::Float) / 255.0;
+    Ok((x - f32s(CLIP_MEAN)) / f32s(CLIP_STD))
 }
 
 /// The two frozen encoders (eval mode, no gradients).
@@ -392,17 +419,16 @@ mod tests {
     }
 
     #[test]
-    fn tile_views_resize_for_dinov2_only() {
-        let cfg = MovConfig::tiny_test();
-        let tiles = Tensor::ones([2, 3, 128, 128], (Kind::Float, Device::Cpu));
-        let views = views_from_tiles(&cfg, &tiles).unwrap();
-        assert_eq!(views.convnext.size(), vec![2, 3, 128, 128]);
-        assert_eq!(views.dinov2.size(), vec![2, 3, 56, 56]);
-        // Bicubic weights sum to one: a constant image stays constant.
-        let dev = (views.dinov2 - 1.0).abs().max().double_value(&[]);
-        assert!(dev < 1e-5, "{dev}");
-        let wrong = Tensor::ones([2, 3, 112, 128], (Kind::Float, Device::Cpu));
-        assert!(views_from_tiles(&cfg, &wrong).is_err());
+    fn canvas_normalisation_is_to_tensor_then_normalize() {
+        let canvas = Tensor::from_slice(&[0u8, 122, 255, 116, 104, 7]).view([3, 1, 2]);
+        let x = normalize_canvas(&canvas).unwrap();
+        assert_eq!(x.kind(), Kind::Float);
+        for (c, i, byte) in [(0, 0, 0u8), (0, 1, 122), (1, 0, 255), (2, 1, 7)] {
+            let want = (f32::from(byte) / 255.0 - CLIP_MEAN[c] as f32) / CLIP_STD[c] as f32;
+            let got = x.double_value(&[c as i64, 0, i]) as f32;
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+        assert!(normalize_canvas(&Tensor::zeros([3, 4, 4], (Kind::Float, Device::Cpu))).is_err());
     }
 
     #[test]

@@ -14,13 +14,20 @@
 //! `visual_proj.1` (LayerNorm), `start_img`, `end_img` (each `[1, 1, dim]`), and
 //! `skip_token`, which LLaMA2-Accessory's public code does not contain; it is declared with
 //! the same `[1, 1, dim]` shape as the image tags.
+//!
+//! Skip tokens are a property of the model: the released checkpoints have none and encode
+//! every cell, padding included, exactly as the public code does; models trained here have
+//! one. [`Sphinx::page_input`] is the ONE path from a page's 8-bit canvas and padding plan
+//! to encoder views and the plan the image block follows, for every command.
 
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use crate::config::{LlamaConfig, LlamaType};
 use crate::llama::{Llama, LlamaError};
-use crate::mov::{views_from_canvas, views_from_tiles, Mov, MovConfig, MovViews, VisionError};
+use crate::mov::{
+    normalize_canvas, views_from_canvas, Mov, MovConfig, MovViews, ViewLayout, VisionError,
+};
 
 /// Why a SPHINX-X forward was refused.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +51,16 @@ impl MovConfig {
             LlamaType::LlamaEns5Light => Self::sphinx_tiny_1k(),
         }
     }
+}
+
+/// A page's encoder views and the plan its image block follows (see [`Sphinx::page_input`]).
+#[derive(Debug)]
+pub struct PageViews {
+    /// Encoder-ready views: the global view, then the encoded cells row-major.
+    pub views: MovViews,
+    /// One flag per sub-image slot: `true` = the skip token stands for it. All `false`
+    /// for a model without a skip token; empty for the one-view layout.
+    pub skipped: Vec<bool>,
 }
 
 /// A page ready for the model: its encoded views, the skip plan and the text ids.
@@ -82,16 +99,32 @@ pub struct Sphinx {
     proj_norm: nn::LayerNorm,
     start_img: Tensor,
     end_img: Tensor,
-    skip_token: Tensor,
+    /// `None` for a released checkpoint (no skip token).
+    skip_token: Option<Tensor>,
     llm: Llama,
 }
 
+/// The skip token's parameter name below the model root.
+pub const SKIP_TOKEN_NAME: &str = "skip_token";
+
 impl Sphinx {
-    /// Declares every parameter under `root / "llma"` with the reference's names.
+    /// Declares every parameter under `root / "llma"` with the reference's names, with a
+    /// skip token (models trained here); see [`Sphinx::build`].
     pub fn new(
         root: &nn::Path,
         llm: &LlamaConfig,
         vision: &MovConfig,
+    ) -> Result<Self, SphinxError> {
+        Self::build(root, llm, vision, true)
+    }
+
+    /// Declares every parameter; `skip_tokens` says whether the model has SPHINX-X's
+    /// `skip_token` (the released checkpoints do not).
+    pub fn build(
+        root: &nn::Path,
+        llm: &LlamaConfig,
+        vision: &MovConfig,
+        skip_tokens: bool,
     ) -> Result<Self, SphinxError> {
         let p = root / ROOT_NAME;
         let mov = Mov::new(&p, vision)?;
@@ -105,8 +138,8 @@ impl Sphinx {
         let proj_norm = nn::layer_norm(&proj / "1", vec![dim], ln);
         // The reference initialises the image tags with torch.rand; real weights replace them.
         let tag = |name: &str| p.var(name, &[1, 1, dim], nn::Init::Uniform { lo: 0.0, up: 1.0 });
-        let (start_img, end_img, skip_token) =
-            (tag("start_img"), tag("end_img"), tag("skip_token"));
+        let (start_img, end_img) = (tag("start_img"), tag("end_img"));
+        let skip_token = skip_tokens.then(|| tag(SKIP_TOKEN_NAME));
         let llm = Llama::new(p.clone(), llm)?;
         Ok(Self {
             mov,
@@ -129,16 +162,48 @@ impl Sphinx {
         &self.llm
     }
 
+    /// Whether this model has a skip token.
+    pub fn has_skip_token(&self) -> bool {
+        self.skip_token.is_some()
+    }
+
     /// Encoder-ready views of one page from its CLIP-normalized canvas and skip plan
     /// (see [`views_from_canvas`]).
     pub fn page_views(&self, canvas: &Tensor, skipped: &[bool]) -> Result<MovViews, SphinxError> {
         Ok(views_from_canvas(self.mov.config(), canvas, skipped)?)
     }
 
-    /// Encoder-ready views from the kept views of a page bundle, already cut at the
-    /// ConvNeXt size (see [`views_from_tiles`]).
-    pub fn tile_views(&self, tiles: &Tensor) -> Result<MovViews, SphinxError> {
-        Ok(views_from_tiles(self.mov.config(), tiles)?)
+    /// The plan this model's image block follows for a page whose cells are `padding`
+    /// (row-major, from the tiler): the padding itself with a skip token, nothing skipped
+    /// without one (every cell is encoded, as the public code does), and no plan at all
+    /// for the one-view layout.
+    pub fn skip_plan(&self, padding: &[bool]) -> Result<Vec<bool>, SphinxError> {
+        let cells = match self.mov.config().layout {
+            ViewLayout::Single => 1,
+            ViewLayout::GlobalAndGrid { grid } => (grid * grid) as usize,
+        };
+        if padding.len() != cells {
+            return Err(SphinxError::Input(format!(
+                "padding plan has {} cells but the {:?} layout has {cells}",
+                padding.len(),
+                self.mov.config().layout
+            )));
+        }
+        Ok(match self.mov.config().layout {
+            ViewLayout::Single => Vec::new(),
+            _ if self.has_skip_token() => padding.to_vec(),
+            _ => vec![false; cells],
+        })
+    }
+
+    /// THE page-to-model path: an 8-bit canvas `[3, S, S]` (uint8, as the tiler made it
+    /// and a bundle rebuilds it) and its padding plan -> the encoder views and the plan of
+    /// the image block. Normalises like `ToTensor` + `Normalize`, then derives every view
+    /// as `encode_image` does ([`views_from_canvas`]).
+    pub fn page_input(&self, canvas: &Tensor, padding: &[bool]) -> Result<PageViews, SphinxError> {
+        let skipped = self.skip_plan(padding)?;
+        let views = self.page_views(&normalize_canvas(canvas)?, &skipped)?;
+        Ok(PageViews { views, skipped })
     }
 
     /// Views `-> [N, tokens, dim]`: MoV features through `visual_proj` (Linear + LayerNorm).
@@ -200,11 +265,18 @@ impl Sphinx {
             )));
         }
         let kind = feats.kind();
-        let (start, end, skip) = (
-            self.start_img.to_kind(kind),
-            self.end_img.to_kind(kind),
-            self.skip_token.to_kind(kind),
-        );
+        let (start, end) = (self.start_img.to_kind(kind), self.end_img.to_kind(kind));
+        let skip = match &self.skip_token {
+            Some(t) => Some(t.to_kind(kind)),
+            None if skipped.iter().any(|&s| s) => {
+                return Err(SphinxError::Input(
+                    "this model has no skip token (a released checkpoint): every cell must \
+                     be encoded"
+                        .into(),
+                ))
+            }
+            None => None,
+        };
         let block = |i: i64| {
             [
                 start.shallow_clone(),
@@ -215,7 +287,7 @@ impl Sphinx {
         let mut parts: Vec<Tensor> = block(0).into();
         let mut next = 1;
         for &s in skipped {
-            if s {
+            if let (true, Some(skip)) = (s, &skip) {
                 parts.push(skip.shallow_clone());
             } else {
                 parts.extend(block(next));
@@ -302,12 +374,48 @@ mod tests {
         assert_eq!(n_image, 3 * 19 + 2);
         assert_eq!(seq.size(), vec![1, 1 + n_image + 3, 64]);
         let skip_at = 1 + 3 * 19;
-        let diff = (seq.get(0).get(skip_at) - model.skip_token.view([64]))
+        let skip = model.skip_token.as_ref().unwrap();
+        let diff = (seq.get(0).get(skip_at) - skip.view([64]))
             .abs()
             .max()
             .double_value(&[]);
         assert_eq!(diff, 0.0);
         assert_eq!(model.forward(&page).unwrap().size(), vec![1, 4, 320]);
+    }
+
+    #[test]
+    fn a_model_without_skip_token_encodes_every_cell() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = Sphinx::build(
+            &vs.root(),
+            &LlamaConfig::tiny_test(),
+            &MovConfig::tiny_test(),
+            false,
+        )
+        .unwrap();
+        assert!(!model.has_skip_token());
+        assert!(!vs.variables().contains_key("llma.skip_token"));
+        let padding = [false, false, true, true];
+        assert_eq!(model.skip_plan(&padding).unwrap(), vec![false; 4]);
+        let canvas = Tensor::full([3, 256, 256], 122, (Kind::Uint8, Device::Cpu));
+        let page = model.page_input(&canvas, &padding).unwrap();
+        assert_eq!(page.views.len(), 5);
+        let feats = model.encode_views(&page.views).unwrap();
+        let block = model.image_block(&feats, &page.skipped).unwrap();
+        assert_eq!(block.size(), vec![1, 5 * 19, 64]);
+        // Asking it to skip is an error, not a made-up embedding.
+        let err = model
+            .image_block(&feats.narrow(0, 0, 3), &padding)
+            .unwrap_err();
+        assert!(err.to_string().contains("no skip token"), "{err}");
+        // The same page costs a skip-token model 3 views and 2 skip tokens.
+        let (_vs, skipping) = tiny();
+        let page = skipping.page_input(&canvas, &padding).unwrap();
+        assert_eq!(
+            (page.views.len(), page.skipped.clone()),
+            (3, padding.to_vec())
+        );
+        assert!(skipping.skip_plan(&[false; 3]).is_err());
     }
 
     #[test]

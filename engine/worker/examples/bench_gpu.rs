@@ -31,7 +31,12 @@ fn write_model(dir: &Path) -> Result<()> {
     std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
     std::fs::write(dir.join("tokenizer.json"), char_tokenizer::tokenizer_json())?;
     let mut vs = nn::VarStore::new(Device::Cuda(0));
-    Sphinx::new(&vs.root(), &cfg.sphinx.llm, &cfg.vision())?;
+    Sphinx::build(
+        &vs.root(),
+        &cfg.sphinx.llm,
+        &cfg.vision(),
+        cfg.sphinx.skip_tokens,
+    )?;
     vs.bfloat16();
     let named: Vec<(String, Tensor)> = vs
         .variables()
@@ -84,7 +89,7 @@ fn main() -> Result<()> {
             [612.0, 792.0],
             (format!("{i:064x}"), 0, 1),
             vec![Task::Ocr],
-            &loaded,
+            &loaded.tile,
         )
     };
     // Warm-up: cuDNN autotuning, allocator growth.

@@ -1,9 +1,12 @@
 //! Many pages through SPHINX-X at once: the compute half of `sphinx serve`, `sphinx run`
 //! and `sphinx infer`.
 //!
-//! Pages arrive as [`PreparedPage`]s (kept views decoded, skip plan, frame, tasks). The
-//! kept views of ALL pages are encoded together (in chunks of `max_views`), so the
-//! encoders see large batches across documents; skipped sub-images never reach them.
+//! Pages arrive as [`PreparedPage`]s (the 8-bit canvas the tiler made, its padding plan,
+//! frame, tasks), from a bundle or a bitmap by the same tiling. Each page's views come
+//! from [`Sphinx::page_input`](sphinx_model::sphinx::Sphinx::page_input), the one
+//! page-to-model path (training uses it too); the views of ALL pages are encoded together
+//! (in chunks of `max_views`), so the encoders see large batches across documents. A
+//! skip-token model never encodes padding cells; a released model encodes every cell.
 //! Every (page, task) pair then becomes one row of a batched generation (chunks of
 //! `max_rows`), each row assembled from its page's features, so a page's views are
 //! encoded once however many tasks it has.
@@ -15,12 +18,15 @@ use image::RgbImage;
 use sphinx_core::boxes::PageFrame;
 use sphinx_core::bundle::PageBundle;
 use sphinx_core::job::{PageJob, Task};
+use sphinx_core::manifest::Preprocess;
 use sphinx_core::prompts;
 use sphinx_core::result::{ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts};
-use sphinx_core::tiling::{tile_page, CLIP_MEAN, CLIP_STD};
+use sphinx_core::tiling::{tile_page, TileConfig, TiledPage};
 use sphinx_model::conversation::{Template, Turn};
 use sphinx_model::generate::{generate, GenerateConfig, Sampling, Stop};
-use tch::{Kind, Tensor};
+use sphinx_model::mov::{canvas_tensor, MovViews};
+use sphinx_model::sphinx::{PageViews, Sphinx};
+use tch::{Device, Tensor};
 
 use crate::infer_cmd::Loaded;
 
@@ -31,17 +37,21 @@ pub struct PreparedPage {
     pub page_index: u32,
     pub page_count: u32,
     pub frame: PageFrame,
-    /// One flag per sub-image slot, row-major (empty for the one-view layout).
-    pub skipped: Vec<bool>,
-    /// The views the encoders see: global first, then the kept sub-images row-major.
-    pub views: Vec<RgbImage>,
+    /// The tiled page: its 8-bit canvas and row-major padding plan.
+    pub tiled: TiledPage,
     pub tasks: Vec<Task>,
 }
 
 impl PreparedPage {
-    /// From a page bundle the tiler wrote; refuses a bundle tiled for another layout
-    /// than the model's (its views would not be what the model was trained on).
-    pub fn from_bundle(bundle: &PageBundle, job: &PageJob, loaded: &Loaded) -> Result<Self> {
+    /// From a page bundle the tiler wrote (its canvas rebuilt bit for bit); refuses a
+    /// bundle tiled for another layout than the model's (its canvas would not be what the
+    /// model was trained on).
+    pub fn from_bundle(
+        bundle: &PageBundle,
+        job: &PageJob,
+        tile: &TileConfig,
+        model_id: &str,
+    ) -> Result<Self> {
         let m = &bundle.manifest;
         if m.doc_id != job.doc_id || m.page_index != job.page_index {
             bail!(
@@ -54,42 +64,35 @@ impl PreparedPage {
             );
         }
         let (canvas, grid) = (m.preprocess.canvas, m.preprocess.grid);
-        if canvas != loaded.tile.canvas || grid != loaded.tile.grid {
+        if canvas != tile.canvas || grid != tile.grid {
             bail!(
-                "bundle {} was tiled for a {canvas} px canvas in a {grid}x{grid} grid; model {} \
-                 needs {} px in {}x{} (re-tile with --canvas {} --grid {})",
+                "bundle {} was tiled for a {canvas} px canvas in a {grid}x{grid} grid; model \
+                 {model_id} needs {} px in {}x{} (re-tile with --canvas {} --grid {})",
                 job.bundle_key,
-                loaded.id,
-                loaded.tile.canvas,
-                loaded.tile.grid,
-                loaded.tile.grid,
-                loaded.tile.canvas,
-                loaded.tile.grid
+                tile.canvas,
+                tile.grid,
+                tile.grid,
+                tile.canvas,
+                tile.grid
             );
         }
-        let mut views = Vec::new();
-        let mut skipped = Vec::new();
-        for (i, entry) in m.views.iter().enumerate() {
-            if i > 0 {
-                skipped.push(entry.skip);
-            }
-            if let Some(img) = bundle.view_image(i)? {
-                views.push(img);
-            }
+        if m.preprocess != Preprocess::for_config(tile) {
+            bail!(
+                "bundle {} was prepared with other constants ({:?}) than this build's",
+                job.bundle_key,
+                m.preprocess
+            );
         }
+        let tiled = bundle.tiled()?;
         let frame = PageFrame::new(canvas, m.placement.clone(), m.size_pixels, m.size_points)?;
-        Ok(Self::layout(
-            loaded,
-            Self {
-                doc_id: job.doc_id.clone(),
-                page_index: job.page_index,
-                page_count: job.page_count,
-                frame,
-                skipped,
-                views,
-                tasks: job.tasks.clone(),
-            },
-        ))
+        Ok(Self {
+            doc_id: job.doc_id.clone(),
+            page_index: job.page_index,
+            page_count: job.page_count,
+            frame,
+            tiled,
+            tasks: job.tasks.clone(),
+        })
     }
 
     /// From a rendered page bitmap, tiled here exactly as the tiler tiles it.
@@ -98,38 +101,29 @@ impl PreparedPage {
         size_points: [f32; 2],
         (doc_id, page_index, page_count): (String, u32, u32),
         tasks: Vec<Task>,
-        loaded: &Loaded,
+        tile: &TileConfig,
     ) -> Result<Self> {
-        let tiled = tile_page(image, &loaded.tile)?;
+        let tiled = tile_page(image, tile)?;
         let frame = PageFrame::new(
-            loaded.tile.canvas,
+            tile.canvas,
             tiled.placement.clone(),
             tiled.page_size,
             size_points,
         )?;
-        let views = tiled.views().flatten().cloned().collect();
-        let skipped = tiled.plan.flags().to_vec();
-        Ok(Self::layout(
-            loaded,
-            Self {
-                doc_id,
-                page_index,
-                page_count,
-                frame,
-                skipped,
-                views,
-                tasks,
-            },
-        ))
+        Ok(Self {
+            doc_id,
+            page_index,
+            page_count,
+            frame,
+            tiled,
+            tasks,
+        })
     }
 
-    /// The one-view layout (SPHINX-Tiny) sees only the global view and has no skip plan.
-    fn layout(loaded: &Loaded, mut page: Self) -> Self {
-        if loaded.single_view {
-            page.views.truncate(1);
-            page.skipped.clear();
-        }
-        page
+    /// The encoder views of this page and the plan of its image block, for `model`.
+    pub fn model_input(&self, model: &Sphinx, device: Device) -> Result<PageViews> {
+        let canvas = canvas_tensor(&self.tiled.canvas).to_device(device);
+        Ok(model.page_input(&canvas, self.tiled.plan.flags())?)
     }
 }
 
@@ -184,33 +178,50 @@ pub fn run_batch(
         if p.tasks.is_empty() {
             bail!("page {} of {} has no task", p.page_index, p.doc_id);
         }
-        if p.views.is_empty() {
-            bail!("page {} of {} has no view", p.page_index, p.doc_id);
-        }
     }
 
-    // 1. Encode the kept views of all pages together.
+    // 1. Every page's views (the one page-to-model path), encoded all together.
     let encode_start = Instant::now();
-    let all: Vec<&RgbImage> = pages.iter().flat_map(|p| &p.views).collect();
-    stats.views = all.len();
+    let inputs = pages
+        .iter()
+        .map(|p| p.model_input(&loaded.model, loaded.device))
+        .collect::<Result<Vec<_>>>()?;
+    let parts: Vec<MovViews> = inputs
+        .iter()
+        .map(|i| MovViews {
+            convnext: i.views.convnext.shallow_clone(),
+            dinov2: i.views.dinov2.shallow_clone(),
+        })
+        .collect();
+    let all = MovViews::cat(&parts);
+    drop(parts);
+    let total_views = all.len();
+    stats.views = total_views as usize;
+    let chunk = opts.max_views.max(1) as i64;
     let mut feats = Vec::new();
-    for chunk in all.chunks(opts.max_views.max(1)) {
-        let pixels = Tensor::stack(&chunk.iter().map(|v| normalized(v)).collect::<Vec<_>>(), 0)
-            .to_device(loaded.device);
-        let views = loaded.model.tile_views(&pixels)?;
+    let mut start = 0;
+    while start < total_views {
+        let n = chunk.min(total_views - start);
+        let views = MovViews {
+            convnext: all.convnext.narrow(0, start, n),
+            dinov2: all.dinov2.narrow(0, start, n),
+        };
         feats.push(loaded.model.encode_views(&views)?);
+        start += n;
     }
+    drop(all);
     let feats = Tensor::cat(&feats, 0);
     let mut per_page = Vec::with_capacity(pages.len());
     let mut offset = 0;
-    for p in pages {
-        let n = p.views.len() as i64;
+    for input in &inputs {
+        let n = input.views.len();
         let block = loaded
             .model
-            .image_block(&feats.narrow(0, offset, n), &p.skipped)?;
+            .image_block(&feats.narrow(0, offset, n), &input.skipped)?;
         per_page.push(block);
         offset += n;
     }
+    drop(inputs);
     stats.encode = encode_start.elapsed();
 
     // 2. One generation row per (page, task).
@@ -309,19 +320,6 @@ pub fn run_batch(
         })
         .collect();
     Ok((results, stats))
-}
-
-/// `[3, H, W]` float32, CLIP-normalised, of an RGB8 view.
-fn normalized(img: &RgbImage) -> Tensor {
-    let (w, h) = img.dimensions();
-    let t = Tensor::from_slice(img.as_raw())
-        .view([i64::from(h), i64::from(w), 3])
-        .permute([2, 0, 1])
-        .to_kind(Kind::Float)
-        / 255.0;
-    let mean = Tensor::from_slice(&CLIP_MEAN).view([3, 1, 1]);
-    let std = Tensor::from_slice(&CLIP_STD).view([3, 1, 1]);
-    (t - mean) / std
 }
 
 fn ms(d: Duration) -> f64 {

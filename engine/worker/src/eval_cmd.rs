@@ -229,7 +229,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
                 page.size_points,
                 (String::new(), 0, 1),
                 vec![Task::Ocr],
-                &loaded,
+                &loaded.tile,
             )?);
         }
         let (results, _) = run_batch(&loaded, &prepared, &opts)?;

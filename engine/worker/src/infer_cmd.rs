@@ -26,7 +26,7 @@ use sphinx_core::result::PageResult;
 use sphinx_core::tiling::TileConfig;
 use sphinx_model::config::{ModelConfig, SphinxConfig};
 use sphinx_model::generate::Sampling;
-use sphinx_model::mov::{MovConfig, ViewLayout};
+use sphinx_model::mov::MovConfig;
 use sphinx_model::sphinx::{self, Sphinx};
 use sphinx_model::tokenizer::Tokenizer;
 use sphinx_model::weights;
@@ -83,8 +83,6 @@ pub struct Loaded {
     pub model: Sphinx,
     pub tokenizer: Tokenizer,
     pub tile: TileConfig,
-    /// True for the one-view layout (SPHINX-Tiny): no sub-images, no skip plan.
-    pub single_view: bool,
     pub device: Device,
     _vs: nn::VarStore,
 }
@@ -104,8 +102,10 @@ pub fn load_with(
     cfg: &SphinxConfig,
     vision: &MovConfig,
 ) -> Result<Loaded> {
+    let weights_path = dir.join(WEIGHTS_FILE);
+    check_skip_token(&weights_path, cfg.skip_tokens)?;
     let mut vs = nn::VarStore::new(device);
-    let model = Sphinx::new(&vs.root(), &cfg.llm, vision)?;
+    let model = Sphinx::build(&vs.root(), &cfg.llm, vision, cfg.skip_tokens)?;
     // On a GPU the model runs in bfloat16 but for the ConvNeXt trunk (see
     // `cast_for_gpu`). On the CPU it stays float32 (the precision the parity tests prove).
     // cuDNN's benchmark mode stays off: it re-tunes for every new shape, and decoding
@@ -113,20 +113,10 @@ pub fn load_with(
     if device.is_cuda() {
         sphinx::cast_for_gpu(&mut vs);
     }
-    let weights_path = dir.join(WEIGHTS_FILE);
     weights::load_files(&mut vs, &[weights_path.as_path()])
         .with_context(|| format!("cannot load weights {}", weights_path.display()))?;
     let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
-    let tile = match vision.layout {
-        ViewLayout::Single => TileConfig {
-            canvas: vision.convnext_size as u32,
-            grid: 1,
-        },
-        ViewLayout::GlobalAndGrid { grid } => TileConfig {
-            canvas: (grid * vision.convnext_size) as u32,
-            grid: grid as u32,
-        },
-    };
+    let tile = vision.tiling();
     let id = dir
         .canonicalize()
         .unwrap_or_else(|_| dir.to_path_buf())
@@ -138,10 +128,31 @@ pub fn load_with(
         model,
         tokenizer,
         tile,
-        single_view: vision.layout == ViewLayout::Single,
         device,
         _vs: vs,
     })
+}
+
+/// Refuses a model folder whose `config.json` and weights disagree on the skip token, so
+/// a released model is never fed an embedding it never saw and a trained one never loses
+/// its own.
+fn check_skip_token(weights_path: &Path, claimed: bool) -> Result<()> {
+    let name = format!("{}.{}", sphinx::ROOT_NAME, sphinx::SKIP_TOKEN_NAME);
+    let present = weights::list_tensors(weights_path)?.contains_key(&name);
+    match (claimed, present) {
+        (true, false) => bail!(
+            "{}: config.json says skip_tokens: true but the weights have no tensor {name} \
+             (a released checkpoint has none: convert it with scripts/convert_checkpoint.py, \
+             which writes skip_tokens: false)",
+            weights_path.display()
+        ),
+        (false, true) => bail!(
+            "{}: config.json says skip_tokens: false but the weights carry {name}; set \
+             skip_tokens: true or re-convert the checkpoint",
+            weights_path.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Generation settings from the command line.
@@ -229,7 +240,8 @@ pub fn infer_page(
     if tasks.is_empty() {
         bail!("no task given");
     }
-    let page = PreparedPage::from_image(image, size_points, identity, tasks.to_vec(), loaded)?;
+    let page =
+        PreparedPage::from_image(image, size_points, identity, tasks.to_vec(), &loaded.tile)?;
     let opts = BatchOptions {
         max_new_tokens,
         sampling,

@@ -28,7 +28,12 @@ pub fn ensure(dir: &Path) -> Result<()> {
     std::fs::write(dir.join("tokenizer.json"), char_tokenizer::tokenizer_json())?;
     let vs = nn::VarStore::new(Device::Cpu);
     sphinx_model::seeded::with_seed(SEED, || {
-        Sphinx::new(&vs.root(), &cfg.sphinx.llm, &cfg.vision())
+        Sphinx::build(
+            &vs.root(),
+            &cfg.sphinx.llm,
+            &cfg.vision(),
+            cfg.sphinx.skip_tokens,
+        )
     })?;
     let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     // Written last: its presence marks a complete folder.

@@ -30,6 +30,7 @@ fn model_dir() -> (tempfile::TempDir, SphinxConfig) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(&tok, dir.path().join("tokenizer.json")).unwrap();
     let cfg = SphinxConfig {
+        skip_tokens: true,
         llama_type: LlamaType::LlamaEns5Light,
         llm: LlamaConfig {
             vocab_size: TEST_VOCAB,

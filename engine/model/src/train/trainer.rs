@@ -20,7 +20,7 @@ use anyhow::{bail, Context, Result};
 use image::RgbImage;
 use sphinx_core::document::Document;
 use sphinx_core::limits::Limits;
-use sphinx_core::tiling::{tile_page, TileConfig, CLIP_MEAN, CLIP_STD};
+use sphinx_core::tiling::{tile_page, TileConfig};
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
 use super::char_tokenizer;
@@ -31,7 +31,7 @@ use super::schedule::Schedule;
 use super::spec::{JobSpec, Precision};
 use crate::config::ModelConfig;
 use crate::conversation::Template;
-use crate::mov::{MovConfig, MovViews, ViewLayout};
+use crate::mov::{canvas_tensor, ViewLayout};
 use crate::sphinx::Sphinx;
 use crate::tokenizer::Tokenizer;
 use crate::weights;
@@ -147,79 +147,27 @@ pub struct Trainer {
     cursor: Cursor,
     step: u64,
     tile: TileConfig,
-    single_view: bool,
     max_text: usize,
     output: Output,
     /// Every metrics line of the run (restored on resume).
     pub metrics: Vec<String>,
-    /// Pages already rendered and tiled (RGB8 views + skip plan), up to
+    /// Pages already rendered and tiled (RGB8 canvas + padding plan), up to
     /// `spec.cache_pages` of them: rendering dominates small models' steps.
     page_cache: std::cell::RefCell<std::collections::HashMap<PathBuf, (Tensor, Vec<bool>)>>,
 }
 
-/// Tiling of a vision config, as `sphinx infer` uses it.
-pub fn tile_config(vision: &MovConfig) -> (TileConfig, bool) {
-    match vision.layout {
-        ViewLayout::Single => (
-            TileConfig {
-                canvas: vision.convnext_size as u32,
-                grid: 1,
-            },
-            true,
-        ),
-        ViewLayout::GlobalAndGrid { grid } => (
-            TileConfig {
-                canvas: (grid * vision.convnext_size) as u32,
-                grid: grid as u32,
-            },
-            false,
-        ),
-    }
-}
-
-/// `[3, H, W]` uint8 of an RGB8 view.
-pub fn rgb_tensor(img: &RgbImage) -> Tensor {
-    let (w, h) = img.dimensions();
-    Tensor::from_slice(img.as_raw())
-        .view([i64::from(h), i64::from(w), 3])
-        .permute([2, 0, 1])
-}
-
-/// A cached page: its path, its kept views `[K, 3, s, s]` (uint8) and skip plan.
+/// A cached page: its path, its canvas `[3, S, S]` (uint8) and padding plan.
 type CachedPage = (PathBuf, (Tensor, Vec<bool>));
 
-/// The page at `path` rendered and tiled exactly as for inference: its kept views and
-/// skip plan (only the global view, no plan, for single-view models). Plain Rust, so
-/// pages render on many threads.
-fn render_views(
-    path: &Path,
-    tile: &TileConfig,
-    single_view: bool,
-) -> Result<(Vec<RgbImage>, Vec<bool>)> {
+/// The page at `path` rendered and tiled exactly as for inference: its 8-bit canvas and
+/// padding plan. Plain Rust, so pages render on many threads.
+fn render_canvas(path: &Path, tile: &TileConfig) -> Result<(RgbImage, Vec<bool>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let doc = Document::open(Arc::new(bytes), &Limits::default())
         .with_context(|| format!("cannot open {}", path.display()))?;
     let page = doc.render(0, tile.canvas)?;
     let tiled = tile_page(&page.image, tile)?;
-    let mut views: Vec<RgbImage> = tiled.views().flatten().cloned().collect();
-    if single_view {
-        views.truncate(1);
-        return Ok((views, Vec::new()));
-    }
-    Ok((views, tiled.plan.flags().to_vec()))
-}
-
-/// uint8 views -> `[K, 3, H, W]`.
-fn stack_views(views: &[RgbImage]) -> Tensor {
-    Tensor::stack(&views.iter().map(rgb_tensor).collect::<Vec<_>>(), 0)
-}
-
-/// uint8 views `[.., 3, H, W]` -> float32, CLIP-normalised (as `sphinx infer` feeds them).
-pub fn normalize_rgb(rgb: &Tensor) -> Tensor {
-    let t = rgb.to_kind(Kind::Float) / 255.0;
-    let mean = Tensor::from_slice(&CLIP_MEAN).view([3, 1, 1]);
-    let std = Tensor::from_slice(&CLIP_STD).view([3, 1, 1]);
-    (t - mean) / std
+    Ok((tiled.canvas, tiled.plan.flags().to_vec()))
 }
 
 impl Trainer {
@@ -229,7 +177,12 @@ impl Trainer {
         let vision = config.vision();
         let mut vs = nn::VarStore::new(device);
         let model = crate::seeded::with_seed(spec.model.seed as i64, || {
-            Sphinx::new(&vs.root(), &config.sphinx.llm, &vision)
+            Sphinx::build(
+                &vs.root(),
+                &config.sphinx.llm,
+                &vision,
+                config.sphinx.skip_tokens,
+            )
         })?;
         if let Some(dir) = &weights_dir {
             let path = dir.join("model.safetensors");
@@ -288,7 +241,7 @@ impl Trainer {
             datasets.iter().map(|d| d.records.len()).collect(),
             &weights,
         );
-        let (tile, single_view) = tile_config(&vision);
+        let (tile, single_view) = (vision.tiling(), vision.layout == ViewLayout::Single);
         let image_tokens = if single_view {
             vision.tokens_per_view() + 2
         } else {
@@ -319,7 +272,6 @@ impl Trainer {
             schedule,
             step: 0,
             tile,
-            single_view,
             max_text,
             output,
             metrics: Vec::new(),
@@ -448,19 +400,19 @@ impl Trainer {
         })
     }
 
-    /// The page at `path` rendered, tiled and normalised exactly as for inference: kept
-    /// views `[K, 3, s, s]` (float32, CLIP-normalised) and the skip plan.
+    /// The page at `path` rendered and tiled exactly as for inference: its canvas
+    /// `[3, S, S]` (uint8) and padding plan, from the cache when it is there.
     fn page_views(&self, path: &Path) -> Result<(Tensor, Vec<bool>)> {
         if let Some((rgb, flags)) = self.page_cache.borrow().get(path) {
-            return Ok((normalize_rgb(rgb), flags.clone()));
+            return Ok((rgb.shallow_clone(), flags.clone()));
         }
-        let (views, flags) = render_views(path, &self.tile, self.single_view)?;
-        let rgb = stack_views(&views);
+        let (canvas, flags) = render_canvas(path, &self.tile)?;
+        let rgb = canvas_tensor(&canvas);
         let mut cache = self.page_cache.borrow_mut();
         if (cache.len() as u64) < self.spec.cache_pages {
             cache.insert(path.to_path_buf(), (rgb.shallow_clone(), flags.clone()));
         }
-        Ok((normalize_rgb(&rgb), flags))
+        Ok((rgb, flags))
     }
 
     /// Renders the first `spec.cache_pages` distinct pages of the datasets into the page
@@ -483,7 +435,7 @@ impl Trainer {
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = paths.len().div_ceil(threads).max(1);
-        let (tile, single) = (&self.tile, self.single_view);
+        let tile = &self.tile;
         // Each thread makes its pages' tensors, so no page is held twice.
         let rendered: Vec<Vec<CachedPage>> = std::thread::scope(|scope| {
             let handles: Vec<_> = paths
@@ -492,8 +444,8 @@ impl Trainer {
                     scope.spawn(move || {
                         part.iter()
                             .map(|p| {
-                                let (views, flags) = render_views(p, tile, single)?;
-                                Ok((p.clone(), (stack_views(&views), flags)))
+                                let (canvas, flags) = render_canvas(p, tile)?;
+                                Ok((p.clone(), (canvas_tensor(&canvas), flags)))
                             })
                             .collect::<Result<Vec<_>>>()
                     })
@@ -520,16 +472,16 @@ impl Trainer {
             let ids = Tensor::from_slice(&ex.ids).to_device(dev);
             let image = match &ex.image {
                 None => None,
-                Some((views, skipped)) => {
-                    let views: MovViews = self.model.tile_views(&views.to_device(dev))?;
+                Some((canvas, padding)) => {
+                    let page = self.model.page_input(&canvas.to_device(dev), padding)?;
                     let feats = if self.spec.train_vision {
-                        self.model.mov().encode_with_grad(&views)?
+                        self.model.mov().encode_with_grad(&page.views)?
                     } else {
-                        self.model.mov().encode(&views)?
+                        self.model.mov().encode(&page.views)?
                     };
                     let proj = self.model.project(&feats);
                     globals.push(proj.get(0).detach());
-                    Some(self.model.image_block(&proj, skipped)?)
+                    Some(self.model.image_block(&proj, &page.skipped)?)
                 }
             };
             let (seq, n_image) = self.model.assemble_with_image(&ids, image.as_ref())?;

@@ -446,9 +446,11 @@ impl<'a> Worker<'a> {
             code: "bad_bundle",
             message: format!("{}: {e}", job.bundle_key),
         })?;
-        PreparedPage::from_bundle(&bundle, job, self.loaded).map_err(|e| PageFailure::Permanent {
-            code: "bad_bundle",
-            message: format!("{e:#}"),
+        PreparedPage::from_bundle(&bundle, job, &self.loaded.tile, &self.loaded.id).map_err(|e| {
+            PageFailure::Permanent {
+                code: "bad_bundle",
+                message: format!("{e:#}"),
+            }
         })
     }
 
