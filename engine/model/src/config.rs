@@ -330,11 +330,13 @@ impl ModelConfig {
         })
     }
 
-    /// A nano SPHINX-X for a short GPU run on synthetic pages: the 2x2 grid and global
-    /// view of SPHINX-Tiny-1k on a 640 px canvas (10x10 tokens per view, so a page is
-    /// ~500 image tokens and OCR runs at about a page per second on two CPU cores), small
-    /// encoders and a 6-layer LLM over the character vocabulary of
-    /// [`crate::train::char_tokenizer`]; ~10 M parameters, ~20 MB in bf16.
+    /// The nano SPHINX-X, trained here on the CPU (`scripts/train-nano.sh`, docs/nano.md):
+    /// the 2x2 grid and global view of SPHINX-Tiny-1k on a 256 px canvas, a three-stage
+    /// ConvNeXt (stride 16, so each 128 px view gives 8x8 tokens and a token covers
+    /// about one character of the nano's 22-28 px text) and a two-block DINOv2 at 112 px,
+    /// and a 4-layer LLM over the character vocabulary of
+    /// [`crate::train::char_tokenizer`]. A one-line page (256x64) keeps the global view and
+    /// the two top cells (3 x 67 tokens) and skips the two bottom cells: ~200 image tokens.
     pub fn nano() -> Self {
         use crate::convnext::ConvNextConfig;
         use crate::dinov2::DinoConfig;
@@ -342,32 +344,32 @@ impl ModelConfig {
         Self {
             sphinx: SphinxConfig {
                 llama_type: LlamaType::LlamaEns5Light,
-                // TinyLlama's shape rules (GQA 2:1 here, SwiGLU sizing, RoPE, 4096
-                // positions), scaled down.
+                // TinyLlama's shape rules (GQA 2:1 here, SwiGLU sizing, RoPE), scaled down.
                 llm: LlamaConfig {
                     dim: 256,
-                    n_layers: 6,
+                    n_layers: 4,
                     n_heads: 8,
                     vocab_size: 384,
+                    max_seq_len: 1024,
                     ..LlamaConfig::tinyllama()
                 },
                 skip_tokens: true,
             },
             vision: Some(MovConfig {
                 convnext: ConvNextConfig {
-                    depths: vec![1, 1, 3, 1],
-                    dims: vec![48, 96, 192, 384],
+                    depths: vec![1, 1, 2],
+                    dims: vec![32, 64, 128],
                     norm_eps: 1e-5,
                 },
                 dinov2: DinoConfig {
-                    embed_dim: 192,
-                    depth: 4,
+                    embed_dim: 128,
+                    depth: 2,
                     num_heads: 4,
                     patch_size: 14,
-                    pos_grid: 10,
+                    pos_grid: 8,
                 },
-                convnext_size: 320,
-                dinov2_size: 140,
+                convnext_size: 128,
+                dinov2_size: 112,
                 layout: ViewLayout::GlobalAndGrid { grid: 2 },
             }),
         }
