@@ -16,6 +16,24 @@ status=0
 if [ "$status" -ne 0 ] && [ "$status" -ne 2 ]; then exit "$status"; fi
 first=$(find "$out/work" -name 'page-0000.bundle' | sort | head -n 1)
 ./target/release/sphinx tile --extract "$first" "$out/views" > /dev/null
+# What the model read on the synthetic samples (held-out pages of the nano's kind), next to
+# the reference, and the CER over them.
+model=models/sphinx-nano
+[ -f "$model/model.safetensors" ] || model="$out/.models/random-untrained-nano"
+./target/release/sphinx eval --cpu --model "$model" --data samples/synthetic/conversations.jsonl \
+  --max-new-tokens 128 --predictions "$out/synthetic-predictions.jsonl" > "$out/synthetic-eval.json"
+python3 - "$out" "$model" <<'PY'
+import json, os, sys
+out, model = sys.argv[1], sys.argv[2]
+print(f"\nsamples/synthetic/ read by {model}:")
+print(f"{'page':<14} {'reference':<28} {'model read':<28} edits")
+for line in open(f"{out}/synthetic-predictions.jsonl"):
+    r = json.loads(line)
+    print(f"{os.path.basename(r['image']):<14} {r['reference']!r:<28} {r['hypothesis']!r:<28} {r['edits']}")
+e = json.load(open(f"{out}/synthetic-eval.json"))
+print(f"CER {100 * e['cer']:.1f}% over {e['reference_chars']} characters "
+      f"(WER {100 * e['wer']:.1f}%, exact lines {100 * e['exact_line_rate']:.0f}%)")
+PY
 echo
 echo "Page results:      $out/results/<doc_id>/page-NNNN.json (merged: $out/results/<doc_id>.json)"
 echo "Box overlays:      $out/overlays/<doc_id>/page-NNNN.png"
