@@ -96,7 +96,8 @@ def main():
         for s, c in cers:
             cx, cy = x(s), y_cer(c)
             d.ellipse([cx - 4, cy - 4, cx + 4, cy + 4], outline=colour, fill=colour)
-        d.text((L + 10, T + 10 + 14 * i), label, fill=colour, font=font)
+        # Legend bottom left, where losses have not fallen to yet.
+        d.text((L + 10, H - B - 14 * (len(series) - i) - 6), label, fill=colour, font=font)
     img.save(out)
 
 
