@@ -117,10 +117,10 @@ const MIN_BAND_PX: f64 = 18.0;
 const MAX_SHAPES: usize = 3;
 
 /// Optional bounds on what a page holds. The defaults (none) give document-like pages;
-/// the nano model learns on small pages of a few short lines of large text (`sphinx synth
-/// --page 256x64 --max-lines 1 --min-em 24 --max-em 30 --no-shapes --ocr-only`), which a
-/// ~5 M-parameter model can learn to read on a CPU and decode in a fraction of a second.
-/// Without any bound no random draw changes, so pages are those of earlier versions.
+/// the nano model is trained on small strips with one short line of large text (`sphinx
+/// synth --page 256x64 --max-lines 1 --min-em 22 --max-em 28 --no-shapes --ocr-only`,
+/// docs/nano.md). Without any bound no random draw changes, so pages are those of earlier
+/// versions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TextBounds {
     /// At most this many text lines per page.
