@@ -66,10 +66,10 @@ pub struct TileArgs {
 /// Canvas and grid of the SPHINX-X high-resolution views.
 #[derive(Debug, Args)]
 pub struct LayoutArgs {
-    /// Canvas side in pixels (SPHINX-Tiny-1k: 1024; SPHINX-Tiny: 448).
+    /// Canvas side in pixels (SPHINX-Tiny-1k: 1024; SPHINX-Tiny: 512).
     #[arg(long, default_value_t = TileConfig::default().canvas)]
     pub canvas: u32,
-    /// Sub-images per side of the canvas (2 for the released models).
+    /// Cells per side of the canvas (SPHINX-Tiny-1k: 2; SPHINX-Tiny: 1).
     #[arg(long, default_value_t = TileConfig::default().grid)]
     pub grid: u32,
 }
