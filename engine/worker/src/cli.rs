@@ -101,6 +101,10 @@ pub struct LimitArgs {
     /// Seconds one page may take to render before the document fails.
     #[arg(long)]
     pub page_timeout: Option<f64>,
+    /// MiB of heap for the child process that opens and renders documents; a decoder
+    /// bomb that needs more becomes a `render_memory` error.
+    #[arg(long)]
+    pub max_render_memory: Option<u64>,
 }
 
 impl LimitArgs {
@@ -120,6 +124,9 @@ impl LimitArgs {
         }
         if let Some(v) = self.page_timeout {
             limits.page_timeout = Duration::from_secs_f64(v);
+        }
+        if let Some(v) = self.max_render_memory {
+            limits.render_memory = v << 20;
         }
         limits
     }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
-use sphinx_core::document::Document;
+use sphinx_core::isolate::{render_page, Isolation};
 use sphinx_core::job::Task;
 use sphinx_core::keys;
 use sphinx_core::limits::Limits;
@@ -210,16 +210,20 @@ pub fn infer_file(
 ) -> Result<(PageResult, RgbImage)> {
     let bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
     let doc_id = keys::doc_id(&bytes);
-    let doc = Document::open(Arc::new(bytes), &Limits::default())
-        .with_context(|| format!("cannot open {}", input.display()))?;
-    let page = doc
-        .render(page_index, loaded.tile.canvas)
-        .with_context(|| format!("cannot render page {page_index} of {}", input.display()))?;
+    // Opened and rendered in a child process under hard limits, as uploads are.
+    let (doc, page) = render_page(
+        &Isolation::this_binary(),
+        &Arc::new(bytes),
+        &Limits::default(),
+        loaded.tile.canvas,
+        page_index,
+    )
+    .with_context(|| format!("cannot render page {page_index} of {}", input.display()))?;
     let result = infer_page(
         loaded,
         &page.image,
         page.size_points,
-        (doc_id, page_index, doc.page_count()),
+        (doc_id, page_index, doc.page_count),
         tasks,
         max_new_tokens,
         sampling,

@@ -15,6 +15,14 @@ use sphinx_worker::cli::LimitArgs;
 use sphinx_worker::run_cmd::{self, RunArgs};
 use tch::{nn, Device, Tensor};
 
+/// This harness is no render child: documents render in `sphinx` child processes.
+fn render_in_sphinx_children() {
+    std::env::set_var(
+        sphinx_core::isolate::ENV_RENDER_PROGRAM,
+        env!("CARGO_BIN_EXE_sphinx"),
+    );
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -71,6 +79,7 @@ fn mtimes(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
 
 #[test]
 fn run_writes_cloud_keys_and_a_rerun_skips_finished_pages() {
+    render_in_sphinx_children();
     let tmp = tempfile::tempdir().unwrap();
     let docs = tmp.path().join("docs");
     std::fs::create_dir_all(&docs).unwrap();
@@ -152,6 +161,7 @@ fn run_writes_cloud_keys_and_a_rerun_skips_finished_pages() {
 
 #[test]
 fn skip_token_and_released_models_both_run_and_say_what_a_page_cost() {
+    render_in_sphinx_children();
     let tmp = tempfile::tempdir().unwrap();
     let docs = tmp.path().join("docs");
     std::fs::create_dir_all(&docs).unwrap();

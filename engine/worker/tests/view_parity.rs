@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use sphinx_core::bundle::PageBundle;
 use sphinx_core::document::Document;
+use sphinx_core::isolate::Isolation;
 use sphinx_core::job::{PageJob, Task};
 use sphinx_core::limits::Limits;
 use sphinx_core::pipeline::{tile_document, TileOptions};
@@ -79,9 +80,13 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
 fn check(name: &str, bytes: Vec<u8>, vision: &MovConfig, layout: &str) -> usize {
     let tile = vision.tiling();
     let bytes = Arc::new(bytes);
+    // The page is rendered where the binaries render it: in a `sphinx` child process.
     let opts = TileOptions {
         tile: tile.clone(),
         limits: Limits::default(),
+        isolation: Isolation::Child {
+            program: env!("CARGO_BIN_EXE_sphinx").into(),
+        },
     };
     let mut bundles = Vec::new();
     let manifest = tile_document(Arc::clone(&bytes), name, &opts, Some(0..1), &mut |p| {

@@ -4,8 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use sphinx_core::isolate::{Isolation, ENV_RENDER_PROGRAM};
 use sphinx_core::job::{parse_tasks, Task};
-use sphinx_core::limits::Limits;
+use sphinx_core::limits::{self, Limits};
 use sphinx_core::pipeline::TileOptions;
 use sphinx_core::tiling::TileConfig;
 
@@ -39,6 +40,10 @@ pub const ENV_PAGE_TIMEOUT_S: &str = "SPHINX_PAGE_TIMEOUT_S";
 /// tiled for another layout are refused by the worker, so these follow the model
 /// (defaults: SPHINX-Tiny-1k's 1024 px, 2x2).
 pub const ENV_CANVAS_PX: &str = "SPHINX_CANVAS_PX";
+/// Heap of the render child in MiB (default: from [`ENV_LAMBDA_MEMORY_MB`]).
+pub const ENV_RENDER_MEMORY_MB: &str = "SPHINX_RENDER_MEMORY_MB";
+/// The function's memory setting in MiB, set by the Lambda runtime itself.
+pub const ENV_LAMBDA_MEMORY_MB: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
 pub const ENV_GRID: &str = "SPHINX_GRID";
 
 /// Default tasks when neither the environment, object metadata nor a sidecar says.
@@ -117,6 +122,7 @@ impl Config {
                 ENV_PAGE_TIMEOUT_S,
                 defaults.page_timeout.as_secs(),
             )?),
+            render_memory: render_memory(vars)?,
         };
         let pages_per_invocation =
             number(vars, ENV_PAGES_PER_INVOCATION, DEFAULT_PAGES_PER_INVOCATION)?;
@@ -153,10 +159,30 @@ impl Config {
             tile: TileOptions {
                 tile: tile_config(vars)?,
                 limits,
+                isolation: match vars.get(ENV_RENDER_PROGRAM) {
+                    Some(program) => Isolation::Child {
+                        program: program.into(),
+                    },
+                    None => Isolation::this_binary(),
+                },
             },
             s3_force_path_style: flag(vars, ENV_S3_FORCE_PATH_STYLE)?,
         })
     }
+}
+
+/// The render child's heap: [`ENV_RENDER_MEMORY_MB`] when set, else what the function's
+/// memory setting (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, set by Lambda) leaves after the
+/// parent's headroom ([`limits::render_memory_within`]), else the default.
+fn render_memory(vars: &HashMap<String, String>) -> Result<u64, ConfigError> {
+    if vars.contains_key(ENV_RENDER_MEMORY_MB) {
+        return Ok(number::<u64>(vars, ENV_RENDER_MEMORY_MB, 0)? << 20);
+    }
+    if vars.contains_key(ENV_LAMBDA_MEMORY_MB) {
+        let total = number::<u64>(vars, ENV_LAMBDA_MEMORY_MB, 0)? << 20;
+        return Ok(limits::render_memory_within(total));
+    }
+    Ok(limits::DEFAULT_RENDER_MEMORY)
 }
 
 /// The layout from [`ENV_CANVAS_PX`] and [`ENV_GRID`], checked like the worker checks it.
