@@ -27,8 +27,8 @@ fn child() -> Isolation {
     }
 }
 
-#[test]
-fn hostile_documents_fail_typed_within_their_limits() {
+/// Runs every hostile file in a fresh child; returns (name, outcome code or pages).
+fn run_corpus(limits: &Limits) -> Vec<(String, Result<u32, &'static str>)> {
     let dir = workspace().join("target/hostile");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("missing {} ({e}): run `{GENERATOR}`", dir.display()))
@@ -40,11 +40,6 @@ fn hostile_documents_fail_typed_within_their_limits() {
         files.len() >= 14,
         "the hostile corpus is incomplete: run `{GENERATOR}`"
     );
-    let limits = Limits {
-        page_timeout: Duration::from_secs(10),
-        render_memory: MEMORY,
-        ..Limits::default()
-    };
     // Open + render, plus the grace the parent gives the child, plus process start.
     let budget = limits.page_timeout * 2 + Duration::from_secs(15);
     println!(
@@ -57,9 +52,9 @@ fn hostile_documents_fail_typed_within_their_limits() {
         let bytes = Arc::new(std::fs::read(path).unwrap());
         let mut renderer = Renderer::new(child(), MEMORY);
         let started = Instant::now();
-        let outcome = renderer.open(&bytes, &limits, 1024).and_then(|info| {
+        let outcome = renderer.open(&bytes, limits, 1024).and_then(|info| {
             for i in 0..info.page_count.min(2) {
-                renderer.render(i, &limits)?;
+                renderer.render(i, limits)?;
             }
             Ok(info.page_count)
         });
@@ -100,24 +95,47 @@ fn hostile_documents_fail_typed_within_their_limits() {
         }
         outcomes.push((name, outcome.map_err(|e| e.code())));
     }
-    let of = |n: &str| {
-        outcomes
-            .iter()
-            .find(|(name, _)| name == n)
-            .unwrap()
-            .1
-            .clone()
+    outcomes
+}
+
+fn of(outcomes: &[(String, Result<u32, &'static str>)], n: &str) -> Result<u32, &'static str> {
+    outcomes.iter().find(|(name, _)| name == n).unwrap().1
+}
+
+#[test]
+fn hostile_documents_fail_typed_within_their_limits() {
+    let limits = Limits {
+        page_timeout: Duration::from_secs(10),
+        render_memory: MEMORY,
+        ..Limits::default()
     };
-    // The 10 GB Flate image cannot be decoded within 1 GiB: the child dies, typed.
-    assert!(
-        matches!(
-            of("flate_bomb_100k.pdf"),
-            Err("render_memory" | "too_many_pixels")
-        ),
-        "{:?}",
-        of("flate_bomb_100k.pdf")
-    );
-    assert_eq!(of("tiff_huge.tif"), Err("too_many_pixels"));
+    // Declared image sizes over the pixel budget are refused before any decoding.
+    println!("-- default limits: declared sizes checked before decoding");
+    let checked = run_corpus(&limits);
+    for bomb in [
+        "flate_bomb_100k.pdf",
+        "lzw_bomb_40k.pdf",
+        "runlength_bomb_20k.pdf",
+        "jpx_huge.pdf",
+        "jbig2_huge.pdf",
+        "tiff_huge.tif",
+    ] {
+        assert_eq!(of(&checked, bomb), Err("too_many_pixels"), "{bomb}");
+    }
+    // Without that check (a budget nobody would set), the child's memory limit stops them.
+    println!("-- no pixel budget: only the render child's limits");
+    let unchecked = run_corpus(&Limits {
+        max_pixels: u64::MAX,
+        ..limits.clone()
+    });
+    for bomb in [
+        "flate_bomb_100k.pdf",
+        "flate_bomb_40k.pdf",
+        "lzw_bomb_40k.pdf",
+        "inline_bomb.pdf",
+    ] {
+        assert_eq!(of(&unchecked, bomb), Err("render_memory"), "{bomb}");
+    }
 
     // The same process goes on: a good document still tiles, through the same isolation.
     let good = Arc::new(std::fs::read(workspace().join("tests/data/corpus/earnings.pdf")).unwrap());
@@ -138,7 +156,7 @@ fn hostile_documents_fail_typed_within_their_limits() {
 #[test]
 fn a_child_that_dies_is_replaced_for_the_next_document() {
     let bomb = Arc::new(
-        std::fs::read(workspace().join("target/hostile/flate_bomb_100k.pdf"))
+        std::fs::read(workspace().join("target/hostile/inline_bomb.pdf"))
             .unwrap_or_else(|e| panic!("{e}: run `{GENERATOR}`")),
     );
     let limits = Limits {
@@ -152,14 +170,8 @@ fn a_child_that_dies_is_replaced_for_the_next_document() {
     };
     let err = tile_document(bomb, "bomb.pdf", &opts, None, &mut |_| Ok(())).unwrap_err();
     let code = sphinx_core::pipeline::ErrorRecord::from_error("x", "bomb.pdf", &err).code;
-    assert!(
-        code == "render_memory" || code == "too_many_pixels",
-        "{err}"
-    );
-    assert!(
-        err.to_string().contains("page 0") || code == "too_many_pixels",
-        "{err}"
-    );
+    assert_eq!(code, "render_memory", "{err}");
+    assert!(err.to_string().contains("page 0"), "{err}");
     let good =
         Arc::new(std::fs::read(workspace().join("tests/data/corpus/mathfuncs.pdf")).unwrap());
     let manifest = tile_document(good, "good.pdf", &opts, None, &mut |_| Ok(())).unwrap();
