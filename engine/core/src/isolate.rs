@@ -55,9 +55,16 @@ pub enum Isolation {
 /// not render children themselves, point it at a binary that is).
 pub const ENV_RENDER_PROGRAM: &str = "SPHINX_RENDER_PROGRAM";
 
+/// The render child without libtorch (`engine/core/src/bin/sphinx-render.rs`): preferred
+/// when it sits beside the running binary.
+pub const RENDER_BINARY: &str = "sphinx-render";
+
 impl Isolation {
-    /// Child processes of the running binary, which must call [`run_child_if_requested`]
-    /// (or of [`ENV_RENDER_PROGRAM`] when set).
+    /// Child processes for the running binary: [`ENV_RENDER_PROGRAM`] when set, else
+    /// [`RENDER_BINARY`] when it sits beside the running binary, else the running binary
+    /// itself (which must call [`run_child_if_requested`]). `sphinx` links libtorch, whose
+    /// loading costs a child ~0.5 s and ~440 MB before it renders anything (measured);
+    /// `sphinx-render` and the tiler Lambda start in milliseconds in ~7 MB.
     pub fn this_binary() -> Self {
         if let Some(program) = std::env::var_os(ENV_RENDER_PROGRAM) {
             return Self::Child {
@@ -65,7 +72,11 @@ impl Isolation {
             };
         }
         match std::env::current_exe() {
-            Ok(program) => Self::Child { program },
+            Ok(exe) => {
+                let sibling = exe.with_file_name(RENDER_BINARY);
+                let program = if sibling.is_file() { sibling } else { exe };
+                Self::Child { program }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot locate this binary: rendering in-process");
                 Self::InProcess

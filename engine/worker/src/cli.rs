@@ -61,6 +61,10 @@ pub struct TileArgs {
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
+    /// Open and render documents in this process instead of a child process under hard
+    /// limits: only for inputs you trust (the tiling benchmark's baseline).
+    #[arg(long)]
+    pub render_in_process: bool,
 }
 
 /// Canvas and grid of the SPHINX-X high-resolution views.

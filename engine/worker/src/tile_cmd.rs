@@ -35,7 +35,11 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
     let opts = TileOptions {
         tile: args.layout.config(),
         limits: args.limits.limits(),
-        isolation: Isolation::this_binary(),
+        isolation: if args.render_in_process {
+            Isolation::InProcess
+        } else {
+            Isolation::this_binary()
+        },
     };
     opts.tile
         .validate()

@@ -277,6 +277,31 @@ mod tests {
     }
 
     #[test]
+    fn the_render_child_gets_the_function_memory_minus_headroom() {
+        let mut v = vars(BASE);
+        v.insert(ENV_LAMBDA_MEMORY_MB.into(), "3008".into());
+        let c = Config::from_vars(&v).unwrap();
+        assert_eq!(
+            c.tile.limits.render_memory,
+            (3008 << 20) - limits::RENDER_MEMORY_HEADROOM
+        );
+        v.insert(ENV_RENDER_MEMORY_MB.into(), "1024".into());
+        assert_eq!(
+            Config::from_vars(&v).unwrap().tile.limits.render_memory,
+            1 << 30
+        );
+        v.insert(ENV_RENDER_PROGRAM.into(), "/opt/render".into());
+        assert_eq!(
+            Config::from_vars(&v).unwrap().tile.isolation,
+            Isolation::Child {
+                program: "/opt/render".into()
+            }
+        );
+        // A tiny function still leaves its child a floor to work with.
+        assert_eq!(limits::render_memory_within(512 << 20), 256 << 20);
+    }
+
+    #[test]
     fn bad_settings_name_the_variable() {
         let err = Config::from_vars(&vars(&BASE[1..])).unwrap_err();
         assert!(err.to_string().contains(ENV_BUCKET), "{err}");
