@@ -167,7 +167,7 @@ enum State {
 struct Running {
     child: Child,
     stdin: BufWriter<ChildStdin>,
-    replies: Receiver<std::io::Result<(Response, Vec<u8>)>>,
+    replies: Receiver<std::io::Result<Reply>>,
     stderr: Arc<Mutex<String>>,
     /// Set once [`reap`] collected the child (its pid may then be reused: never signal it).
     reaped: bool,
@@ -477,6 +477,9 @@ fn keep_tail(mut pipe: impl Read, tail: &Mutex<String>) {
     }
 }
 
+/// An answer and its payload.
+type Reply = (Response, Vec<u8>);
+
 /// Sends one request and waits for its answer within the request's budget. Returns the
 /// child if it is still usable, and the answer or the typed reason the child died.
 fn exchange(
@@ -487,7 +490,7 @@ fn exchange(
     page: Option<u32>,
     memory: u64,
     peak: &mut Option<u64>,
-) -> (Option<Running>, Result<(Response, Vec<u8>), DocError>) {
+) -> (Option<Running>, Result<Reply, DocError>) {
     let budget = limits.page_timeout + GRACE;
     let sent = write_message(&mut running.stdin, request, payload);
     let reply = match sent {

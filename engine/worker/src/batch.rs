@@ -21,7 +21,7 @@ use sphinx_core::job::{PageJob, Task};
 use sphinx_core::manifest::Preprocess;
 use sphinx_core::prompts;
 use sphinx_core::result::{ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts};
-use sphinx_core::tiling::{tile_page, TileConfig, TiledPage};
+use sphinx_core::tiling::{tile_page, Align, TileConfig, TiledPage};
 use sphinx_model::conversation::{Template, Turn};
 use sphinx_model::generate::{generate, GenerateConfig, Sampling, Stop};
 use sphinx_model::mov::{canvas_tensor, MovConfig, MovViews};
@@ -74,6 +74,19 @@ impl PreparedPage {
                 tile.grid,
                 tile.canvas,
                 tile.grid
+            );
+        }
+        if m.preprocess.align != tile.align {
+            bail!(
+                "bundle {} has the page {:?} on its canvas; model {model_id} needs it {:?} \
+                 (re-tile with --align {}; the tiler Lambda: SPHINX_PAD_ALIGN)",
+                job.bundle_key,
+                m.preprocess.align,
+                tile.align,
+                match tile.align {
+                    Align::TopLeft => "top-left",
+                    Align::Center => "center",
+                }
             );
         }
         if m.preprocess != Preprocess::for_config(tile) {

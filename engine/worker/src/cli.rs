@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use sphinx_core::limits::Limits;
-use sphinx_core::tiling::TileConfig;
+use sphinx_core::tiling::{Align, TileConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -76,14 +76,26 @@ pub struct LayoutArgs {
     /// Cells per side of the canvas (SPHINX-Tiny-1k: 2; SPHINX-Tiny: 1).
     #[arg(long, default_value_t = TileConfig::default().grid)]
     pub grid: u32,
+    /// Where the page sits on the canvas: top-left (models with skip tokens) or center
+    /// (released checkpoints, as the reference's PadToSquare).
+    #[arg(long, value_enum, default_value_t = AlignArg::TopLeft)]
+    pub align: AlignArg,
+}
+
+/// `--align` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AlignArg {
+    TopLeft,
+    Center,
 }
 
 impl LayoutArgs {
     pub fn config(&self) -> TileConfig {
-        TileConfig {
-            canvas: self.canvas,
-            grid: self.grid,
-        }
+        let align = match self.align {
+            AlignArg::TopLeft => Align::TopLeft,
+            AlignArg::Center => Align::Center,
+        };
+        TileConfig::new(self.canvas, self.grid).aligned(align)
     }
 }
 

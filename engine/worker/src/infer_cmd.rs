@@ -116,7 +116,7 @@ pub fn load_with(
     weights::load_files(&mut vs, &[weights_path.as_path()])
         .with_context(|| format!("cannot load weights {}", weights_path.display()))?;
     let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
-    let tile = vision.tiling();
+    let tile = vision.tiling(cfg.skip_tokens);
     let id = dir
         .canonicalize()
         .unwrap_or_else(|_| dir.to_path_buf())

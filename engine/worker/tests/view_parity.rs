@@ -1,8 +1,10 @@
 //! The pixels the encoders see, from document bytes through the tiler's bundle and the
 //! worker's batch preparation, equal those of the reference code on the same page image:
 //! a peer written with PIL + torchvision + `F.interpolate` exactly as LLaMA2-Accessory's
-//! `T_padded_resize` + `encode_image` (`scripts/parity/views.py`), on real corpus pages of
-//! both aspect ratios and an upload with padding cells, for both released layouts.
+//! `T_padded_resize` + `encode_image` (`scripts/reference_views.py`), on real corpus pages of
+//! both aspect ratios and an upload with padding cells, for both released layouts. The
+//! released checkpoints (no skip token) get the page centred, as `PadToSquare` pastes it;
+//! models with a skip token get it top-left (the peer with `--align top-left`).
 //! The peer gets the page bitmap the engine rasterised (the reference takes images).
 
 use std::path::{Path, PathBuf};
@@ -45,13 +47,18 @@ fn wide_png() -> Vec<u8> {
 }
 
 /// Runs the peer on `page_png`; returns its (ConvNeXt views, DINOv2 views, canvas).
-fn reference_views(page_png: &Path, layout: &str, dir: &Path) -> (Tensor, Tensor, Tensor) {
-    let out = dir.join(format!("{layout}.safetensors"));
+fn reference_views(
+    page_png: &Path,
+    layout: &str,
+    align: &str,
+    dir: &Path,
+) -> (Tensor, Tensor, Tensor) {
+    let out = dir.join(format!("{layout}-{align}.safetensors"));
     let py = workspace().join(".venv/bin/python");
     let o = Command::new(&py)
-        .arg(workspace().join("scripts/parity/views.py"))
+        .arg(workspace().join("scripts/reference_views.py"))
         .arg(page_png)
-        .args(["--layout", layout, "--out"])
+        .args(["--layout", layout, "--align", align, "--out"])
         .arg(&out)
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", py.display()));
@@ -76,10 +83,12 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
-/// One document through the tiler and the worker's preparation, against the peer.
-fn check(name: &str, bytes: Vec<u8>, vision: &MovConfig, layout: &str) -> usize {
-    let tile = vision.tiling();
-    let bytes = Arc::new(bytes);
+/// One document through the tiler and the worker's preparation, against the peer, for a
+/// model with (or without) a skip token; returns the cells it skipped.
+fn check(name: &str, bytes: &[u8], vision: &MovConfig, layout: &str, skip_tokens: bool) -> usize {
+    let tile = vision.tiling(skip_tokens);
+    let align = if skip_tokens { "top-left" } else { "center" };
+    let bytes = Arc::new(bytes.to_vec());
     // The page is rendered where the binaries render it: in a `sphinx` child process.
     let opts = TileOptions {
         tile: tile.clone(),
@@ -113,7 +122,7 @@ fn check(name: &str, bytes: Vec<u8>, vision: &MovConfig, layout: &str) -> usize 
         .image;
     let page_png = dir.path().join("page.png");
     page.save(&page_png).unwrap();
-    let (conv, dino, canvas) = reference_views(&page_png, layout, dir.path());
+    let (conv, dino, canvas) = reference_views(&page_png, layout, align, dir.path());
 
     let ours = tch::Tensor::from_slice(prepared.tiled.canvas.as_raw())
         .view([i64::from(tile.canvas), i64::from(tile.canvas), 3])
@@ -121,24 +130,25 @@ fn check(name: &str, bytes: Vec<u8>, vision: &MovConfig, layout: &str) -> usize 
     assert_eq!(canvas.kind(), Kind::Uint8);
     assert!(
         ours.equal(&canvas),
-        "{name} {layout}: canvas differs from PIL's"
+        "{name} {layout} {align}: canvas differs from PIL's"
     );
-
-    // A released model (no skip token) sees every view, as the reference.
-    let all = prepared.views_for(vision, false, Device::Cpu).unwrap();
-    let (ec, ed) = (
-        max_abs(&all.views.convnext, &conv),
-        max_abs(&all.views.dinov2, &dino),
-    );
-    println!(
-        "{name} {layout}: {} views, max abs err ConvNeXt {ec:e}, DINOv2 {ed:e}",
-        conv.size()[0]
-    );
-    assert!(
-        ec <= MAX_ABS_ERR && ed <= MAX_ABS_ERR,
-        "{name} {layout}: {ec:e} / {ed:e}"
-    );
-
+    if !skip_tokens {
+        // A released model (no skip token) sees every view, as the reference.
+        let all = prepared.views_for(vision, false, Device::Cpu).unwrap();
+        let (ec, ed) = (
+            max_abs(&all.views.convnext, &conv),
+            max_abs(&all.views.dinov2, &dino),
+        );
+        println!(
+            "{name} {layout} centred: {} views, max abs err ConvNeXt {ec:e}, DINOv2 {ed:e}",
+            conv.size()[0]
+        );
+        assert!(
+            ec <= MAX_ABS_ERR && ed <= MAX_ABS_ERR,
+            "{name} {layout}: {ec:e} / {ed:e}"
+        );
+        return 0;
+    }
     // A skip-token model sees the same pixels for the cells it keeps.
     let skip = prepared.views_for(vision, true, Device::Cpu).unwrap();
     let kept: Vec<i64> = std::iter::once(0)
@@ -151,31 +161,40 @@ fn check(name: &str, bytes: Vec<u8>, vision: &MovConfig, layout: &str) -> usize 
         )
         .collect();
     let kept_t = Tensor::from_slice(&kept);
-    assert!(max_abs(&skip.views.convnext, &conv.index_select(0, &kept_t)) <= MAX_ABS_ERR);
-    assert!(max_abs(&skip.views.dinov2, &dino.index_select(0, &kept_t)) <= MAX_ABS_ERR);
+    let ec = max_abs(&skip.views.convnext, &conv.index_select(0, &kept_t));
+    let ed = max_abs(&skip.views.dinov2, &dino.index_select(0, &kept_t));
+    println!(
+        "{name} {layout} top-left: {} of {} views, max abs err ConvNeXt {ec:e}, DINOv2 {ed:e}",
+        kept.len(),
+        conv.size()[0]
+    );
+    assert!(ec <= MAX_ABS_ERR && ed <= MAX_ABS_ERR, "{name} {layout}");
     skip.skipped.iter().filter(|&&s| s).count()
 }
 
 #[test]
 fn encoder_views_equal_the_reference_code_on_real_pages() {
-    let _threads = tch::set_num_threads(1);
+    tch::set_num_threads(1);
     let layouts = [
         (MovConfig::sphinx_tiny_1k(), "llama_ens5_light"),
         (MovConfig::sphinx_tiny(), "llama_ens_light"),
     ];
     let mut skipped = 0;
+    let docs = [
+        // Portrait, landscape, and a wide upload (bottom cells padding when top-left).
+        ("earnings.pdf", corpus("earnings.pdf")),
+        ("mathfuncs.pdf", corpus("mathfuncs.pdf")),
+        ("wide.png", wide_png()),
+    ];
     for (vision, layout) in &layouts {
-        // Portrait, landscape, and a wide upload whose bottom cells are padding.
-        for (name, bytes) in [
-            ("earnings.pdf", corpus("earnings.pdf")),
-            ("mathfuncs.pdf", corpus("mathfuncs.pdf")),
-            ("wide.png", wide_png()),
-        ] {
-            skipped += check(name, bytes, vision, layout);
+        for (name, bytes) in &docs {
+            for skip_tokens in [false, true] {
+                skipped += check(name, bytes, vision, layout, skip_tokens);
+            }
         }
     }
     assert_eq!(
         skipped, 2,
-        "the wide upload's bottom row is padding in the 2x2 layout"
+        "the wide upload's bottom row is padding in the 2x2 top-left layout"
     );
 }

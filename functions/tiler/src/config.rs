@@ -8,7 +8,7 @@ use sphinx_core::isolate::{Isolation, ENV_RENDER_PROGRAM};
 use sphinx_core::job::{parse_tasks, Task};
 use sphinx_core::limits::{self, Limits};
 use sphinx_core::pipeline::TileOptions;
-use sphinx_core::tiling::TileConfig;
+use sphinx_core::tiling::{Align, TileConfig};
 
 /// Bucket holding `inbox/`, `work/` and `errors/` (required).
 pub const ENV_BUCKET: &str = "SPHINX_BUCKET";
@@ -40,6 +40,9 @@ pub const ENV_PAGE_TIMEOUT_S: &str = "SPHINX_PAGE_TIMEOUT_S";
 /// tiled for another layout are refused by the worker, so these follow the model
 /// (defaults: SPHINX-Tiny-1k's 1024 px, 2x2).
 pub const ENV_CANVAS_PX: &str = "SPHINX_CANVAS_PX";
+/// Where the page sits on the canvas: `top_left` (models with skip tokens, the default) or
+/// `center` (released checkpoints, as the reference's `PadToSquare`).
+pub const ENV_PAD_ALIGN: &str = "SPHINX_PAD_ALIGN";
 /// Heap of the render child in MiB (default: from [`ENV_LAMBDA_MEMORY_MB`]).
 pub const ENV_RENDER_MEMORY_MB: &str = "SPHINX_RENDER_MEMORY_MB";
 /// The function's memory setting in MiB, set by the Lambda runtime itself.
@@ -185,13 +188,28 @@ fn render_memory(vars: &HashMap<String, String>) -> Result<u64, ConfigError> {
     Ok(limits::DEFAULT_RENDER_MEMORY)
 }
 
-/// The layout from [`ENV_CANVAS_PX`] and [`ENV_GRID`], checked like the worker checks it.
+/// The layout from [`ENV_CANVAS_PX`], [`ENV_GRID`] and [`ENV_PAD_ALIGN`], checked like
+/// the worker checks it.
 fn tile_config(vars: &HashMap<String, String>) -> Result<TileConfig, ConfigError> {
     let defaults = TileOptions::default().tile;
-    let tile = TileConfig {
-        canvas: number(vars, ENV_CANVAS_PX, defaults.canvas)?,
-        grid: number(vars, ENV_GRID, defaults.grid)?,
+    let align = match vars.get(ENV_PAD_ALIGN).map(String::as_str) {
+        None | Some("top_left") => Align::TopLeft,
+        Some("center") => Align::Center,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: ENV_PAD_ALIGN,
+                value: other.to_string(),
+                reason: "must be top_left (models with skip tokens) or center (released \
+                         checkpoints)"
+                    .into(),
+            })
+        }
     };
+    let tile = TileConfig::new(
+        number(vars, ENV_CANVAS_PX, defaults.canvas)?,
+        number(vars, ENV_GRID, defaults.grid)?,
+    )
+    .aligned(align);
     tile.validate().map_err(|e| ConfigError::Invalid {
         name: ENV_CANVAS_PX,
         value: format!("{} ({ENV_GRID}={})", tile.canvas, tile.grid),
@@ -262,10 +280,7 @@ mod tests {
         v.insert(ENV_CANVAS_PX.into(), "640".into());
         assert_eq!(
             Config::from_vars(&v).unwrap().tile.tile,
-            TileConfig {
-                canvas: 640,
-                grid: 2
-            }
+            TileConfig::new(640, 2)
         );
         let mut v = vars(BASE);
         v.insert(ENV_TASKS.into(), "caption:short,ocr".into());

@@ -210,7 +210,10 @@ impl Trainer {
             datasets.iter().map(|d| d.records.len()).collect(),
             &weights,
         );
-        let (tile, single_view) = (vision.tiling(), vision.layout == ViewLayout::Single);
+        let (tile, single_view) = (
+            vision.tiling(config.sphinx.skip_tokens),
+            vision.layout == ViewLayout::Single,
+        );
         let image_tokens = if single_view {
             vision.tokens_per_view() + 2
         } else {

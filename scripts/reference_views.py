@@ -3,16 +3,20 @@ engine's page path (engine/worker/tests/view_parity.rs runs it).
 
 Written only with PIL, torchvision and torch, following LLaMA2-Accessory exactly:
 accessory/data/transform.py `T_padded_resize` (PadToSquare with the CLIP-mean colour
-truncated to bytes, torchvision Resize(canvas, BICUBIC) on the PIL image, ToTensor,
-Normalize with the CLIP mean/std), then the view derivation of `encode_image`:
+truncated to bytes, the page pasted CENTRED: `(0, (w - h) // 2)` or `((h - w) // 2, 0)`;
+torchvision Resize(canvas, BICUBIC) on the PIL image; ToTensor; Normalize with the CLIP
+mean/std), then the view derivation of `encode_image`:
   llama_ens5_light.py (1024 canvas): ConvNeXt sees F.interpolate(canvas, 512, bicubic) and
     the four 512 quarters of the canvas; DINOv2 sees F.interpolate(canvas, 224, bicubic)
     and the four 224 quarters of F.interpolate(canvas, 448, bicubic);
   llama_ens_light.py (512 canvas): ConvNeXt sees F.interpolate(canvas, 512) (nearest, an
     identity at 512), DINOv2 sees F.interpolate(canvas, 224, bicubic).
 In float32 (the reference interpolates in float16 on the GPU; that rounding is its own).
+`--align top-left` pastes the page at (0, 0) instead: SPHINX-X's placement for models with
+skip tokens (the one deviation from the released code, for the engine's skip-token path).
 
-Usage: views.py PAGE.png --layout llama_ens5_light|llama_ens_light --out VIEWS.safetensors
+Usage: reference_views.py PAGE.png --layout llama_ens5_light|llama_ens_light
+       [--align center|top-left] --out VIEWS.safetensors
 writes `convnext` [V, 3, 512, 512] and `dinov2` [V, 3, 224, 224] (CLIP-normalized, in the
 reference's view order) and `canvas` [3, S, S] (uint8, the PIL canvas).
 """
@@ -32,24 +36,30 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class PadToSquare:
-    """accessory/data/transform.py: the page at the top-left of a square of the mean colour."""
+    """accessory/data/transform.py: the page centred on a square of the mean colour
+    (`top_left`: at (0, 0), SPHINX-X's placement for skip tokens)."""
 
-    def __init__(self, background_color):
+    def __init__(self, background_color, top_left=False):
         self.bg_color = tuple(int(x * 255) for x in background_color)
+        self.top_left = top_left
 
     def __call__(self, img):
         width, height = img.size
         if width == height:
             return img
-        side = max(width, height)
-        result = Image.new(img.mode, (side, side), self.bg_color)
-        result.paste(img, (0, 0))
-        return result
+        elif width > height:
+            result = Image.new(img.mode, (width, width), self.bg_color)
+            result.paste(img, (0, 0 if self.top_left else (width - height) // 2))
+            return result
+        else:
+            result = Image.new(img.mode, (height, height), self.bg_color)
+            result.paste(img, (0 if self.top_left else (height - width) // 2, 0))
+            return result
 
 
-def t_padded_resize(size):
+def t_padded_resize(size, top_left=False):
     return transforms.Compose([
-        PadToSquare(background_color=OPENAI_CLIP_MEAN),
+        PadToSquare(background_color=OPENAI_CLIP_MEAN, top_left=top_left),
         transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC),
         transforms.ToTensor(),
         transforms.Normalize(mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD),
@@ -81,16 +91,18 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("page")
     ap.add_argument("--layout", choices=["llama_ens5_light", "llama_ens_light"], required=True)
+    ap.add_argument("--align", choices=["center", "top-left"], default="center")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
+    top_left = a.align == "top-left"
     canvas_side = 1024 if a.layout == "llama_ens5_light" else 512
     page = Image.open(a.page).convert("RGB")
-    image = t_padded_resize(canvas_side)(page)[None]
+    image = t_padded_resize(canvas_side, top_left)(page)[None]
     with torch.no_grad():
         convnext, dinov2 = (ens5_views if a.layout == "llama_ens5_light" else ens_views)(image)
     # The 8-bit canvas itself, for diagnostics (PadToSquare + Resize without ToTensor).
     pil_canvas = transforms.Resize(canvas_side, interpolation=transforms.InterpolationMode.BICUBIC)(
-        PadToSquare(OPENAI_CLIP_MEAN)(page))
+        PadToSquare(OPENAI_CLIP_MEAN, top_left)(page))
     canvas = torch.from_numpy(np.asarray(pil_canvas).copy()).permute(2, 0, 1).contiguous()
     save_file({"convnext": convnext.contiguous(), "dinov2": dinov2.contiguous(), "canvas": canvas}, a.out)
     print(f"{a.page}: {tuple(page.size)} -> {a.layout} views {tuple(convnext.shape)} {tuple(dinov2.shape)}",
