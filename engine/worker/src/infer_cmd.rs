@@ -116,6 +116,16 @@ pub fn load_with(
     weights::load_files(&mut vs, &[weights_path.as_path()])
         .with_context(|| format!("cannot load weights {}", weights_path.display()))?;
     let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
+    if tokenizer.vocab_size() as i64 > cfg.llm.vocab_size {
+        bail!(
+            "{} has {} pieces but the model's vocab_size ({}) is {}: the tokenizer belongs to \
+             another model",
+            dir.join(TOKENIZER_FILE).display(),
+            tokenizer.vocab_size(),
+            dir.join(CONFIG_FILE).display(),
+            cfg.llm.vocab_size
+        );
+    }
     let tile = vision.tiling(cfg.skip_tokens);
     let id = dir
         .canonicalize()
