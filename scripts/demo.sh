@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
-cargo build --release -q -p sphinx-worker
+cargo build --release -q -p sphinx-worker -p sphinx-core
 out=out/demo
 rm -rf "$out"
 status=0

@@ -6,8 +6,10 @@ with a dead-letter queue, maxReceiveCount 3). The tiler Lambda runs under cargo-
 runtime emulator and is invoked with S3 put events; `sphinx serve` drains the infer
 queue. Checked, in order:
 
-1. Three uploads (a 3-page PDF, a PNG, a corrupt file) -> one result per good page, one
-   merged result per good document, an error record for the corrupt one, queues empty.
+1. Four uploads (a 3-page PDF, a PNG, a corrupt file, a decoder bomb from the hostile
+   corpus whose inline image inflates to 1.6 GB) -> one result per good page, one merged
+   result per good document, an error record for the corrupt one and a `render_memory`
+   record for the bomb (its render child hit its 1 GiB heap), queues empty, nothing in the DLQ.
 2. `sphinx run` on the same files gives the same keys and the same tokens.
 3. A job that can never succeed ends in the infer DLQ with an error record.
 4. kill -9 of a worker in the middle of its work, then a new worker: every page has
@@ -97,12 +99,18 @@ def main():
     shutil.copy(ROOT / "tests/data/formats/palette.png", png)
     corrupt = docs / "corrupt.pdf"
     corrupt.write_bytes(b"%PDF-1.7\n" + random.Random(7).randbytes(4000))
+    bomb = docs / "bomb.pdf"
+    hostile = ROOT / "target/hostile/inline_bomb.pdf"
+    if not hostile.exists():
+        sys.exit(f"missing {hostile}: run .venv/bin/python scripts/make_hostile_corpus.py")
+    shutil.copy(hostile, bomb)
 
     # The local path first: it also makes the random-weight model both paths use.
     local = work / "local"
     print("== sphinx run on the same files", flush=True)
     run = subprocess.run([str(SPHINX), "run", str(docs), "--out", str(local), "--quiet", "--cpu",
-                          "--max-new-tokens", MAX_NEW_TOKENS], capture_output=True, text=True)
+                          "--max-new-tokens", MAX_NEW_TOKENS, "--max-render-memory", "1024"],
+                         capture_output=True, text=True)
     (LOGS / "run.log").write_text(run.stdout + run.stderr)
     check(run.returncode == 2, f"sphinx run exits 2 when a document failed (got {run.returncode})")
     check("RANDOM" in run.stderr and "RANDOM" in run.stdout, "sphinx run says loudly that the model is random")
@@ -110,12 +118,14 @@ def main():
     # The tiler cuts views for the served model's layout, as a deployment configures it.
     vision = json.loads((model / "config.json").read_text())["vision"]
     grid = vision["layout"]["global_and_grid"]["grid"]
-    layout = {"SPHINX_CANVAS_PX": str(grid * vision["convnext_size"]), "SPHINX_GRID": str(grid)}
+    layout = {"SPHINX_CANVAS_PX": str(grid * vision["convnext_size"]), "SPHINX_GRID": str(grid),
+              # The render child's heap: below what the bomb needs.
+              "SPHINX_RENDER_MEMORY_MB": "1024"}
 
     stack = Stack(TILER, LOGS, tiler_env=layout)
     try:
-        print("== 1. upload 3 documents, tile through the Lambda, serve", flush=True)
-        response = stack.upload_and_tile([pdf, png, corrupt])
+        print("== 1. upload 4 documents (one a decoder bomb), tile through the Lambda, serve", flush=True)
+        response = stack.upload_and_tile([pdf, png, corrupt, bomb])
         print(f"  tiler: {response}")
         check(page_jobs_pending(stack) == 4, "4 page jobs queued (3 PDF pages + 1 image)")
         serve_until_idle(stack, model, "serve-1.log")
@@ -128,9 +138,10 @@ def main():
             doc = stack.get_json(key)
             check(doc["missing_pages"] == [] and len(doc["pages"]) == doc["page_count"],
                   f"{key} merges all {doc['page_count']} pages")
-        errors = [k for k in stack.keys("errors/") if k.count("/") == 1]
-        check(len(errors) == 1, "an error record for the corrupt upload")
-        check(stack.get_json(errors[0])["source"] == "corrupt.pdf", "the error names the upload")
+        errors = {stack.get_json(k)["source"]: stack.get_json(k) for k in stack.keys("errors/") if k.count("/") == 1}
+        check(sorted(errors) == ["bomb.pdf", "corrupt.pdf"], f"an error record for each bad upload ({sorted(errors)})")
+        check(errors["bomb.pdf"]["code"] == "render_memory",
+              f"the bomb is a render_memory record ({errors['bomb.pdf']['code']}: {errors['bomb.pdf']['message']})")
         check(page_jobs_pending(stack) == 0, "infer queue empty")
         check(sum(stack.depth(stack.ingest)) == 0, "ingest queue empty")
         check(sum(stack.depth(stack.infer_dlq)) == 0, "nothing dead-lettered")

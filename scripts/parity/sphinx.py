@@ -103,7 +103,7 @@ def generate(out: Path) -> None:
 
     canvas = torch.zeros(3, CANVAS, CANVAS)
     canvas[:, :CONTENT_ROWS, :] = torch.randn(3, CONTENT_ROWS, CANVAS, generator=gen)
-    ids = torch.randint(2, LLM["vocab_size"], (TEXT_LEN,), generator=gen)
+    ids = torch.randint(2, LLM["vocab_size"], (TEXT_LEN,), generator=gen)  # < 320: valid for both LLMs
     ids[0] = BOS
 
     feats, views_512, views_224 = encode_views(convnext, dino, canvas)
@@ -156,9 +156,16 @@ def generate(out: Path) -> None:
     (out / "config.json").write_text(json.dumps(config, indent=1) + "\n")
     print(f"sphinx fixtures -> {out} ({n_image} image tokens, {TEXT_LEN} text tokens)")
 
-    # The released layout: no skip token; every cell encoded, as the public code does.
+    # The released layout: no skip token; every cell encoded, as the public code does. Its
+    # LLM has room for the engine's character tokenizer (355 pieces), so the converted
+    # folder is complete as `sphinx infer` loads it.
     release = out.parent / "sphinx-release"
-    release_weights = {k: v for k, v in weights.items() if k != PREFIX + "skip_token"}
+    rel_llm = dict(LLM, vocab_size=384)
+    lm = llama.hf_model(rel_llm, seed=12)
+    release_weights = {k: v for k, v in weights.items()
+                       if k != PREFIX + "skip_token" and not k.startswith(PREFIX + "layers.")
+                       and k not in (PREFIX + "tok_embeddings.weight", PREFIX + "norm.weight", PREFIX + "output.weight")}
+    release_weights.update(llama.reference_state_dict(lm, rel_llm))
     pad = torch.tensor(PAD_RGB, dtype=torch.uint8).view(3, 1, 1)
     canvas_u8 = pad.expand(3, CANVAS, CANVAS).clone()
     canvas_u8[:, :CONTENT_ROWS, :] = torch.randint(0, 256, (3, CONTENT_ROWS, CANVAS), generator=gen, dtype=torch.uint8)
@@ -177,7 +184,7 @@ def generate(out: Path) -> None:
     h = lm.model.embed_tokens(ids[None])
     h = torch.cat([h[:, :1], image_tokens, h[:, 1:]], dim=1)
     release_logits = lm(inputs_embeds=h).logits[:, n_image:]
-    write_release(release / "src", release_weights, config)
+    write_release(release / "src", release_weights, dict(config, llm=llama.engine_config(rel_llm)))
     save_file(
         {
             "canvas": canvas_u8.contiguous(),
@@ -189,10 +196,11 @@ def generate(out: Path) -> None:
     )
     # Malformed releases the converter must refuse, naming the file and tensor.
     missing = release / "bad" / "missing_shard"
-    write_release(missing, release_weights, config, name="consolidated.00-of-02.model.pth")
+    write_release(missing, release_weights, dict(config, llm=llama.engine_config(rel_llm)),
+                  name="consolidated.00-of-02.model.pth")
     int_weights = dict(release_weights)
     int_weights[PREFIX + "visual_proj.1.weight"] = torch.ones(LLM["dim"], dtype=torch.int32)
-    write_release(release / "bad" / "int_dtype", int_weights, config)
+    write_release(release / "bad" / "int_dtype", int_weights, dict(config, llm=llama.engine_config(rel_llm)))
     print(f"released-layout fixtures -> {release} ({n_image} image tokens, no skip token)")
 
 

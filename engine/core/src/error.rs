@@ -6,8 +6,9 @@
 
 use crate::document::SourceKind;
 
-/// Why a document (or one of its pages) could not be decoded.
-#[derive(Debug, thiserror::Error)]
+/// Why a document (or one of its pages) could not be decoded. Serializable, so a render
+/// child process ([`crate::isolate`]) reports it to its parent unchanged.
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum DocError {
     /// The upload has zero bytes.
     #[error("document is empty (0 bytes)")]
@@ -74,6 +75,28 @@ pub enum DocError {
         /// The time limit in force, in seconds.
         seconds: f64,
     },
+    /// The render child ran out of its memory limit (an image or decoder bomb).
+    #[error("{} needed more than the render memory limit of {limit_bytes} bytes", what(*page))]
+    RenderMemory {
+        /// Zero-based page index; `None` while opening the document.
+        page: Option<u32>,
+        /// The limit in force.
+        limit_bytes: u64,
+    },
+    /// The render child died another way (abort, stack overflow, signal, CPU limit).
+    #[error("{} crashed the renderer: {reason}", what(*page))]
+    RenderCrashed {
+        /// Zero-based page index; `None` while opening the document.
+        page: Option<u32>,
+        /// How the child ended, and the last line it printed.
+        reason: String,
+    },
+    /// Opening the document took longer than [`crate::limits::Limits::page_timeout`].
+    #[error("document did not open within {seconds} s")]
+    OpenTimeout {
+        /// The time limit in force, in seconds.
+        seconds: f64,
+    },
     /// A page index past the end of the document was requested.
     #[error("page {index} is out of range: the document has {count} pages")]
     PageOutOfRange {
@@ -90,6 +113,11 @@ pub enum DocError {
     },
 }
 
+/// "page N" or "opening the document", for messages.
+fn what(page: Option<u32>) -> String {
+    page.map_or_else(|| "opening the document".into(), |p| format!("page {p}"))
+}
+
 impl DocError {
     /// Stable snake_case code for error records; never changes once published.
     pub fn code(&self) -> &'static str {
@@ -103,7 +131,9 @@ impl DocError {
             Self::NoPages => "no_pages",
             Self::Malformed { .. } => "malformed",
             Self::Unsupported { .. } => "unsupported",
-            Self::RenderTimeout { .. } => "render_timeout",
+            Self::RenderTimeout { .. } | Self::OpenTimeout { .. } => "render_timeout",
+            Self::RenderMemory { .. } => "render_memory",
+            Self::RenderCrashed { .. } => "render_crashed",
             Self::PageOutOfRange { .. } => "page_out_of_range",
             Self::InvalidRenderSize { .. } => "invalid_render_size",
         }

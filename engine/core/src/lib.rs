@@ -1,10 +1,10 @@
 //! `sphinx-core`: everything between an uploaded document and the exact inputs
 //! SPHINX-X needs, with no libtorch so the tiler Lambda stays small.
 //!
-//! Flow: bytes -> [`document`] (sniff, decode, render pages under [`limits`]) ->
-//! [`tiling`] (fit on the canvas, skip plan, global view + sub-images) ->
-//! [`bundle`] (one object per page: manifest + PNG views) under the keys of [`keys`].
-//! [`pipeline`] runs that flow for one document.
+//! Flow: bytes -> [`document`] (sniff, decode, render pages under [`limits`], in a
+//! child process under hard limits: [`isolate`]) -> [`tiling`] (the page's one canvas and
+//! its padding plan) -> [`bundle`] (one object per page: manifest + PNGs of the canvas
+//! cells) under the keys of [`keys`]. [`pipeline`] runs that flow for one document.
 //!
 //! It deliberately knows nothing about models, GPUs or AWS.
 
@@ -12,6 +12,7 @@ pub mod boxes;
 pub mod bundle;
 pub mod document;
 pub mod error;
+pub mod isolate;
 pub mod job;
 pub mod keys;
 pub mod limits;

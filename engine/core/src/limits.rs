@@ -30,9 +30,25 @@ pub const DEFAULT_MAX_RENDER_SIDE: u32 = 4_096;
 /// only reached by pathological content streams.
 pub const DEFAULT_PAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Default heap of a render child ([`crate::isolate`]): 2 GiB. A 4,096 px page is 50 MB
+/// of RGB; hayro needs a few times that for its pixmaps, so real documents stay far below,
+/// while a decoder bomb hits the limit and becomes a `render_memory` error.
+pub const DEFAULT_RENDER_MEMORY: u64 = 2 << 30;
+
+/// What a process keeps for itself beside its render child: the document bytes (at most
+/// [`DEFAULT_MAX_BYTES`]), one page bitmap and its bundle, the runtime. The tiler Lambda's
+/// child gets `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` minus this.
+pub const RENDER_MEMORY_HEADROOM: u64 = 768 << 20;
+
+/// The render child's heap for a process allowed `total` bytes in all (the Lambda's
+/// memory setting), leaving [`RENDER_MEMORY_HEADROOM`] to the parent; at least 256 MiB.
+pub fn render_memory_within(total: u64) -> u64 {
+    total.saturating_sub(RENDER_MEMORY_HEADROOM).max(256 << 20)
+}
+
 /// Bounds for decoding one document. Construct with [`Limits::default`] and
 /// override fields, e.g. a short `page_timeout` in tests.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Largest accepted document, in bytes (checked before parsing).
     pub max_bytes: u64,
@@ -46,6 +62,9 @@ pub struct Limits {
     pub max_render_side: u32,
     /// Wall-clock budget for rendering one PDF page.
     pub page_timeout: Duration,
+    /// Heap of the child process that opens and renders documents
+    /// ([`crate::isolate::Isolation::Child`]), in bytes (`RLIMIT_DATA`).
+    pub render_memory: u64,
 }
 
 impl Default for Limits {
@@ -56,6 +75,7 @@ impl Default for Limits {
             max_pixels: DEFAULT_MAX_PIXELS,
             max_render_side: DEFAULT_MAX_RENDER_SIDE,
             page_timeout: DEFAULT_PAGE_TIMEOUT,
+            render_memory: DEFAULT_RENDER_MEMORY,
         }
     }
 }

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::keys;
-use crate::tiling::{Placement, TileConfig, TiledPage, CLIP_MEAN, CLIP_STD, PAD_RGB};
+use crate::tiling::{Align, Placement, TileConfig, TiledPage, CLIP_MEAN, CLIP_STD, PAD_RGB};
 
 /// Schema version written into every manifest: `MAJOR.MINOR`. A reader accepts any
 /// minor of its major (minors only add optional fields) and rejects other majors.
@@ -77,6 +77,9 @@ pub struct Preprocess {
     pub canvas: u32,
     pub tile: u32,
     pub grid: u32,
+    /// Where the page sits on its padded square (older manifests: top-left).
+    #[serde(default)]
+    pub align: Align,
 }
 
 impl Preprocess {
@@ -90,6 +93,7 @@ impl Preprocess {
             canvas: cfg.canvas,
             tile: cfg.tile(),
             grid: cfg.grid,
+            align: cfg.align,
         }
     }
 }
@@ -258,6 +262,7 @@ impl PageManifest {
         let cfg = TileConfig {
             canvas: self.preprocess.canvas,
             grid: self.grid,
+            align: self.preprocess.align,
         };
         if let Err(e) = cfg.validate() {
             return invalid(format!("grid/canvas: {e}"));

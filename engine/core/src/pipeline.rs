@@ -1,6 +1,8 @@
 //! One document through the whole ingestion flow: open -> render each page -> tile ->
 //! page bundle. Shared unchanged by `sphinx tile`, `sphinx run` and the tiler Lambda,
-//! so every path lays out byte-identical objects.
+//! so every path lays out byte-identical objects. Opening and rendering happen where
+//! [`TileOptions::isolation`] says: the binaries use a child process under hard limits
+//! ([`crate::isolate`]), so a decoder bomb costs one error record, not the process.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -8,18 +10,21 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::PageBundle;
-use crate::document::{Document, SourceKind};
+use crate::document::SourceKind;
 use crate::error::DocError;
+use crate::isolate::{Isolation, Renderer};
 use crate::keys;
 use crate::limits::Limits;
 use crate::manifest::{DocumentManifest, PageEntry, SourceInfo};
 use crate::tiling::{plan, tile_page, TileConfig, TileConfigError};
 
-/// Everything that decides what a document turns into.
+/// Everything that decides what a document turns into, and where it is decoded.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TileOptions {
     pub tile: TileConfig,
     pub limits: Limits,
+    /// Where documents are opened and rendered (the binaries: a child process).
+    pub isolation: Isolation,
 }
 
 /// One finished page: its bundle object, ready to store under `key`.
@@ -106,8 +111,11 @@ impl ErrorRecord {
 }
 
 /// Opens the document just far enough to count its pages (no rendering).
-pub fn page_count(bytes: Arc<Vec<u8>>, limits: &Limits) -> Result<u32, TileError> {
-    Ok(Document::open(bytes, limits)?.page_count())
+pub fn page_count(bytes: Arc<Vec<u8>>, opts: &TileOptions) -> Result<u32, TileError> {
+    opts.tile.validate()?;
+    Renderer::with(&opts.isolation, &opts.limits, |r| {
+        Ok(r.open(&bytes, &opts.limits, opts.tile.canvas)?.page_count)
+    })
 }
 
 /// Tiles `pages` (all when `None`) of one document, handing each page bundle to `sink`
@@ -123,10 +131,23 @@ pub fn tile_document(
     sink: &mut dyn FnMut(PageOutput) -> anyhow::Result<()>,
 ) -> Result<DocumentManifest, TileError> {
     opts.tile.validate()?;
+    Renderer::with(&opts.isolation, &opts.limits, |renderer| {
+        tile_with(renderer, bytes, source, opts, pages, sink)
+    })
+}
+
+fn tile_with(
+    renderer: &mut Renderer,
+    bytes: Arc<Vec<u8>>,
+    source: &str,
+    opts: &TileOptions,
+    pages: Option<Range<u32>>,
+    sink: &mut dyn FnMut(PageOutput) -> anyhow::Result<()>,
+) -> Result<DocumentManifest, TileError> {
     let doc_id = keys::doc_id(&bytes);
     let byte_len = bytes.len() as u64;
-    let document = Document::open(bytes, &opts.limits)?;
-    let count = document.page_count();
+    let document = renderer.open(&bytes, &opts.limits, opts.tile.canvas)?;
+    let count = document.page_count;
     let range = pages.unwrap_or(0..count);
     if range.end > count || range.start > range.end {
         return Err(DocError::PageOutOfRange {
@@ -137,12 +158,12 @@ pub fn tile_document(
     }
     let info = SourceInfo {
         name: source.to_string(),
-        kind: kind_name(document.kind()).to_string(),
+        kind: kind_name(document.kind).to_string(),
         bytes: byte_len,
     };
     let mut manifest = DocumentManifest::new(&doc_id, info, count, &opts.tile);
     for index in range {
-        let page = document.render(index, opts.tile.canvas)?;
+        let page = renderer.render(index, &opts.limits)?;
         let page_failed = |reason: String| TileError::Page {
             page: index,
             reason,
@@ -164,7 +185,7 @@ pub fn tile_document(
     }
     let tiled: Vec<u32> = manifest.pages.iter().map(|p| p.index).collect();
     for index in (0..count).filter(|i| !tiled.contains(i)) {
-        let [width, height] = document.render_size(index, opts.tile.canvas)?;
+        let [width, height] = document.render_sizes[index as usize];
         let (_, plan) = plan(width, height, &opts.tile).map_err(|e| TileError::Page {
             page: index,
             reason: e.to_string(),

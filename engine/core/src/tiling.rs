@@ -41,13 +41,30 @@ pub const MAX_CANVAS: u32 = 4096;
 /// Largest grid accepted per side (64 sub-images), far beyond the released 2x2.
 pub const MAX_GRID: u32 = 8;
 
-/// Canvas and grid of the high-resolution views; `tile = canvas / grid`.
+/// Where the page sits on its padded square.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Align {
+    /// Top-left, as SPHINX-X's skip tokens need (the padding collects in whole cells at the
+    /// right or bottom): models trained here.
+    #[default]
+    TopLeft,
+    /// Centred, as the reference's `PadToSquare` pastes it (`(0, (w - h) // 2)` for a wide
+    /// page, `((h - w) // 2, 0)` for a tall one): the released checkpoints saw this.
+    Center,
+}
+
+/// Canvas and grid of the high-resolution views (`tile = canvas / grid`) and where the
+/// page sits on the canvas.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TileConfig {
     /// Side of the square high-resolution canvas in pixels.
     pub canvas: u32,
     /// Sub-images per canvas side.
     pub grid: u32,
+    /// Where the page sits on the padded square (absent in older manifests: top-left).
+    #[serde(default)]
+    pub align: Align,
 }
 
 /// Why a [`TileConfig`] is unusable.
@@ -71,15 +88,27 @@ impl TileConfig {
         Self {
             canvas: 1024,
             grid: 2,
+            align: Align::TopLeft,
         }
+    }
+
+    /// `canvas` in a `grid x grid` of cells, the page at the top-left.
+    pub const fn new(canvas: u32, grid: u32) -> Self {
+        Self {
+            canvas,
+            grid,
+            align: Align::TopLeft,
+        }
+    }
+
+    /// The same layout with the page placed by `align`.
+    pub const fn aligned(self, align: Align) -> Self {
+        Self { align, ..self }
     }
 
     /// The 448 layout (`SPHINX-1k`'s `image_size = 448`): 2x2 sub-images of 224.
     pub const fn tiny_448() -> Self {
-        Self {
-            canvas: 448,
-            grid: 2,
-        }
+        Self::new(448, 2)
     }
 
     /// Side of one sub-image (and of the global view).
@@ -104,7 +133,7 @@ impl TileConfig {
 
     /// Checks the grid, divisibility and size bounds.
     pub fn validate(&self) -> Result<(), TileConfigError> {
-        let Self { canvas, grid } = *self;
+        let Self { canvas, grid, .. } = *self;
         if grid == 0 || grid > MAX_GRID {
             return Err(TileConfigError::Grid { grid });
         }
@@ -128,8 +157,10 @@ impl Default for TileConfig {
     }
 }
 
-/// Where the page lands on the canvas: `scale = canvas / max(w, h)`, top-left at (x, y),
-/// covering `width x height` canvas pixels (`ceil(w * scale)`, `ceil(h * scale)`).
+/// Where the page lands on the canvas: `scale = canvas / max(w, h)`, top-left at (x, y)
+/// (0, 0 for [`Align::TopLeft`]; the centring offset in page pixels times `scale`, rounded,
+/// for [`Align::Center`]), covering `width x height` canvas pixels (`ceil(w * scale)`,
+/// `ceil(h * scale)`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Placement {
     pub scale: f64,
@@ -184,8 +215,19 @@ pub enum TilingError {
     Resize(#[from] ResizeError),
 }
 
-/// Fits a `page_width_px x page_height_px` page on the canvas and decides the skips: a
-/// cell is skipped iff it does not intersect the content rectangle.
+/// Offset of the page on its padded square, in page pixels: `PadToSquare`'s paste point.
+fn offset(page_width_px: u32, page_height_px: u32, align: Align) -> (u32, u32) {
+    match align {
+        Align::TopLeft => (0, 0),
+        Align::Center if page_width_px > page_height_px => {
+            (0, (page_width_px - page_height_px) / 2)
+        }
+        Align::Center => ((page_height_px - page_width_px) / 2, 0),
+    }
+}
+
+/// Fits a `page_width_px x page_height_px` page on the canvas and decides the padding: a
+/// cell is padding iff it does not intersect the content rectangle.
 pub fn plan(
     page_width_px: u32,
     page_height_px: u32,
@@ -202,17 +244,24 @@ pub fn plan(
     let canvas = u64::from(cfg.canvas);
     // ceil(len * canvas / side) in exact integer arithmetic; the long side maps to `canvas`.
     let fit = |len: u32| ((u64::from(len) * canvas).div_ceil(side)) as u32;
+    let (ox, oy) = offset(page_width_px, page_height_px, cfg.align);
+    let at = |o: u32| ((u64::from(o) * canvas * 2 + side) / (2 * side)) as u32;
     let placement = Placement {
         scale: cfg.canvas as f64 / side as f64,
-        x: 0,
-        y: 0,
+        x: at(ox),
+        y: at(oy),
         width: fit(page_width_px),
         height: fit(page_height_px),
     };
-    let tile = cfg.tile();
+    let tile = u64::from(cfg.tile());
+    // Cell [c * tile, (c + 1) * tile) meets [o, o + len) * canvas / side, exactly.
+    let meets = |c: u32, o: u32, len: u32| {
+        let (lo, hi) = (u64::from(c) * tile * side, (u64::from(c) + 1) * tile * side);
+        lo < (u64::from(o) + u64::from(len)) * canvas && hi > u64::from(o) * canvas
+    };
     let skipped = (0..cfg.grid)
         .flat_map(|row| (0..cfg.grid).map(move |col| (row, col)))
-        .map(|(row, col)| col * tile >= placement.width || row * tile >= placement.height)
+        .map(|(row, col)| !(meets(col, ox, page_width_px) && meets(row, oy, page_height_px)))
         .collect();
     Ok((
         placement,
@@ -265,11 +314,25 @@ impl TiledPage {
 /// Makes the canvas and padding plan of one page bitmap.
 pub fn tile_page(page: &RgbImage, cfg: &TileConfig) -> Result<TiledPage, TilingError> {
     let (placement, plan) = plan(page.width(), page.height(), cfg)?;
+    let page_size = [page.width(), page.height()];
     let side = page.width().max(page.height());
+    // Centring: the padding before the page is materialised (at most half the page again);
+    // the padding after it stays virtual, as for top-left.
+    let shifted;
+    let page = match offset(page.width(), page.height(), cfg.align) {
+        (0, 0) => page,
+        (ox, oy) => {
+            let mut img =
+                RgbImage::from_pixel(ox + page.width(), oy + page.height(), image::Rgb(PAD_RGB));
+            image::imageops::replace(&mut img, page, i64::from(ox), i64::from(oy));
+            shifted = img;
+            &shifted
+        }
+    };
     let src = PaddedSource::new(page, side, side, PAD_RGB)?;
     let canvas = resize_padded(&src, cfg.canvas, cfg.canvas)?;
     Ok(TiledPage {
-        page_size: [page.width(), page.height()],
+        page_size,
         placement,
         plan,
         canvas,
@@ -324,13 +387,30 @@ mod tests {
     }
 
     #[test]
+    fn centred_pages_sit_where_pad_to_square_pastes_them() {
+        // A 96 x 32 page: PadToSquare pastes it at (0, (96 - 32) // 2) = (0, 32).
+        let page = RgbImage::from_pixel(96, 32, image::Rgb([0, 0, 0]));
+        let cfg = TileConfig::new(96, 2).aligned(Align::Center);
+        let tiled = tile_page(&page, &cfg).unwrap();
+        assert_eq!((tiled.placement.x, tiled.placement.y), (0, 32));
+        assert_eq!(tiled.canvas.get_pixel(5, 31).0, PAD_RGB);
+        assert_eq!(tiled.canvas.get_pixel(5, 32).0, [0, 0, 0]);
+        assert_eq!(tiled.canvas.get_pixel(5, 63).0, [0, 0, 0]);
+        assert_eq!(tiled.canvas.get_pixel(5, 64).0, PAD_RGB);
+        // Rows 32..64 meet both rows of cells: nothing is padding.
+        assert_eq!(tiled.plan.flags(), &[false; 4]);
+        assert_eq!(tiled.page_size, [96, 32]);
+        // A tall page is centred horizontally; a thin one leaves whole cells of padding.
+        let (p, plan) = plan(10, 96, &TileConfig::new(96, 4).aligned(Align::Center)).unwrap();
+        assert_eq!((p.x, p.y), (43, 0));
+        assert_eq!(plan.flags()[..4], [true, false, false, true]);
+    }
+
+    #[test]
     fn cells_cut_and_assemble_back_to_the_canvas() {
         let mut page = RgbImage::from_pixel(90, 45, image::Rgb([1, 2, 3]));
         page.put_pixel(20, 44, image::Rgb([200, 100, 50]));
-        let cfg = TileConfig {
-            canvas: 96,
-            grid: 2,
-        };
+        let cfg = TileConfig::new(96, 2);
         let tiled = tile_page(&page, &cfg).unwrap();
         assert_eq!(tiled.plan.flags(), &[false, false, true, true]);
         // The page ends on the cell boundary: the bicubic upscale bleeds into the padding row.
@@ -351,7 +431,7 @@ mod tests {
         assert_eq!(TileConfig::tiny_1k().tile(), 512);
         assert_eq!(TileConfig::tiny_448().tile(), 224);
         assert!(TileConfig::tiny_448().validate().is_ok());
-        let bad = |canvas, grid| TileConfig { canvas, grid }.validate().unwrap_err();
+        let bad = |canvas, grid| TileConfig::new(canvas, grid).validate().unwrap_err();
         assert_eq!(bad(1024, 0), TileConfigError::Grid { grid: 0 });
         assert_eq!(
             bad(1000, 3),

@@ -269,14 +269,7 @@ fn extract_writes_viewable_pngs_and_the_manifest() {
 }
 
 fn small_bundle() -> Vec<u8> {
-    let (bundle, _) = built(
-        70,
-        40,
-        &TileConfig {
-            canvas: 42,
-            grid: 3,
-        },
-    );
+    let (bundle, _) = built(70, 40, &TileConfig::new(42, 3));
     bundle.into_bytes()
 }
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use sphinx_core::bundle::PageBundle;
 use sphinx_core::document::Document;
+use sphinx_core::isolate::Isolation;
 use sphinx_core::limits::Limits;
 use sphinx_core::pipeline::{tile_document, ErrorRecord, PageOutput, TileOptions};
 use sphinx_core::tiling::TileConfig;
@@ -74,9 +75,13 @@ fn planned_sizes_equal_rendered_sizes() {
 #[test]
 fn every_page_output_is_a_valid_bundle_of_its_page() {
     let bytes = data("corpus/mathfuncs.pdf");
+    // Rendered in a child process, as the binaries do.
     let opts = TileOptions {
         tile: TileConfig::tiny_448(),
         limits: Limits::default(),
+        isolation: Isolation::Child {
+            program: env!("CARGO_BIN_EXE_sphinx-render").into(),
+        },
     };
     let (manifest, pages) = run(&bytes, &opts, None);
     assert_eq!(manifest.tile_config, TileConfig::tiny_448());

@@ -82,10 +82,7 @@ fn views_match_pil_bicubic() {
     for case in &index.cases {
         let page = load(&format!("{}.page.png", case.name));
         assert_eq!(page.dimensions(), (case.page_size[0], case.page_size[1]));
-        let cfg = TileConfig {
-            canvas: case.canvas,
-            grid: case.grid,
-        };
+        let cfg = TileConfig::new(case.canvas, case.grid);
         let tiled = tile_page(&page, &cfg).unwrap();
 
         let (mean, max) = diff(&tiled.canvas, &load(&format!("{}.canvas.png", case.name)));

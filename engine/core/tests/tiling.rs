@@ -18,10 +18,7 @@ fn configs() -> impl Strategy<Value = TileConfig> {
     prop_oneof![
         Just(TileConfig::tiny_1k()),
         Just(TileConfig::tiny_448()),
-        (1u32..=6, 14u32..=200).prop_map(|(grid, tile)| TileConfig {
-            canvas: grid * tile,
-            grid
-        }),
+        (1u32..=6, 14u32..=200).prop_map(|(grid, tile)| TileConfig::new(grid * tile, grid)),
     ]
 }
 
@@ -57,7 +54,7 @@ proptest! {
 
     #[test]
     fn page_cells_are_never_blank_and_cells_crop_the_canvas(w in 1u32..300, h in 1u32..300) {
-        let cfg = TileConfig { canvas: 96, grid: 3 };
+        let cfg = TileConfig::new(96, 3);
         let page = RgbImage::from_pixel(w, h, image::Rgb([0, 0, 0]));
         let tiled = tile_page(&page, &cfg).unwrap();
         prop_assert_eq!(tiled.page_size, [w, h]);
@@ -133,10 +130,7 @@ fn bad_inputs_are_typed_errors() {
             height: 10
         }
     );
-    let bad = TileConfig {
-        canvas: 1000,
-        grid: 3,
-    };
+    let bad = TileConfig::new(1000, 3);
     let page = RgbImage::new(10, 10);
     assert!(matches!(
         tile_page(&page, &bad),

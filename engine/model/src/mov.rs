@@ -110,16 +110,22 @@ impl MovConfig {
         }
     }
 
-    /// How the tiler must cut pages for this model: the canvas and its grid of cells.
-    pub fn tiling(&self) -> sphinx_core::tiling::TileConfig {
+    /// How the tiler must cut pages for this model: the canvas, its grid of cells, and
+    /// where the page sits. A model with a skip token (SPHINX-X, trained here) has the
+    /// page top-left, so padding fills whole cells; one without (the released
+    /// checkpoints) has it centred, as the reference's `PadToSquare` pastes it.
+    pub fn tiling(&self, skip_tokens: bool) -> sphinx_core::tiling::TileConfig {
+        use sphinx_core::tiling::{Align, TileConfig};
         let grid = match self.layout {
             ViewLayout::Single => 1,
             ViewLayout::GlobalAndGrid { grid } => grid,
         };
-        sphinx_core::tiling::TileConfig {
-            canvas: self.canvas_size() as u32,
-            grid: grid as u32,
-        }
+        let align = if skip_tokens {
+            Align::TopLeft
+        } else {
+            Align::Center
+        };
+        TileConfig::new(self.canvas_size() as u32, grid as u32).aligned(align)
     }
 
     /// Width of the concatenated features (3072 + 1536 = 4608 for the released models).

@@ -75,6 +75,49 @@ pub struct PageInput<'a> {
     pub ids: &'a Tensor,
 }
 
+/// The plan a model's image block follows for a page whose cells are `padding` (row-major,
+/// from the tiler): the padding itself with a skip token, nothing skipped without one
+/// (every cell is encoded, as the public code does), and no plan at all for the one-view
+/// layout.
+pub fn skip_plan(
+    vision: &MovConfig,
+    skip_tokens: bool,
+    padding: &[bool],
+) -> Result<Vec<bool>, SphinxError> {
+    let cells = match vision.layout {
+        ViewLayout::Single => 1,
+        ViewLayout::GlobalAndGrid { grid } => (grid * grid) as usize,
+    };
+    if padding.len() != cells {
+        return Err(SphinxError::Input(format!(
+            "padding plan has {} cells but the {:?} layout has {cells}",
+            padding.len(),
+            vision.layout
+        )));
+    }
+    Ok(match vision.layout {
+        ViewLayout::Single => Vec::new(),
+        _ if skip_tokens => padding.to_vec(),
+        _ => vec![false; cells],
+    })
+}
+
+/// THE page-to-model path: an 8-bit canvas `[3, S, S]` (uint8, as the tiler made it and a
+/// bundle rebuilds it) and its padding plan -> the encoder views and the plan of the image
+/// block, for a model with these encoders and (or not) a skip token. Normalises like
+/// `ToTensor` + `Normalize`, then derives every view as `encode_image` does
+/// ([`views_from_canvas`]). `sphinx infer`, `run`, `serve`, `eval` and `train` all use it.
+pub fn page_input(
+    vision: &MovConfig,
+    skip_tokens: bool,
+    canvas: &Tensor,
+    padding: &[bool],
+) -> Result<PageViews, SphinxError> {
+    let skipped = skip_plan(vision, skip_tokens, padding)?;
+    let views = views_from_canvas(vision, &normalize_canvas(canvas)?, &skipped)?;
+    Ok(PageViews { views, skipped })
+}
+
 /// The model root's name (the reference `MetaModel` attribute): every parameter is below it.
 pub const ROOT_NAME: &str = "llma";
 
@@ -173,37 +216,14 @@ impl Sphinx {
         Ok(views_from_canvas(self.mov.config(), canvas, skipped)?)
     }
 
-    /// The plan this model's image block follows for a page whose cells are `padding`
-    /// (row-major, from the tiler): the padding itself with a skip token, nothing skipped
-    /// without one (every cell is encoded, as the public code does), and no plan at all
-    /// for the one-view layout.
+    /// The plan this model's image block follows for a page (see [`skip_plan`]).
     pub fn skip_plan(&self, padding: &[bool]) -> Result<Vec<bool>, SphinxError> {
-        let cells = match self.mov.config().layout {
-            ViewLayout::Single => 1,
-            ViewLayout::GlobalAndGrid { grid } => (grid * grid) as usize,
-        };
-        if padding.len() != cells {
-            return Err(SphinxError::Input(format!(
-                "padding plan has {} cells but the {:?} layout has {cells}",
-                padding.len(),
-                self.mov.config().layout
-            )));
-        }
-        Ok(match self.mov.config().layout {
-            ViewLayout::Single => Vec::new(),
-            _ if self.has_skip_token() => padding.to_vec(),
-            _ => vec![false; cells],
-        })
+        skip_plan(self.mov.config(), self.has_skip_token(), padding)
     }
 
-    /// THE page-to-model path: an 8-bit canvas `[3, S, S]` (uint8, as the tiler made it
-    /// and a bundle rebuilds it) and its padding plan -> the encoder views and the plan of
-    /// the image block. Normalises like `ToTensor` + `Normalize`, then derives every view
-    /// as `encode_image` does ([`views_from_canvas`]).
+    /// THE page-to-model path for this model (see [`page_input`]).
     pub fn page_input(&self, canvas: &Tensor, padding: &[bool]) -> Result<PageViews, SphinxError> {
-        let skipped = self.skip_plan(padding)?;
-        let views = self.page_views(&normalize_canvas(canvas)?, &skipped)?;
-        Ok(PageViews { views, skipped })
+        page_input(self.mov.config(), self.has_skip_token(), canvas, padding)
     }
 
     /// Views `-> [N, tokens, dim]`: MoV features through `visual_proj` (Linear + LayerNorm).

@@ -50,10 +50,7 @@ fn build() -> Fixture {
     })
     .unwrap();
     let side = mov_cfg.canvas_size();
-    let tile_cfg = TileConfig {
-        canvas: side as u32,
-        grid: 2,
-    };
+    let tile_cfg = TileConfig::new(side as u32, 2);
     let vocab = LlamaConfig::tiny_test().vocab_size;
     let mut seqs = Vec::new();
     let _guard = tch::no_grad_guard();

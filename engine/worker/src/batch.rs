@@ -21,11 +21,11 @@ use sphinx_core::job::{PageJob, Task};
 use sphinx_core::manifest::Preprocess;
 use sphinx_core::prompts;
 use sphinx_core::result::{ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts};
-use sphinx_core::tiling::{tile_page, TileConfig, TiledPage};
+use sphinx_core::tiling::{tile_page, Align, TileConfig, TiledPage};
 use sphinx_model::conversation::{Template, Turn};
 use sphinx_model::generate::{generate, GenerateConfig, Sampling, Stop};
-use sphinx_model::mov::{canvas_tensor, MovViews};
-use sphinx_model::sphinx::{PageViews, Sphinx};
+use sphinx_model::mov::{canvas_tensor, MovConfig, MovViews};
+use sphinx_model::sphinx::{self, PageViews, Sphinx};
 use tch::{Device, Tensor};
 
 use crate::infer_cmd::Loaded;
@@ -76,6 +76,19 @@ impl PreparedPage {
                 tile.grid
             );
         }
+        if m.preprocess.align != tile.align {
+            bail!(
+                "bundle {} has the page {:?} on its canvas; model {model_id} needs it {:?} \
+                 (re-tile with --align {}; the tiler Lambda: SPHINX_PAD_ALIGN)",
+                job.bundle_key,
+                m.preprocess.align,
+                tile.align,
+                match tile.align {
+                    Align::TopLeft => "top-left",
+                    Align::Center => "center",
+                }
+            );
+        }
         if m.preprocess != Preprocess::for_config(tile) {
             bail!(
                 "bundle {} was prepared with other constants ({:?}) than this build's",
@@ -122,8 +135,23 @@ impl PreparedPage {
 
     /// The encoder views of this page and the plan of its image block, for `model`.
     pub fn model_input(&self, model: &Sphinx, device: Device) -> Result<PageViews> {
+        self.views_for(model.mov().config(), model.has_skip_token(), device)
+    }
+
+    /// [`Self::model_input`] for a model with these encoders and (or not) a skip token.
+    pub fn views_for(
+        &self,
+        vision: &MovConfig,
+        skip_tokens: bool,
+        device: Device,
+    ) -> Result<PageViews> {
         let canvas = canvas_tensor(&self.tiled.canvas).to_device(device);
-        Ok(model.page_input(&canvas, self.tiled.plan.flags())?)
+        Ok(sphinx::page_input(
+            vision,
+            skip_tokens,
+            &canvas,
+            self.tiled.plan.flags(),
+        )?)
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use sphinx_core::limits::Limits;
-use sphinx_core::tiling::TileConfig;
+use sphinx_core::tiling::{Align, TileConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -61,25 +61,41 @@ pub struct TileArgs {
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
+    /// Open and render documents in this process instead of a child process under hard
+    /// limits: only for inputs you trust (the tiling benchmark's baseline).
+    #[arg(long)]
+    pub render_in_process: bool,
 }
 
 /// Canvas and grid of the SPHINX-X high-resolution views.
 #[derive(Debug, Args)]
 pub struct LayoutArgs {
-    /// Canvas side in pixels (SPHINX-Tiny-1k: 1024; SPHINX-Tiny: 448).
+    /// Canvas side in pixels (SPHINX-Tiny-1k: 1024; SPHINX-Tiny: 512).
     #[arg(long, default_value_t = TileConfig::default().canvas)]
     pub canvas: u32,
-    /// Sub-images per side of the canvas (2 for the released models).
+    /// Cells per side of the canvas (SPHINX-Tiny-1k: 2; SPHINX-Tiny: 1).
     #[arg(long, default_value_t = TileConfig::default().grid)]
     pub grid: u32,
+    /// Where the page sits on the canvas: top-left (models with skip tokens) or center
+    /// (released checkpoints, as the reference's PadToSquare).
+    #[arg(long, value_enum, default_value_t = AlignArg::TopLeft)]
+    pub align: AlignArg,
+}
+
+/// `--align` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AlignArg {
+    TopLeft,
+    Center,
 }
 
 impl LayoutArgs {
     pub fn config(&self) -> TileConfig {
-        TileConfig {
-            canvas: self.canvas,
-            grid: self.grid,
-        }
+        let align = match self.align {
+            AlignArg::TopLeft => Align::TopLeft,
+            AlignArg::Center => Align::Center,
+        };
+        TileConfig::new(self.canvas, self.grid).aligned(align)
     }
 }
 
@@ -101,6 +117,10 @@ pub struct LimitArgs {
     /// Seconds one page may take to render before the document fails.
     #[arg(long)]
     pub page_timeout: Option<f64>,
+    /// MiB of heap for the child process that opens and renders documents; a decoder
+    /// bomb that needs more becomes a `render_memory` error.
+    #[arg(long)]
+    pub max_render_memory: Option<u64>,
 }
 
 impl LimitArgs {
@@ -120,6 +140,9 @@ impl LimitArgs {
         }
         if let Some(v) = self.page_timeout {
             limits.page_timeout = Duration::from_secs_f64(v);
+        }
+        if let Some(v) = self.max_render_memory {
+            limits.render_memory = v << 20;
         }
         limits
     }

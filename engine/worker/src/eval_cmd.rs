@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use sphinx_core::document::Document;
+use sphinx_core::isolate::{render_page, Isolation};
 use sphinx_core::job::Task;
 use sphinx_core::limits::Limits;
 use sphinx_core::prompts;
@@ -221,9 +221,15 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
             let bytes = std::sync::Arc::new(
                 std::fs::read(image).with_context(|| format!("cannot read {}", image.display()))?,
             );
-            let doc = Document::open(bytes, &Limits::default())
-                .with_context(|| format!("cannot open {}", image.display()))?;
-            let page = doc.render(0, loaded.tile.canvas)?;
+            let isolation = Isolation::this_binary();
+            let (_, page) = render_page(
+                &isolation,
+                &bytes,
+                &Limits::default(),
+                loaded.tile.canvas,
+                0,
+            )
+            .with_context(|| format!("cannot render {}", image.display()))?;
             prepared.push(PreparedPage::from_image(
                 &page.image,
                 page.size_points,

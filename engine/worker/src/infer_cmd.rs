@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
-use sphinx_core::document::Document;
+use sphinx_core::isolate::{render_page, Isolation};
 use sphinx_core::job::Task;
 use sphinx_core::keys;
 use sphinx_core::limits::Limits;
@@ -116,7 +116,17 @@ pub fn load_with(
     weights::load_files(&mut vs, &[weights_path.as_path()])
         .with_context(|| format!("cannot load weights {}", weights_path.display()))?;
     let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
-    let tile = vision.tiling();
+    if tokenizer.vocab_size() as i64 > cfg.llm.vocab_size {
+        bail!(
+            "{} has {} pieces but the model's vocab_size ({}) is {}: the tokenizer belongs to \
+             another model",
+            dir.join(TOKENIZER_FILE).display(),
+            tokenizer.vocab_size(),
+            dir.join(CONFIG_FILE).display(),
+            cfg.llm.vocab_size
+        );
+    }
+    let tile = vision.tiling(cfg.skip_tokens);
     let id = dir
         .canonicalize()
         .unwrap_or_else(|_| dir.to_path_buf())
@@ -210,16 +220,20 @@ pub fn infer_file(
 ) -> Result<(PageResult, RgbImage)> {
     let bytes = std::fs::read(input).with_context(|| format!("cannot read {}", input.display()))?;
     let doc_id = keys::doc_id(&bytes);
-    let doc = Document::open(Arc::new(bytes), &Limits::default())
-        .with_context(|| format!("cannot open {}", input.display()))?;
-    let page = doc
-        .render(page_index, loaded.tile.canvas)
-        .with_context(|| format!("cannot render page {page_index} of {}", input.display()))?;
+    // Opened and rendered in a child process under hard limits, as uploads are.
+    let (doc, page) = render_page(
+        &Isolation::this_binary(),
+        &Arc::new(bytes),
+        &Limits::default(),
+        loaded.tile.canvas,
+        page_index,
+    )
+    .with_context(|| format!("cannot render page {page_index} of {}", input.display()))?;
     let result = infer_page(
         loaded,
         &page.image,
         page.size_points,
-        (doc_id, page_index, doc.page_count()),
+        (doc_id, page_index, doc.page_count),
         tasks,
         max_new_tokens,
         sampling,

@@ -7,6 +7,8 @@ use clap::Parser;
 use sphinx_worker::{cli, infer_cmd, synth_cmd, tile_cmd};
 
 fn main() -> ExitCode {
+    // `sphinx` renders hostile documents in a child process of itself (sphinx_core::isolate).
+    sphinx_core::isolate::run_child_if_requested();
     let cli = cli::Cli::parse();
     init_tracing(cli.verbose);
     let outcome = match cli.command {

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use sphinx_core::document::Document;
+use sphinx_core::isolate::{render_page, Isolation};
 use sphinx_core::job::{format_tasks, PageJob, Task};
 use sphinx_core::keys;
 use sphinx_core::limits::Limits;
@@ -422,9 +422,14 @@ fn draw_overlays(
     dir: &Path,
 ) -> Result<()> {
     let bytes = Arc::new(std::fs::read(file)?);
-    let doc = Document::open(bytes, limits)?;
     for r in results {
-        let page = doc.render(r.page_index, loaded.tile.canvas)?;
+        let (_, page) = render_page(
+            &Isolation::this_binary(),
+            &bytes,
+            limits,
+            loaded.tile.canvas,
+            r.page_index,
+        )?;
         let spans: Vec<_> = r.tasks.iter().flat_map(|t| t.spans.clone()).collect();
         let img = overlay::draw(&page.image, r.frame.size_pixels, &spans)?;
         let path = dir

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use indicatif::ProgressBar;
 use sphinx_core::bundle;
 use sphinx_core::error::DocError;
+use sphinx_core::isolate::Isolation;
 use sphinx_core::keys;
 use sphinx_core::pipeline::{self, ErrorRecord, TileError, TileOptions};
 use sphinx_core::store::LocalStore;
@@ -34,6 +35,11 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
     let opts = TileOptions {
         tile: args.layout.config(),
         limits: args.limits.limits(),
+        isolation: if args.render_in_process {
+            Isolation::InProcess
+        } else {
+            Isolation::this_binary()
+        },
     };
     opts.tile
         .validate()

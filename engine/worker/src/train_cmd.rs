@@ -153,7 +153,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         stop: stop_on_signals()?,
         halt_at: None,
     };
-    let mut trainer = Trainer::new(spec, open_output(&root)?, device, args.resume)?;
+    let mut trainer = Trainer::new(spec, open_output(&root)?, device, args.resume)?
+        .with_isolation(sphinx_core::isolate::Isolation::this_binary());
     eprintln!(
         "training {} on {device:?} from step {} to {}",
         trainer.spec.run,

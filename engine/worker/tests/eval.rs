@@ -7,8 +7,17 @@ use sphinx_core::synth::{self, SynthConfig, TextBounds};
 use sphinx_worker::eval_cmd::{evaluate, levenshtein, plain_text, EvalArgs};
 use sphinx_worker::random_model;
 
+/// This harness is no render child: documents render in `sphinx` child processes.
+fn render_in_sphinx_children() {
+    std::env::set_var(
+        sphinx_core::isolate::ENV_RENDER_PROGRAM,
+        env!("CARGO_BIN_EXE_sphinx"),
+    );
+}
+
 #[test]
 fn eval_scores_every_page_and_the_summary_adds_up() {
+    render_in_sphinx_children();
     let data = tempfile::tempdir().unwrap();
     let cfg = SynthConfig {
         seed: 5,

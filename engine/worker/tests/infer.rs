@@ -15,6 +15,14 @@ use sphinx_model::sphinx::Sphinx;
 use sphinx_worker::{infer_cmd, overlay};
 use tch::{nn, Device, Tensor};
 
+/// This harness is no render child: documents render in `sphinx` child processes.
+fn render_in_sphinx_children() {
+    std::env::set_var(
+        sphinx_core::isolate::ENV_RENDER_PROGRAM,
+        env!("CARGO_BIN_EXE_sphinx"),
+    );
+}
+
 /// Vocabulary of the LLaMA-style test tokenizer (`scripts/parity/tokenizer.py`).
 const TEST_VOCAB: i64 = 32_000;
 const MAX_NEW: usize = 6;
@@ -50,6 +58,7 @@ fn model_dir() -> (tempfile::TempDir, SphinxConfig) {
 
 #[test]
 fn infer_a_corpus_page_with_two_tasks() {
+    render_in_sphinx_children();
     let (dir, cfg) = model_dir();
     let loaded =
         infer_cmd::load_with(dir.path(), Device::Cpu, &cfg, &MovConfig::tiny_test()).unwrap();
@@ -107,6 +116,7 @@ fn infer_a_corpus_page_with_two_tasks() {
 
 #[test]
 fn missing_model_folder_is_an_error_naming_it() {
+    render_in_sphinx_children();
     let err = infer_cmd::load(std::path::Path::new("/nonexistent/model"), Device::Cpu)
         .err()
         .expect("loading a missing folder fails");

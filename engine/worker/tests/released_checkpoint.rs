@@ -157,4 +157,24 @@ fn malformed_releases_fail_naming_the_file_and_tensor() {
         err.contains("model.safetensors") && err.contains("llma.skip_token"),
         "{err}"
     );
+
+    // A tokenizer larger than the model's vocabulary (another model's) is refused by name.
+    let dir = converted(&[]);
+    let big = workspace().join("target/fixtures/tokenizer/tokenizer.json");
+    assert!(
+        big.exists(),
+        "missing {}: run `.venv/bin/python scripts/parity/tokenizer.py`",
+        big.display()
+    );
+    std::fs::copy(&big, dir.path().join("tokenizer.json")).unwrap();
+    let err = format!(
+        "{:#}",
+        infer_cmd::load(dir.path(), Device::Cpu)
+            .err()
+            .expect("must refuse")
+    );
+    assert!(
+        err.contains("tokenizer.json") && err.contains("vocab_size"),
+        "{err}"
+    );
 }

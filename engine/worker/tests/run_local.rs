@@ -15,19 +15,33 @@ use sphinx_worker::cli::LimitArgs;
 use sphinx_worker::run_cmd::{self, RunArgs};
 use tch::{nn, Device, Tensor};
 
+/// This harness is no render child: documents render in `sphinx` child processes.
+fn render_in_sphinx_children() {
+    std::env::set_var(
+        sphinx_core::isolate::ENV_RENDER_PROGRAM,
+        env!("CARGO_BIN_EXE_sphinx"),
+    );
+}
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A random tiny model folder laid out like an exported one.
 fn tiny_model(dir: &Path) {
-    let cfg = ModelConfig::named("tiny-train").unwrap();
+    tiny_model_with(dir, true)
+}
+
+/// ... with or without a skip token (a converted release has none).
+fn tiny_model_with(dir: &Path, skip_tokens: bool) {
+    let mut cfg = ModelConfig::named("tiny-train").unwrap();
+    cfg.sphinx.skip_tokens = skip_tokens;
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("config.json"), serde_json::to_vec(&cfg).unwrap()).unwrap();
     std::fs::write(dir.join("tokenizer.json"), char_tokenizer::tokenizer_json()).unwrap();
     let vs = nn::VarStore::new(Device::Cpu);
     sphinx_model::seeded::with_seed(11, || {
-        Sphinx::new(&vs.root(), &cfg.sphinx.llm, &cfg.vision())
+        Sphinx::build(&vs.root(), &cfg.sphinx.llm, &cfg.vision(), skip_tokens)
     })
     .unwrap();
     let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
@@ -65,6 +79,7 @@ fn mtimes(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
 
 #[test]
 fn run_writes_cloud_keys_and_a_rerun_skips_finished_pages() {
+    render_in_sphinx_children();
     let tmp = tempfile::tempdir().unwrap();
     let docs = tmp.path().join("docs");
     std::fs::create_dir_all(&docs).unwrap();
@@ -142,4 +157,37 @@ fn run_writes_cloud_keys_and_a_rerun_skips_finished_pages() {
         .cloned()
         .collect();
     assert_eq!(after, png_before, "other documents untouched");
+}
+
+#[test]
+fn skip_token_and_released_models_both_run_and_say_what_a_page_cost() {
+    render_in_sphinx_children();
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    // A wide page: the bottom row of the 2x2 grid is padding.
+    let page = image::RgbImage::from_fn(1200, 300, |x, y| {
+        let ink = (x / 40 + y / 30) % 3 == 0;
+        image::Rgb(if ink { [0, 0, 0] } else { [250, 250, 250] })
+    });
+    page.save(docs.join("wide.png")).unwrap();
+    let doc_id = keys::doc_id(&std::fs::read(docs.join("wide.png")).unwrap());
+    let mut visual = Vec::new();
+    for skip_tokens in [true, false] {
+        let model = tmp.path().join(format!("model-{skip_tokens}"));
+        tiny_model_with(&model, skip_tokens);
+        let out = tmp.path().join(format!("out-{skip_tokens}"));
+        let code = run_cmd::run(args(&docs, &out, &model)).unwrap();
+        assert_eq!(code, ExitCode::SUCCESS, "skip_tokens {skip_tokens}");
+        let r =
+            PageResult::from_json(&std::fs::read(out.join(keys::page_result(&doc_id, 0))).unwrap())
+                .unwrap();
+        assert_eq!(r.tasks.len(), 2);
+        let v = r.tasks[0].tokens.visual;
+        assert!(r.tasks.iter().all(|t| t.tokens.visual == v));
+        visual.push(v);
+    }
+    // tiny-train: 17 tokens per view + start/end. The skip-token model encodes the global
+    // view and the top row (3 blocks) plus 2 skip tokens; the released layout all 5 blocks.
+    assert_eq!(visual, [3 * 19 + 2, 5 * 19]);
 }

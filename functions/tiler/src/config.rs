@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use sphinx_core::isolate::{Isolation, ENV_RENDER_PROGRAM};
 use sphinx_core::job::{parse_tasks, Task};
-use sphinx_core::limits::Limits;
+use sphinx_core::limits::{self, Limits};
 use sphinx_core::pipeline::TileOptions;
-use sphinx_core::tiling::TileConfig;
+use sphinx_core::tiling::{Align, TileConfig};
 
 /// Bucket holding `inbox/`, `work/` and `errors/` (required).
 pub const ENV_BUCKET: &str = "SPHINX_BUCKET";
@@ -39,6 +40,13 @@ pub const ENV_PAGE_TIMEOUT_S: &str = "SPHINX_PAGE_TIMEOUT_S";
 /// tiled for another layout are refused by the worker, so these follow the model
 /// (defaults: SPHINX-Tiny-1k's 1024 px, 2x2).
 pub const ENV_CANVAS_PX: &str = "SPHINX_CANVAS_PX";
+/// Where the page sits on the canvas: `top_left` (models with skip tokens, the default) or
+/// `center` (released checkpoints, as the reference's `PadToSquare`).
+pub const ENV_PAD_ALIGN: &str = "SPHINX_PAD_ALIGN";
+/// Heap of the render child in MiB (default: from [`ENV_LAMBDA_MEMORY_MB`]).
+pub const ENV_RENDER_MEMORY_MB: &str = "SPHINX_RENDER_MEMORY_MB";
+/// The function's memory setting in MiB, set by the Lambda runtime itself.
+pub const ENV_LAMBDA_MEMORY_MB: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
 pub const ENV_GRID: &str = "SPHINX_GRID";
 
 /// Default tasks when neither the environment, object metadata nor a sidecar says.
@@ -117,6 +125,7 @@ impl Config {
                 ENV_PAGE_TIMEOUT_S,
                 defaults.page_timeout.as_secs(),
             )?),
+            render_memory: render_memory(vars)?,
         };
         let pages_per_invocation =
             number(vars, ENV_PAGES_PER_INVOCATION, DEFAULT_PAGES_PER_INVOCATION)?;
@@ -153,19 +162,54 @@ impl Config {
             tile: TileOptions {
                 tile: tile_config(vars)?,
                 limits,
+                isolation: match vars.get(ENV_RENDER_PROGRAM) {
+                    Some(program) => Isolation::Child {
+                        program: program.into(),
+                    },
+                    None => Isolation::this_binary(),
+                },
             },
             s3_force_path_style: flag(vars, ENV_S3_FORCE_PATH_STYLE)?,
         })
     }
 }
 
-/// The layout from [`ENV_CANVAS_PX`] and [`ENV_GRID`], checked like the worker checks it.
+/// The render child's heap: [`ENV_RENDER_MEMORY_MB`] when set, else what the function's
+/// memory setting (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, set by Lambda) leaves after the
+/// parent's headroom ([`limits::render_memory_within`]), else the default.
+fn render_memory(vars: &HashMap<String, String>) -> Result<u64, ConfigError> {
+    if vars.contains_key(ENV_RENDER_MEMORY_MB) {
+        return Ok(number::<u64>(vars, ENV_RENDER_MEMORY_MB, 0)? << 20);
+    }
+    if vars.contains_key(ENV_LAMBDA_MEMORY_MB) {
+        let total = number::<u64>(vars, ENV_LAMBDA_MEMORY_MB, 0)? << 20;
+        return Ok(limits::render_memory_within(total));
+    }
+    Ok(limits::DEFAULT_RENDER_MEMORY)
+}
+
+/// The layout from [`ENV_CANVAS_PX`], [`ENV_GRID`] and [`ENV_PAD_ALIGN`], checked like
+/// the worker checks it.
 fn tile_config(vars: &HashMap<String, String>) -> Result<TileConfig, ConfigError> {
     let defaults = TileOptions::default().tile;
-    let tile = TileConfig {
-        canvas: number(vars, ENV_CANVAS_PX, defaults.canvas)?,
-        grid: number(vars, ENV_GRID, defaults.grid)?,
+    let align = match vars.get(ENV_PAD_ALIGN).map(String::as_str) {
+        None | Some("top_left") => Align::TopLeft,
+        Some("center") => Align::Center,
+        Some(other) => {
+            return Err(ConfigError::Invalid {
+                name: ENV_PAD_ALIGN,
+                value: other.to_string(),
+                reason: "must be top_left (models with skip tokens) or center (released \
+                         checkpoints)"
+                    .into(),
+            })
+        }
     };
+    let tile = TileConfig::new(
+        number(vars, ENV_CANVAS_PX, defaults.canvas)?,
+        number(vars, ENV_GRID, defaults.grid)?,
+    )
+    .aligned(align);
     tile.validate().map_err(|e| ConfigError::Invalid {
         name: ENV_CANVAS_PX,
         value: format!("{} ({ENV_GRID}={})", tile.canvas, tile.grid),
@@ -236,10 +280,7 @@ mod tests {
         v.insert(ENV_CANVAS_PX.into(), "640".into());
         assert_eq!(
             Config::from_vars(&v).unwrap().tile.tile,
-            TileConfig {
-                canvas: 640,
-                grid: 2
-            }
+            TileConfig::new(640, 2)
         );
         let mut v = vars(BASE);
         v.insert(ENV_TASKS.into(), "caption:short,ocr".into());
@@ -248,6 +289,31 @@ mod tests {
         let c = Config::from_vars(&v).unwrap();
         assert_eq!(c.default_tasks.len(), 2);
         assert_eq!((c.tile.limits.max_pages, c.pages_per_invocation), (7, 2));
+    }
+
+    #[test]
+    fn the_render_child_gets_the_function_memory_minus_headroom() {
+        let mut v = vars(BASE);
+        v.insert(ENV_LAMBDA_MEMORY_MB.into(), "3008".into());
+        let c = Config::from_vars(&v).unwrap();
+        assert_eq!(
+            c.tile.limits.render_memory,
+            (3008 << 20) - limits::RENDER_MEMORY_HEADROOM
+        );
+        v.insert(ENV_RENDER_MEMORY_MB.into(), "1024".into());
+        assert_eq!(
+            Config::from_vars(&v).unwrap().tile.limits.render_memory,
+            1 << 30
+        );
+        v.insert(ENV_RENDER_PROGRAM.into(), "/opt/render".into());
+        assert_eq!(
+            Config::from_vars(&v).unwrap().tile.isolation,
+            Isolation::Child {
+                program: "/opt/render".into()
+            }
+        );
+        // A tiny function still leaves its child a floor to work with.
+        assert_eq!(limits::render_memory_within(512 << 20), 256 << 20);
     }
 
     #[test]

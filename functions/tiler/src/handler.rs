@@ -217,10 +217,10 @@ impl Tiler {
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
         }
-        let limits = self.config.tile.limits.clone();
+        let opts = self.config.tile.clone();
         let counted = {
             let bytes = bytes.clone();
-            tokio::task::spawn_blocking(move || pipeline::page_count(bytes, &limits)).await
+            tokio::task::spawn_blocking(move || pipeline::page_count(bytes, &opts)).await
         };
         let page_count = match counted {
             Ok(Ok(n)) => n,

@@ -12,6 +12,8 @@ use sphinx_tiler::handler::{deadline_from_epoch_ms, Tiler};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
+    // The same binary renders documents in a child process under hard limits.
+    sphinx_core::isolate::run_child_if_requested();
     let started = std::time::Instant::now();
     tracing_subscriber::fmt()
         .json()

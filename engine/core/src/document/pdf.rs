@@ -101,6 +101,7 @@ pub(crate) fn open(bytes: Arc<Vec<u8>>, limits: &Limits) -> Result<PdfDoc, DocEr
     if found == 0 {
         return Err(DocError::NoPages);
     }
+    check_declared_images(&pdf, limits)?;
     let sizes = pdf
         .pages()
         .iter()
@@ -112,6 +113,44 @@ pub(crate) fn open(bytes: Arc<Vec<u8>>, limits: &Limits) -> Result<PdfDoc, DocEr
     Ok(PdfDoc {
         pdf: Arc::new(pdf),
         sizes,
+    })
+}
+
+/// Refuses, before anything is decoded, a document holding an image XObject whose declared
+/// `/Width x /Height` exceeds the pixel budget: decoding it would allocate that many
+/// samples whatever the page is rendered at. (Inline images and image sizes hidden inside
+/// codestreams are bounded by the render child's memory limit instead.)
+fn check_declared_images(pdf: &Pdf, limits: &Limits) -> Result<(), DocError> {
+    use hayro::hayro_syntax::object::{Name, Object};
+    let scan = catch_unwind(AssertUnwindSafe(|| {
+        for object in pdf.objects() {
+            let Object::Stream(stream) = object else {
+                continue;
+            };
+            let dict = stream.dict();
+            if dict
+                .get::<Name>(b"Subtype")
+                .is_none_or(|n| n.as_ref() != b"Image")
+            {
+                continue;
+            }
+            let side = |key: &[u8]| dict.get::<f64>(key).unwrap_or(0.0).max(0.0) as u64;
+            let (w, h) = (side(b"Width"), side(b"Height"));
+            if w.saturating_mul(h) > limits.max_pixels {
+                return Err(DocError::TooManyPixels {
+                    width: w,
+                    height: h,
+                    limit: limits.max_pixels,
+                });
+            }
+        }
+        Ok(())
+    }));
+    scan.unwrap_or_else(|p| {
+        Err(DocError::malformed(
+            KIND,
+            format!("parser crashed: {}", panic_reason(p)),
+        ))
     })
 }
 

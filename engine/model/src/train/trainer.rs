@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
-use sphinx_core::document::Document;
+use sphinx_core::isolate::{render_page, Isolation};
 use sphinx_core::limits::Limits;
 use sphinx_core::tiling::{tile_page, TileConfig};
 use tch::{nn, Device, Kind, Reduction, Tensor};
@@ -147,6 +147,8 @@ pub struct Trainer {
     cursor: Cursor,
     step: u64,
     tile: TileConfig,
+    /// Where dataset pages are opened and rendered (see [`Trainer::with_isolation`]).
+    isolation: Isolation,
     max_text: usize,
     output: Output,
     /// Every metrics line of the run (restored on resume).
@@ -161,11 +163,20 @@ type CachedPage = (PathBuf, (Tensor, Vec<bool>));
 
 /// The page at `path` rendered and tiled exactly as for inference: its 8-bit canvas and
 /// padding plan. Plain Rust, so pages render on many threads.
-fn render_canvas(path: &Path, tile: &TileConfig) -> Result<(RgbImage, Vec<bool>)> {
+fn render_canvas(
+    path: &Path,
+    tile: &TileConfig,
+    isolation: &Isolation,
+) -> Result<(RgbImage, Vec<bool>)> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let doc = Document::open(Arc::new(bytes), &Limits::default())
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    let page = doc.render(0, tile.canvas)?;
+    let (_, page) = render_page(
+        isolation,
+        &Arc::new(bytes),
+        &Limits::default(),
+        tile.canvas,
+        0,
+    )
+    .with_context(|| format!("cannot render {}", path.display()))?;
     let tiled = tile_page(&page.image, tile)?;
     Ok((tiled.canvas, tiled.plan.flags().to_vec()))
 }
@@ -241,7 +252,10 @@ impl Trainer {
             datasets.iter().map(|d| d.records.len()).collect(),
             &weights,
         );
-        let (tile, single_view) = (vision.tiling(), vision.layout == ViewLayout::Single);
+        let (tile, single_view) = (
+            vision.tiling(config.sphinx.skip_tokens),
+            vision.layout == ViewLayout::Single,
+        );
         let image_tokens = if single_view {
             vision.tokens_per_view() + 2
         } else {
@@ -272,6 +286,7 @@ impl Trainer {
             schedule,
             step: 0,
             tile,
+            isolation: Isolation::InProcess,
             max_text,
             output,
             metrics: Vec::new(),
@@ -281,6 +296,14 @@ impl Trainer {
             trainer.restore()?;
         }
         Ok(trainer)
+    }
+
+    /// Renders dataset pages where `isolation` says: `sphinx train` uses a child process
+    /// under hard limits, as for uploads (datasets may hold anyone's PDFs); the default is
+    /// in-process.
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
     }
 
     /// Optimizer steps done.
@@ -406,7 +429,7 @@ impl Trainer {
         if let Some((rgb, flags)) = self.page_cache.borrow().get(path) {
             return Ok((rgb.shallow_clone(), flags.clone()));
         }
-        let (canvas, flags) = render_canvas(path, &self.tile)?;
+        let (canvas, flags) = render_canvas(path, &self.tile, &self.isolation)?;
         let rgb = canvas_tensor(&canvas);
         let mut cache = self.page_cache.borrow_mut();
         if (cache.len() as u64) < self.spec.cache_pages {
@@ -435,7 +458,7 @@ impl Trainer {
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let chunk = paths.len().div_ceil(threads).max(1);
-        let tile = &self.tile;
+        let (tile, isolation) = (&self.tile, &self.isolation);
         // Each thread makes its pages' tensors, so no page is held twice.
         let rendered: Vec<Vec<CachedPage>> = std::thread::scope(|scope| {
             let handles: Vec<_> = paths
@@ -444,7 +467,7 @@ impl Trainer {
                     scope.spawn(move || {
                         part.iter()
                             .map(|p| {
-                                let (canvas, flags) = render_canvas(p, tile)?;
+                                let (canvas, flags) = render_canvas(p, tile, isolation)?;
                                 Ok((p.clone(), (canvas_tensor(&canvas), flags)))
                             })
                             .collect::<Result<Vec<_>>>()

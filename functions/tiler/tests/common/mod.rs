@@ -58,6 +58,8 @@ pub fn config(extra: &[(&str, &str)]) -> Config {
         ("SPHINX_INFER_QUEUE_URL", "memory://infer"),
         ("SPHINX_INGEST_QUEUE_URL", "memory://ingest"),
         ("SPHINX_RETRY_BASE_MS", "1"),
+        // This harness is no render child: documents render in tiler child processes.
+        ("SPHINX_RENDER_PROGRAM", env!("CARGO_BIN_EXE_sphinx-tiler")),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
