@@ -335,7 +335,7 @@ mod tests {
             .map(|(&i, _)| i)
             .collect();
         assert_eq!(tok.decode(&supervised).unwrap(), " <p>ab</p>\n###");
-        let prompt = template.prompt(&[Turn::ask("Read?".into())]).unwrap();
+        let prompt = template.prompt(&[Turn::ask("Read?")]).unwrap();
         let n = tok.encode(&prompt, true, false).unwrap().len();
         assert_eq!(
             t.labels[n], t.ids[n],
