@@ -63,6 +63,16 @@ fn converted(extra: &[&str]) -> tempfile::TempDir {
     dir
 }
 
+/// The error `sphinx infer`'s loader refuses the folder with.
+fn refusal(dir: &Path) -> String {
+    format!(
+        "{:#}",
+        infer_cmd::load(dir, Device::Cpu)
+            .err()
+            .expect("the loader must refuse this folder")
+    )
+}
+
 fn io() -> HashMap<String, Tensor> {
     Tensor::read_safetensors(fixture("io.safetensors"))
         .unwrap()
@@ -147,12 +157,7 @@ fn malformed_releases_fail_naming_the_file_and_tensor() {
         text.replace("\"skip_tokens\": false", "\"skip_tokens\": true"),
     )
     .unwrap();
-    let err = format!(
-        "{:#}",
-        infer_cmd::load(dir.path(), Device::Cpu)
-            .err()
-            .expect("must refuse")
-    );
+    let err = refusal(dir.path());
     assert!(
         err.contains("model.safetensors") && err.contains("llma.skip_token"),
         "{err}"
@@ -167,12 +172,7 @@ fn malformed_releases_fail_naming_the_file_and_tensor() {
         big.display()
     );
     std::fs::copy(&big, dir.path().join("tokenizer.json")).unwrap();
-    let err = format!(
-        "{:#}",
-        infer_cmd::load(dir.path(), Device::Cpu)
-            .err()
-            .expect("must refuse")
-    );
+    let err = refusal(dir.path());
     assert!(
         err.contains("tokenizer.json") && err.contains("vocab_size"),
         "{err}"
