@@ -330,7 +330,11 @@ impl Renderer {
                 })
             }
             State::Child(running, Some(info)) => {
-                info.check_index(index)?;
+                if let Err(e) = info.check_index(index) {
+                    // A bad index is the caller's mistake: keep the child and its document.
+                    self.state = State::Child(running, Some(info));
+                    return Err(e);
+                }
                 let request = Request::Render {
                     index,
                     long_side: info.long_side,
