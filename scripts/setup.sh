@@ -2,6 +2,7 @@
 # Installs everything this project needs on a fresh machine of the `rust` kind.
 # Idempotent: each step checks what is already there and skips it.
 #
+#   Debian tools      poppler-utils and qpdf (the archive-format checks)
 #   .venv/            project-local Python: torch==2.11.0 (libtorch for tch) and the
 #                     reference packages the parity tests compare against
 #   .venv-infra/      lint tools for infra/ (cfn-lint, checkov, hadolint, shellcheck),
@@ -14,6 +15,21 @@ cd "$(dirname "$0")/.."
 root=$PWD
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+# --- Debian tools ------------------------------------------------------------
+# poppler (pdftotext, pdffonts) and qpdf check the searchable PDFs (engine/archive tests).
+missing=()
+for tool in pdftotext:poppler-utils pdffonts:poppler-utils qpdf:qpdf; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+  log "installing Debian packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q "${missing[@]}" >/dev/null
+fi
 
 # --- Python venv -----------------------------------------------------------
 req=scripts/requirements.txt

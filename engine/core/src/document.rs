@@ -23,6 +23,7 @@ use crate::error::DocError;
 use crate::limits::Limits;
 
 pub use pdf::renders_past_deadline;
+pub use raster::{jpeg_passthrough, JpegPassthrough};
 pub use sniff::sniff;
 
 /// The format of an uploaded document, as detected by [`sniff`].

@@ -51,6 +51,17 @@ pub fn document_result(doc_id: &str) -> String {
     format!("{RESULTS_PREFIX}/{doc_id}.json")
 }
 
+/// `results/<doc_id>.<ext>`: one of a document's result files (`.json` is
+/// [`document_result`]; `.txt`, `.hocr`, `.alto.xml`, `.pdf`).
+pub fn document_output(doc_id: &str, format: crate::output::OutputFormat) -> String {
+    format!("{RESULTS_PREFIX}/{doc_id}.{}", format.extension())
+}
+
+/// `<inbox prefix><source>`: where the upload a page job names was placed.
+pub fn upload(inbox_prefix: &str, source: &str) -> String {
+    format!("{inbox_prefix}{source}")
+}
+
 /// The document id: lowercase hex SHA-256 of the exact uploaded bytes.
 pub fn doc_id(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -85,5 +96,15 @@ mod tests {
         assert_eq!(page_error(&id, 3), format!("errors/{id}/page-0003.json"));
         assert!(page_result(&id, 3).starts_with(&page_results_prefix(&id)));
         assert!(page_error(&id, 3).starts_with(&page_errors_prefix(&id)));
+        use crate::output::OutputFormat;
+        assert_eq!(
+            document_output(&id, OutputFormat::Json),
+            document_result(&id)
+        );
+        assert_eq!(
+            document_output(&id, OutputFormat::Alto),
+            format!("results/{id}.alto.xml")
+        );
+        assert_eq!(upload("inbox/", "a/b.pdf"), "inbox/a/b.pdf");
     }
 }

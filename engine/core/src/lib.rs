@@ -17,6 +17,7 @@ pub mod job;
 pub mod keys;
 pub mod limits;
 pub mod manifest;
+pub mod output;
 pub mod pipeline;
 pub mod prompts;
 pub mod queue;

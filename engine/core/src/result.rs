@@ -14,11 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::boxes::{self, Grounded, PageBox, PageFrame, ParseWarning};
 use crate::job::Task;
+use crate::output::OutputFormat;
 use crate::prompts::PROMPT_VERSION;
 
 /// Schema version of [`PageResult`] and [`DocumentResult`]: `MAJOR.MINOR`. Readers accept
 /// any minor of their major (minors only add optional fields) and reject other majors.
-pub const RESULT_SCHEMA_VERSION: &str = "1.0";
+pub const RESULT_SCHEMA_VERSION: &str = "1.1";
 /// The major part of [`RESULT_SCHEMA_VERSION`].
 pub const RESULT_SCHEMA_MAJOR: u32 = 1;
 
@@ -221,6 +222,24 @@ pub struct DocumentResult {
     pub tasks: Vec<MergedTask>,
     /// The page results, in page order.
     pub pages: Vec<PageResult>,
+    /// The other result files the deployment asked for (schema 1.1): written, or why not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<OutputRecord>,
+}
+
+/// What became of one requested result file of a document (`txt`, `hocr`, `alto`, `pdf`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRecord {
+    pub format: OutputFormat,
+    /// The object written; absent when the file was not made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Why the file was not made (e.g. the OCR task did not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Pages that have no text in the file (their page failed): kept in place, marked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pages_without_text: Vec<u32>,
 }
 
 impl DocumentResult {
@@ -293,6 +312,7 @@ impl DocumentResult {
             missing_pages,
             tasks,
             pages,
+            outputs: Vec::new(),
         })
     }
 

@@ -114,3 +114,46 @@ pub(crate) fn decode(
     }
     Ok(super::rgb::flatten_to_rgb(img))
 }
+
+/// A JPEG that can be placed in a PDF as it is (`/DCTDecode`): its stored pixels are the
+/// upright page (no EXIF rotation) in grey or RGB (YCbCr), so a viewer decoding the same
+/// bytes shows what was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JpegPassthrough {
+    pub width: u32,
+    pub height: u32,
+    /// 1 (grey) or 3 (RGB).
+    pub components: u8,
+}
+
+/// [`JpegPassthrough`] facts of a JPEG upload, or `None` when its bytes cannot be passed
+/// through unchanged (EXIF orientation other than upright, CMYK, not a JPEG).
+pub fn jpeg_passthrough(bytes: &[u8]) -> Option<JpegPassthrough> {
+    let run = || {
+        let mut dec = JpegDecoder::new(Cursor::new(bytes)).ok()?;
+        let orientation = dec
+            .exif_metadata()
+            .ok()
+            .flatten()
+            .map(density::exif_info)
+            .unwrap_or_default()
+            .orientation;
+        if orientation.is_some_and(|o| o != 1) {
+            return None;
+        }
+        let components = match dec.color_type() {
+            image::ColorType::L8 => 1,
+            image::ColorType::Rgb8 => 3,
+            _ => return None,
+        };
+        let (width, height) = dec.dimensions();
+        Some(JpegPassthrough {
+            width,
+            height,
+            components,
+        })
+    };
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+        .ok()
+        .flatten()
+}
