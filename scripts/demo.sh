@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Demo: installs what is missing, builds `sphinx`, then runs the whole pipeline
 # (tile -> model -> results) on the bundled sample documents into out/demo/, with box
-# overlays, and unpacks one page bundle into viewable PNGs.
+# overlays and every result format (JSON, text, hOCR, ALTO, searchable PDF), and unpacks
+# one page bundle into viewable PNGs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
@@ -11,7 +12,8 @@ cargo build --release -q -p sphinx-worker -p sphinx-core
 out=out/demo
 rm -rf "$out"
 status=0
-./target/release/sphinx run samples/*.pdf samples/synthetic/images/*.png --out "$out" --overlays || status=$?
+./target/release/sphinx run samples/*.pdf samples/synthetic/images/*.png --out "$out" --overlays \
+  --formats all || status=$?
 # 2 = some document failed (listed above); anything else is an error.
 if [ "$status" -ne 0 ] && [ "$status" -ne 2 ]; then exit "$status"; fi
 first=$(find "$out/work" -name 'page-0000.bundle' | sort | head -n 1)
@@ -38,6 +40,7 @@ print(f"CER {100 * e['cer']:.1f}% over {e['reference_chars']} characters "
 PY
 echo
 echo "Page results:      $out/results/<doc_id>/page-NNNN.json (merged: $out/results/<doc_id>.json)"
+echo "Archive formats:   $out/results/<doc_id>.txt, .hocr (hOCR 1.2), .alto.xml (ALTO v4), .pdf (searchable)"
 echo "Box overlays:      $out/overlays/<doc_id>/page-NNNN.png"
 echo "Page bundles:      $out/work/<doc_id>/page-NNNN.bundle; one unpacked into $out/views/"
 exit "$status"

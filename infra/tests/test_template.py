@@ -34,6 +34,8 @@ SERVE_ENV = {
     "SPHINX_MAX_BATCH_PAGES",
     "SPHINX_IDLE_EXIT_S",
     "SPHINX_GRACE_S",
+    "SPHINX_OUTPUT_FORMATS",
+    "SPHINX_INBOX_PREFIX",
     "AWS_REGION",
 }
 TRAIN_COMMAND = ["sphinx", "train", "--config", "Ref::config", "--resume"]

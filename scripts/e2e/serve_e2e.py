@@ -109,7 +109,8 @@ def main():
     local = work / "local"
     print("== sphinx run on the same files", flush=True)
     run = subprocess.run([str(SPHINX), "run", str(docs), "--out", str(local), "--quiet", "--cpu",
-                          "--max-new-tokens", MAX_NEW_TOKENS, "--max-render-memory", "1024"],
+                          "--max-new-tokens", MAX_NEW_TOKENS, "--max-render-memory", "1024",
+                          "--formats", "all"],
                          capture_output=True, text=True)
     (LOGS / "run.log").write_text(run.stdout + run.stderr)
     check(run.returncode == 2, f"sphinx run exits 2 when a document failed (got {run.returncode})")
@@ -128,8 +129,10 @@ def main():
         response = stack.upload_and_tile([pdf, png, corrupt, bomb])
         print(f"  tiler: {response}")
         check(page_jobs_pending(stack) == 4, "4 page jobs queued (3 PDF pages + 1 image)")
-        serve_until_idle(stack, model, "serve-1.log")
-        results = stack.keys("results/")
+        serve_until_idle(stack, model, "serve-1.log", SPHINX_OUTPUT_FORMATS="all")
+        everything = stack.keys("results/")
+        results = [k for k in everything if k.endswith(".json")]
+        archives = [k for k in everything if not k.endswith(".json")]
         merged = [k for k in results if k.count("/") == 1]
         pages = [k for k in results if k.count("/") == 2]
         check(len(pages) == 4, f"one result per good page ({len(pages)})")
@@ -138,6 +141,11 @@ def main():
             doc = stack.get_json(key)
             check(doc["missing_pages"] == [] and len(doc["pages"]) == doc["page_count"],
                   f"{key} merges all {doc['page_count']} pages")
+            made = sorted(o["key"] for o in doc["outputs"] if "key" in o)
+            stem = key[: -len(".json")]
+            check(made == sorted(stem + ext for ext in (".txt", ".hocr", ".alto.xml", ".pdf")),
+                  f"{key} records its txt, hOCR, ALTO and PDF ({doc['outputs']})")
+        check(len(archives) == 4 * len(merged), f"4 result files per document ({archives})")
         errors = {stack.get_json(k)["source"]: stack.get_json(k) for k in stack.keys("errors/") if k.count("/") == 1}
         check(sorted(errors) == ["bomb.pdf", "corrupt.pdf"], f"an error record for each bad upload ({sorted(errors)})")
         check(errors["bomb.pdf"]["code"] == "render_memory",
@@ -156,6 +164,13 @@ def main():
             mine = json.loads((local / key).read_text())
             check(tokens_of(cloud) == tokens_of(mine), f"same tokens in {key}")
             check(cloud["model"] == mine["model"], "same model id")
+        local_archives = sorted(
+            str(p.relative_to(local)) for p in (local / "results").glob("*") if p.is_file() and p.suffix != ".json"
+        )
+        check(local_archives == archives, f"same result files ({local_archives} vs {archives})")
+        for key in archives:
+            cloud = stack.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read()
+            check(cloud == (local / key).read_bytes(), f"{key}: the same bytes from both paths")
 
         print("== 3. a poison job ends in the DLQ with an error record", flush=True)
         stack.sqs.send_message(QueueUrl=stack.infer, MessageBody='{"schema_version": 1, "doc_id": 7}')

@@ -19,6 +19,7 @@ use sphinx_core::job::{format_tasks, PageJob, Task};
 use sphinx_core::keys;
 use sphinx_core::limits::Limits;
 use sphinx_core::manifest::DocumentManifest;
+use sphinx_core::output::OutputFormats;
 use sphinx_core::queue::{MemoryQueue, Queue};
 use sphinx_core::result::{DocumentResult, PageResult};
 use sphinx_core::store::{LocalStore, ObjectStore};
@@ -33,7 +34,7 @@ use crate::infer_cmd::{self, Loaded, DEFAULT_MAX_NEW_TOKENS};
 use crate::overlay;
 use crate::random_model;
 use crate::tile_cmd::source_name;
-use crate::worker::{spawn_grace_guard, Poison, Shutdown, Worker, WorkerConfig};
+use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
 
 /// The bucket name local mode uses in keys and events (nothing is sent anywhere).
 const LOCAL_BUCKET: &str = "local";
@@ -66,6 +67,10 @@ pub struct RunArgs {
     /// Also draw each page's boxes into <out>/overlays/<doc_id>/page-NNNN.png.
     #[arg(long)]
     pub overlays: bool,
+    /// Result files per document beside results/<doc_id>.json: a comma list of txt
+    /// (plain text), hocr, alto, pdf (searchable PDF), or all. Needs the ocr task.
+    #[arg(long, default_value = "json")]
+    pub formats: OutputFormats,
     #[command(flatten)]
     pub limits: LimitArgs,
     /// No progress bar (it is also hidden when stderr is not a terminal).
@@ -96,6 +101,8 @@ pub struct DocumentOutcome {
     pub error: Option<String>,
     /// The start of the document's first task text.
     pub preview: String,
+    /// The other result files: written (`results/<doc_id>.txt`, ...) or why not.
+    pub outputs: Vec<String>,
 }
 
 async fn run_local(args: RunArgs) -> Result<ExitCode> {
@@ -160,6 +167,11 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
             max_new_tokens: args.max_new_tokens,
             ..BatchOptions::default()
         },
+        outputs: Outputs {
+            formats: args.formats.clone(),
+            limits: limits.clone(),
+            ..Outputs::default()
+        },
         ..WorkerConfig::default()
     };
     let worker = Worker::new(&loaded, store.clone(), infer.clone(), cfg, shutdown.clone());
@@ -221,6 +233,25 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
                 .first()
                 .map(|t| preview(&t.text))
                 .unwrap_or_default();
+        }
+        if let Ok(written) = store.get(&keys::document_result(&doc_id)).await {
+            if let Ok(merged) = DocumentResult::from_json(&written) {
+                doc.outputs = merged
+                    .outputs
+                    .iter()
+                    .map(|o| match (&o.key, &o.reason) {
+                        (Some(key), _) if o.pages_without_text.is_empty() => key.clone(),
+                        (Some(key), _) => {
+                            format!("{key} (pages without text: {:?})", o.pages_without_text)
+                        }
+                        (None, reason) => format!(
+                            "no {}: {}",
+                            o.format,
+                            reason.as_deref().unwrap_or("not made")
+                        ),
+                    })
+                    .collect();
+            }
         }
         if args.overlays {
             let file = files
@@ -340,6 +371,7 @@ async fn tile_one(
         pages_done: 0,
         error: None,
         preview: String::new(),
+        outputs: Vec::new(),
     };
     let doc_id = match tiler.process_upload(&object, far).await {
         Ok(Outcome::Rejected { doc_id, code }) => {
@@ -474,6 +506,9 @@ fn print_summary(
             ),
             (Some(e), _) => println!("  FAILED  {}  {e}", d.source),
             (None, None) => println!("  ?       {}", d.source),
+        }
+        for o in &d.outputs {
+            println!("          {o}");
         }
     }
     println!("results in {}", out.join("results").display());

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use sphinx_core::output::OutputFormats;
 use sphinx_core::queue::{Queue, SqsQueue};
 use sphinx_core::store::{ObjectStore, S3Store};
 use tch::Device;
@@ -17,7 +18,7 @@ use crate::batch::BatchOptions;
 use crate::infer_cmd::{self, DEFAULT_MAX_NEW_TOKENS};
 use crate::model_source::{fetch_to_cache, ModelSource};
 use crate::worker::metrics::emf_line;
-use crate::worker::{spawn_grace_guard, Poison, Shutdown, Worker, WorkerConfig};
+use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
 
 /// Arguments of `sphinx serve` (each also read from its environment variable).
 #[derive(Debug, Clone, clap::Args)]
@@ -68,6 +69,13 @@ pub struct ServeArgs {
         default_missing_value = "true"
     )]
     pub s3_force_path_style: bool,
+    /// Result files per document beside the JSON: a comma list of txt, hocr, alto, pdf
+    /// (or all); JSON is always written.
+    #[arg(long, env = "SPHINX_OUTPUT_FORMATS", default_value = "json")]
+    pub formats: OutputFormats,
+    /// Key prefix of uploads (the tiler's): the searchable PDF is made from the original.
+    #[arg(long, env = "SPHINX_INBOX_PREFIX", default_value = "inbox/")]
+    pub inbox_prefix: String,
     /// Run on the CPU even when a GPU is available.
     #[arg(long)]
     pub cpu: bool,
@@ -86,6 +94,11 @@ impl ServeArgs {
             batch: BatchOptions {
                 max_new_tokens: self.max_new_tokens,
                 ..BatchOptions::default()
+            },
+            outputs: Outputs {
+                formats: self.formats.clone(),
+                inbox_prefix: self.inbox_prefix.clone(),
+                ..Outputs::default()
             },
             ..WorkerConfig::default()
         }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use sphinx_core::keys;
+use sphinx_core::output::OutputFormat;
 use sphinx_core::result::{DocumentResult, PageResult};
 use sphinx_model::config::ModelConfig;
 use sphinx_model::sphinx::Sphinx;
@@ -57,6 +58,7 @@ fn args(inputs: &Path, out: &Path, model: &Path) -> RunArgs {
         max_batch_pages: 3,
         max_new_tokens: 4,
         overlays: true,
+        formats: "all".parse().unwrap(),
         limits: LimitArgs::default(),
         quiet: true,
         cpu: true,
@@ -127,6 +129,41 @@ fn run_writes_cloud_keys_and_a_rerun_skips_finished_pages() {
         .unwrap();
         assert!(merged.missing_pages.is_empty());
         assert_eq!(merged.pages.len(), pages as usize);
+        // --formats all: every other result file, each recorded in the JSON.
+        let formats: Vec<OutputFormat> = merged.outputs.iter().map(|o| o.format).collect();
+        assert_eq!(
+            formats,
+            [
+                OutputFormat::Txt,
+                OutputFormat::Hocr,
+                OutputFormat::Alto,
+                OutputFormat::Pdf
+            ]
+        );
+        for o in &merged.outputs {
+            assert_eq!(o.reason, None, "{:?}", o.format);
+            let key = o.key.clone().unwrap();
+            assert_eq!(key, keys::document_output(doc_id, o.format));
+            assert!(out.join(&key).is_file(), "{key}");
+        }
+        let text =
+            std::fs::read_to_string(out.join(keys::document_output(doc_id, OutputFormat::Txt)))
+                .unwrap();
+        assert_eq!(
+            text.matches('\u{c}').count(),
+            pages as usize - 1,
+            "pages split by form feeds"
+        );
+        let pdf =
+            std::fs::read(out.join(keys::document_output(doc_id, OutputFormat::Pdf))).unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
+        if pages == 3 {
+            let original = std::fs::read(docs.join("notes.pdf")).unwrap();
+            assert!(
+                pdf.starts_with(&original),
+                "the original PDF is kept byte for byte"
+            );
+        }
     }
     let record: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join(keys::error_record(&bad_id))).unwrap())

@@ -36,7 +36,7 @@ use sphinx_core::retry::{retry, RetryPolicy};
 use sphinx_core::store::ObjectStore;
 use tokio::sync::Notify;
 
-pub use complete::{complete_document, Completion};
+pub use complete::{complete_document, Completion, Outputs};
 use metrics::BatchReport;
 
 use crate::batch::{run_batch, BatchOptions, BatchStats, PreparedPage};
@@ -72,6 +72,8 @@ pub struct WorkerConfig {
     pub poison: Poison,
     pub retry: RetryPolicy,
     pub batch: BatchOptions,
+    /// The result files written when a document completes.
+    pub outputs: Outputs,
 }
 
 impl Default for WorkerConfig {
@@ -90,6 +92,7 @@ impl Default for WorkerConfig {
                 base: Duration::from_millis(200),
             },
             batch: BatchOptions::default(),
+            outputs: Outputs::default(),
         }
     }
 }
@@ -372,11 +375,21 @@ impl<'a> Worker<'a> {
         // Results are durable: complete documents, then delete the messages.
         let mut docs = BTreeMap::new();
         for item in &finished {
-            docs.insert(item.job.doc_id.clone(), item.job.page_count);
+            docs.insert(
+                item.job.doc_id.clone(),
+                (item.job.source.clone(), item.job.page_count),
+            );
         }
-        for (doc_id, page_count) in docs {
-            match complete_document(self.store.as_ref(), &doc_id, page_count, self.cfg.retry).await
-            {
+        for (doc_id, (source, page_count)) in docs {
+            let done = complete_document(
+                self.store.as_ref(),
+                &doc_id,
+                &source,
+                page_count,
+                self.cfg.retry,
+                &self.cfg.outputs,
+            );
+            match done.await {
                 Ok(Completion::Written) => {
                     summary.documents_completed += 1;
                     tracing::info!(doc_id, "document complete, merged result written");
@@ -567,8 +580,10 @@ impl<'a> Worker<'a> {
                     let _ = complete_document(
                         self.store.as_ref(),
                         &job.doc_id,
+                        &job.source,
                         job.page_count,
                         self.cfg.retry,
+                        &self.cfg.outputs,
                     )
                     .await;
                 }
