@@ -38,6 +38,8 @@ import json
 import sys
 from pathlib import Path
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -66,8 +68,9 @@ DINO_STD = [0.229, 0.224, 0.225]
 PAD_RGB = tuple(int(x * 255) for x in CLIP_MEAN)
 
 
-def encode_views(convnext, dino, canvas):
-    """llama_ens5_light.py encode_image for one canvas: 5 views -> [5, tokens, C + D]."""
+def encode_views(convnext, dino, canvas, dtype=torch.float32):
+    """llama_ens5_light.py encode_image for one canvas: 5 views -> [5, tokens, C + D]; the
+    views are cut in float32 and reach the encoders in `dtype` (their weights' dtype)."""
     image = canvas[None]
     image_224 = F.interpolate(image, size=(DINO_SIZE, DINO_SIZE), mode="bicubic")
     image_448 = F.interpolate(image, size=(GRID * DINO_SIZE, GRID * DINO_SIZE), mode="bicubic")
@@ -79,12 +82,12 @@ def encode_views(convnext, dino, canvas):
     parts_512 = [image[..., :c, :c], image[..., :c, c:], image[..., c:, :c], image[..., c:, c:]]
     local_512 = torch.cat([image_512] + parts_512, dim=0)
 
-    conv_feats = vision.convnext_tokens(convnext, local_512)
+    conv_feats = vision.convnext_tokens(convnext, local_512.to(dtype))
     clip_mean = torch.Tensor(CLIP_MEAN).view(3, 1, 1)
     clip_std = torch.Tensor(CLIP_STD).view(3, 1, 1)
     dino_mean = torch.Tensor(DINO_MEAN).view(3, 1, 1)
     dino_std = torch.Tensor(DINO_STD).view(3, 1, 1)
-    dino_feats = vision.dinov2_tokens(dino, local_224 * (clip_std / dino_std) + (clip_mean - dino_mean) / dino_std)
+    dino_feats = vision.dinov2_tokens(dino, (local_224 * (clip_std / dino_std) + (clip_mean - dino_mean) / dino_std).to(dtype))
     return torch.cat([conv_feats, dino_feats], dim=2), local_512, local_224
 
 
@@ -125,6 +128,26 @@ def generate(out: Path) -> None:
     logits = lm(inputs_embeds=h).logits[:, n_image:]
     assert logits.shape == (1, TEXT_LEN, LLM["vocab_size"])
 
+    # The same composition in bfloat16, as the reference serves: every module cast, the
+    # float32 views cast on the way in. Its distance to the float32 outputs is the bar the
+    # engine's bfloat16 policy is held to (sphinx_parity.rs).
+    c16, d16 = copy.deepcopy(convnext).bfloat16(), copy.deepcopy(dino).bfloat16()
+    p16, lm16 = copy.deepcopy(visual_proj).bfloat16(), copy.deepcopy(lm).bfloat16()
+    feats16, _, _ = encode_views(c16, d16, canvas, torch.bfloat16)
+    projected16 = p16(feats16[kept])
+    s16, e16, k16 = start_img.bfloat16(), end_img.bfloat16(), skip_token.bfloat16()
+    blocks16 = [s16, projected16[0:1], e16]
+    k = 1
+    for skipped in SKIPPED:
+        if skipped:
+            blocks16.append(k16)
+        else:
+            blocks16 += [s16, projected16[k : k + 1], e16]
+            k += 1
+    h16 = lm16.model.embed_tokens(ids[None])
+    h16 = torch.cat([h16[:, :1], torch.cat(blocks16, dim=1), h16[:, 1:]], dim=1)
+    logits16 = lm16(inputs_embeds=h16).logits[:, n_image:]
+
     weights = {}
     weights.update({PREFIX + k: v for k, v in vision.convnext_weights(convnext).items()})
     weights.update({PREFIX + k: v for k, v in vision.dinov2_hub_weights(dino).items()})
@@ -142,6 +165,8 @@ def generate(out: Path) -> None:
             "features": projected.contiguous(),
             "inputs_embeds": h.contiguous(),
             "logits": logits.contiguous(),
+            "features_bf16": projected16.float().contiguous(),
+            "logits_bf16": logits16.float().contiguous(),
         },
         out / "io.safetensors",
     )

@@ -2,10 +2,12 @@
 //! machine (which has libtorch through PyTorch but no Rust toolchain).
 //!
 //! `gpu_parity parity <fixtures>`: the CPU float32 parity fixtures (`vision/`, `sphinx/`
-//! under `<fixtures>`) rerun on CUDA with the engine's GPU kinds (bfloat16, the ConvNeXt
-//! trunk float32: `sphinx::cast_for_gpu`); prints the relative error
-//! `||got - want|| / ||want||` of each output and fails above [`BF16_REL_TOL`]. Lines
-//! marked `info` (the all-bfloat16 trunk, the bfloat16 storage floors) are not checked.
+//! under `<fixtures>`) rerun on CUDA; prints the relative error `||got - want|| /
+//! ||want||` of each output. The encoders alone (float32 trunk, bfloat16 DINOv2, LLM) fail
+//! above [`BF16_REL_TOL`]; the whole SPHINX-X page in the engine's GPU kinds
+//! (`sphinx::cast_for_gpu`: everything bfloat16) fails above 1.5x the error of the peer
+//! composition itself run in bfloat16 (`features_bf16`, `logits_bf16` of the fixture),
+//! the bar `tests/sphinx_parity.rs` holds on the CPU. Lines marked `info` are not checked.
 //!
 //! `gpu_parity write-random <file>`: SPHINX-Tiny-1k shapes with random weights, written as
 //! one bf16 safetensors file (what a converted checkpoint looks like).
@@ -57,6 +59,13 @@ fn read(path: &Path) -> Result<HashMap<String, Tensor>> {
 }
 
 /// Relative L2 error of `got` (any dtype/device) against a float32 reference, checked.
+/// `||got - want|| / ||want||`, quietly.
+fn rel_of(got: &Tensor, want: &Tensor) -> f64 {
+    let got = got.to_device(Device::Cpu).to_kind(Kind::Float);
+    let want = want.to_kind(Kind::Float);
+    (&got - &want).norm().double_value(&[]) / want.norm().double_value(&[])
+}
+
 fn rel_err(what: &str, got: &Tensor, want: &Tensor) -> f64 {
     report(what, got, want, true)
 }
@@ -103,8 +112,8 @@ fn parity(fixtures: &Path) -> Result<()> {
     let dev = Device::Cuda(0);
     let mut worst: f64 = 0.0;
     println!(
-        "engine GPU kinds (bf16, ConvNeXt trunk f32) on CUDA vs float32 CPU references \
-         (tolerance {BF16_REL_TOL:.0e}):"
+        "engine GPU kinds on CUDA vs float32 CPU references (encoders alone: tolerance \
+         {BF16_REL_TOL:.0e}; the page: 1.5x the peer in bf16):"
     );
 
     let vision = fixtures.join("vision");
@@ -184,11 +193,21 @@ fn parity(fixtures: &Path) -> Result<()> {
         .collect();
     // Pixels stay float32, as the worker sends them; each encoder casts to its kind.
     let views = model.page_views(&io["canvas"].to_device(dev), &skipped)?;
-    worst = worst.max(rel_err(
-        "SPHINX features",
+    let mut over_bar = Vec::new();
+    let mut against_peer = |what: &str, got: &Tensor, want: &Tensor, peer: &Tensor| {
+        let ours = rel_err(what, got, want);
+        let bar = 1.5 * rel_of(peer, want);
+        println!("    bar: 1.5 x the peer composition in bf16 = {bar:.2e}");
+        if ours > bar {
+            over_bar.push(format!("{what}: {ours:.2e} > {bar:.2e}"));
+        }
+    };
+    against_peer(
+        "SPHINX features (all bf16)",
         &model.encode_views(&views)?,
         &io["features"],
-    ));
+        &io["features_bf16"],
+    );
     {
         let mut vs = nn::VarStore::new(dev);
         let model = Sphinx::new(
@@ -211,12 +230,18 @@ fn parity(fixtures: &Path) -> Result<()> {
         skipped: &skipped,
         ids: &ids,
     };
-    worst = worst.max(rel_err(
-        "SPHINX logits (skip page)",
+    against_peer(
+        "SPHINX logits (skip page, all bf16)",
         &model.forward(&page)?,
         &io["logits"],
-    ));
-
+        &io["logits_bf16"],
+    );
+    if !over_bar.is_empty() {
+        bail!(
+            "bf16 parity failed against the peer's bar: {}",
+            over_bar.join("; ")
+        );
+    }
     if worst > BF16_REL_TOL {
         bail!("bf16 parity failed: worst relative error {worst:.2e} > {BF16_REL_TOL:.0e}");
     }
@@ -255,7 +280,7 @@ fn load_and_run(file: &Path) -> Result<()> {
     let (llm, vision) = (LlamaConfig::tinyllama(), MovConfig::sphinx_tiny_1k());
 
     // Cold load: declare the model on the GPU in the engine's kinds, then copy every
-    // tensor in (the bf16 ConvNeXt trunk widens to float32 on the way).
+    // tensor in.
     let start = Instant::now();
     let mut vs = nn::VarStore::new(dev);
     let model = Sphinx::new(&vs.root(), &llm, &vision)?;

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod conversation;
 pub mod convnext;
+pub mod decoder;
 pub mod dinov2;
 pub mod generate;
 pub mod llama;

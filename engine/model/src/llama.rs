@@ -187,6 +187,38 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Row `slot` alone, as a batch-1 cache over the same memory: prefilling a row
+    /// through it writes straight into this cache (continuous batching admits rows so).
+    pub fn row(&self, slot: i64) -> KvCache {
+        KvCache {
+            layers: self
+                .layers
+                .iter()
+                .map(|(k, v)| (k.narrow(0, slot, 1), v.narrow(0, slot, 1)))
+                .collect(),
+            len: 0,
+            capacity: self.capacity,
+            batch: 1,
+        }
+    }
+
+    /// Writes one token's `k`, `v` (`[B, KV, 1, hd]`) of each row at that row's own
+    /// column `cols[b]` (`index: [B, KV, 1, hd]` int64, the columns broadcast) and returns
+    /// views of the first `keys` columns.
+    fn write_columns(
+        &mut self,
+        layer: usize,
+        index: &Tensor,
+        keys: i64,
+        k: &Tensor,
+        v: &Tensor,
+    ) -> (Tensor, Tensor) {
+        let (kc, vc) = &mut self.layers[layer];
+        let _ = kc.scatter_(2, index, k);
+        let _ = vc.scatter_(2, index, v);
+        (kc.narrow(2, 0, keys), vc.narrow(2, 0, keys))
+    }
+
     /// Writes `k`, `v` (`[B, KV, T, hd]`) at `start` in layer `layer` and returns views
     /// of all keys and values up to `start + T`.
     fn append(&mut self, layer: usize, start: i64, k: &Tensor, v: &Tensor) -> (Tensor, Tensor) {
@@ -196,6 +228,16 @@ impl KvCache {
         vc.narrow(2, start, t).copy_(v);
         (kc.narrow(2, 0, start + t), vc.narrow(2, 0, start + t))
     }
+}
+
+/// Where a forward pass writes its keys and values in the cache.
+#[derive(Clone, Copy)]
+enum Write<'a> {
+    /// Every row at the same columns `start..start+T`.
+    From,
+    /// One token per row, each at its own column (the scatter `index`); attention reads
+    /// the first `keys` columns.
+    Columns { index: &'a Tensor, keys: i64 },
 }
 
 /// Multi-head attention with grouped key/value heads and rotary positions.
@@ -237,7 +279,7 @@ impl Attention {
         x: &Tensor,
         start: i64,
         rope: &Rope,
-        cache: Option<(&mut KvCache, usize)>,
+        cache: Option<(&mut KvCache, usize, Write<'_>)>,
         mask: Option<&Tensor>,
         positions: Option<&Tensor>,
     ) -> Tensor {
@@ -253,7 +295,10 @@ impl Attention {
         let k = rope.apply(&k, start, positions).transpose(1, 2);
         let v = v.transpose(1, 2);
         let (keys, values) = match cache {
-            Some((cache, layer)) => cache.append(layer, start, &k, &v),
+            Some((cache, layer, Write::From)) => cache.append(layer, start, &k, &v),
+            Some((cache, layer, Write::Columns { index, keys })) => {
+                cache.write_columns(layer, index, keys, &k, &v)
+            }
             None => (k, v),
         };
         let out = Tensor::scaled_dot_product_attention(
@@ -480,7 +525,7 @@ impl Llama {
         let mut h = embeds.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
             let attn_in = layer.attention_norm.forward(&h);
-            let c = cache.as_deref_mut().map(|c| (c, i));
+            let c = cache.as_deref_mut().map(|c| (c, i, Write::From));
             h = &h
                 + layer.attention.forward(
                     &attn_in,
@@ -494,6 +539,64 @@ impl Llama {
         }
         if let Some(c) = cache {
             c.len = end;
+        }
+        Ok(self.norm.forward(&h))
+    }
+
+    /// One decoding step of rows that each sit at their own position: `embeds: [B, 1,
+    /// dim]` is each row's newest token, `positions: [B, 1]` (int64, on the device) its
+    /// position, which is also the cache column it is written to; a row attends to its
+    /// columns `0..=position`, all its own (rows are prefilled from column 0, see
+    /// [`KvCache::row`]). `keys` (more than every position) bounds the columns read.
+    /// Nothing is read back to the host: the caller checks shapes and positions once, when
+    /// rows are admitted, and this runs once per generated token.
+    pub fn decode_step(
+        &self,
+        embeds: &Tensor,
+        positions: &Tensor,
+        cache: &mut KvCache,
+        keys: i64,
+    ) -> Result<Tensor, LlamaError> {
+        let shape = embeds.size();
+        if shape.len() != 3 || shape[1] != 1 || shape[2] != self.cfg.dim {
+            return Err(LlamaError::EmbedsShape {
+                dim: self.cfg.dim,
+                shape,
+            });
+        }
+        let b = shape[0];
+        if cache.batch != b || cache.layers.len() != self.layers.len() || keys > cache.capacity {
+            return Err(LlamaError::Cache(format!(
+                "decode step of batch {b} over {keys} columns needs a cache of that batch with \
+                 {} layers; it has batch {}, {} layers, capacity {}",
+                self.layers.len(),
+                cache.batch,
+                cache.layers.len(),
+                cache.capacity
+            )));
+        }
+        let device = embeds.device();
+        let (kv, hd) = (self.cfg.kv_heads(), self.cfg.head_dim());
+        let index = positions.view([b, 1, 1, 1]).expand([b, kv, 1, hd], false);
+        let k_pos = Tensor::arange(keys, (Kind::Int64, device)).view([1, keys]);
+        let mask = k_pos.le_tensor(positions).view([b, 1, 1, keys]);
+        let mut h = embeds.shallow_clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let attn_in = layer.attention_norm.forward(&h);
+            let write = Write::Columns {
+                index: &index,
+                keys,
+            };
+            h = &h
+                + layer.attention.forward(
+                    &attn_in,
+                    0,
+                    &self.rope,
+                    Some((&mut *cache, i, write)),
+                    Some(&mask),
+                    Some(positions),
+                );
+            h = &h + layer.feed_forward.forward(&layer.ffn_norm.forward(&h));
         }
         Ok(self.norm.forward(&h))
     }

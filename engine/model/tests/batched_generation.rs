@@ -315,3 +315,138 @@ fn bad_inputs_are_typed_errors() {
         Err(GenerateError::EmptyStop { index: 1 })
     ));
 }
+
+/// Continuous batching: 16 rows with budgets from 1 to 31 tokens through 3 slots, each
+/// admitted as soon as a slot frees, give every row the tokens it gets alone (greedy and
+/// seeded top-p, with stop sequences met mid-way).
+#[test]
+fn continuous_batching_gives_each_row_what_it_gets_alone() {
+    use sphinx_model::decoder::Decoder;
+    let f = build();
+    let _guard = tch::no_grad_guard();
+    let budget = |i: usize| 1 + (i * 13) % 31;
+    let longest = f.seqs.iter().map(|s| s.size()[0]).max().unwrap();
+    for sampling in [
+        Sampling::Greedy,
+        Sampling::TopP {
+            temperature: 0.9,
+            top_p: 0.8,
+            seed: 5,
+        },
+    ] {
+        // Stop sequences taken from what the rows say without any, so some stop early:
+        // a token row 0 says fourth, and a pair row 1 says sixth and seventh.
+        let free = GenerateConfig {
+            max_new_tokens: 31,
+            sampling,
+            stop: vec![vec![-1]],
+            vocab: None,
+        };
+        let said = generate(f.model.llm(), &f.seqs[..2], &free)
+            .unwrap()
+            .outputs;
+        let cfg = GenerateConfig {
+            stop: vec![vec![said[0].tokens[3]], said[1].tokens[5..7].to_vec()],
+            ..free
+        };
+        let mut decoder = Decoder::new(
+            f.model.llm(),
+            &cfg,
+            3,
+            longest + 31,
+            4,
+            Kind::Float,
+            Device::Cpu,
+        )
+        .unwrap();
+        let mut next = 0;
+        let mut got: Vec<Option<Generated>> = vec![None; f.seqs.len()];
+        let mut most_running = 0;
+        while next < f.seqs.len() || !decoder.is_idle() {
+            while next < f.seqs.len() && decoder.free_slots() > 0 {
+                decoder.admit(next, &f.seqs[next], budget(next)).unwrap();
+                next += 1;
+            }
+            most_running = most_running.max(3 - decoder.free_slots());
+            for done in decoder.step().unwrap() {
+                assert!(got[done.id].is_none(), "row {} finished twice", done.id);
+                got[done.id] = Some(done.output);
+            }
+        }
+        assert_eq!(most_running, 3);
+        let mut early = 0;
+        for (i, out) in got.into_iter().enumerate() {
+            let out = out.unwrap_or_else(|| panic!("row {i} never finished"));
+            let alone_cfg = GenerateConfig {
+                max_new_tokens: budget(i),
+                sampling: match sampling {
+                    Sampling::TopP {
+                        temperature,
+                        top_p,
+                        seed,
+                    } => Sampling::TopP {
+                        temperature,
+                        top_p,
+                        seed: seed + i as u64,
+                    },
+                    s => s,
+                },
+                ..cfg.clone()
+            };
+            let alone = generate(f.model.llm(), std::slice::from_ref(&f.seqs[i]), &alone_cfg)
+                .unwrap()
+                .outputs
+                .remove(0);
+            assert_eq!(out, alone, "row {i} ({sampling:?})");
+            assert!(out.generated <= budget(i));
+            if matches!(out.stop, Stop::Sequence { .. }) {
+                early += 1;
+            }
+        }
+        assert!(
+            early > 0,
+            "some row should meet a stop sequence ({sampling:?})"
+        );
+    }
+}
+
+/// Decoding reads device state about once per `read_every` tokens, never once per token:
+/// 48 tokens of 4 rows cost at most 48 / 8 + 2 reads (the stop flags each 8 steps, the
+/// tokens of the finished rows once), and reading every step costs one per step.
+#[test]
+fn decoding_reads_the_device_every_k_steps_not_every_token() {
+    use sphinx_model::decoder::Decoder;
+    let f = build();
+    let _guard = tch::no_grad_guard();
+    let cfg = GenerateConfig {
+        max_new_tokens: 48,
+        sampling: Sampling::Greedy,
+        stop: vec![vec![-1]],
+        vocab: None,
+    };
+    let seqs = &f.seqs[..4];
+    let batch = generate(f.model.llm(), seqs, &cfg).unwrap();
+    assert!(batch.outputs.iter().all(|o| o.generated == 48));
+    assert!(
+        batch.host_reads <= 48 / sphinx_model::generate::READ_EVERY + 2,
+        "{} host reads for 48 tokens",
+        batch.host_reads
+    );
+    let longest = seqs.iter().map(|s| s.size()[0]).max().unwrap();
+    let mut every_step = Decoder::new(
+        f.model.llm(),
+        &cfg,
+        4,
+        longest + 48,
+        1,
+        Kind::Float,
+        Device::Cpu,
+    )
+    .unwrap();
+    for (i, s) in seqs.iter().enumerate() {
+        every_step.admit(i, s, 48).unwrap();
+    }
+    let out = every_step.drain().unwrap();
+    assert_eq!(out.len(), 4);
+    assert!(every_step.host_reads() >= 47, "{}", every_step.host_reads());
+}

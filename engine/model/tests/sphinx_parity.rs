@@ -49,12 +49,7 @@ fn load_with_kinds(gpu_kinds: bool) -> Loaded {
     if gpu_kinds {
         cast_for_gpu(&mut vs);
         for (name, var) in vs.variables() {
-            let want = if name.starts_with("llma.openclip_convnext_xxl.") {
-                Kind::Float
-            } else {
-                Kind::BFloat16
-            };
-            assert_eq!(var.kind(), want, "{name}");
+            assert_eq!(var.kind(), Kind::BFloat16, "{name}");
         }
     }
     weights::load_into(&mut vs, &fixture("model.safetensors")).unwrap();
@@ -127,23 +122,49 @@ fn page_with_skipped_sub_images_matches_reference() {
     assert_close("logits at text positions", &logits, &io["logits"]);
 }
 
-/// The GPU precision policy, run on the CPU's bfloat16 kernels: the trunk really stays
-/// float32, everything else really is bfloat16, and the page still matches the float32
-/// reference within the bfloat16 bound (relative L2 error <= 1e-2).
+/// The GPU precision policy (everything bfloat16, as the reference serves), run on the
+/// CPU's bfloat16 kernels, against the bar: the engine's distance to the float32
+/// reference is at most 1.5x the distance of the peer composition itself run in bfloat16
+/// (`features_bf16`, `logits_bf16`: timm + transformers cast to bfloat16 by
+/// scripts/parity/sphinx.py), by relative L2 error and by largest absolute error.
 #[test]
-fn gpu_kinds_keep_the_convnext_trunk_f32_and_stay_within_bf16_bound() {
+fn bf16_policy_is_within_1_5x_of_the_peer_in_bf16() {
     let Loaded { model, io, skipped } = load_with_kinds(true);
-    let rel = |what: &str, got: &Tensor, want: &Tensor| {
+    let check = |what: &str, got: &Tensor, want: &Tensor, peer: &Tensor| {
         let got = got.to_kind(Kind::Float);
-        let rel = (&got - want).norm().double_value(&[]) / want.norm().double_value(&[]);
-        eprintln!("{what}: relative error {rel:.2e}");
-        assert!(rel <= 1e-2, "{what}: relative error {rel:.2e} > 1e-2");
-        rel
+        let rel = |x: &Tensor| (x - want).norm().double_value(&[]) / want.norm().double_value(&[]);
+        let max = |x: &Tensor| (x - want).abs().max().double_value(&[]);
+        let (ours, theirs) = ((rel(&got), max(&got)), (rel(peer), max(peer)));
+        eprintln!(
+            "{what}: relative L2 {:.2e} (peer in bf16 {:.2e}), max abs {:.2e} (peer {:.2e})",
+            ours.0, theirs.0, ours.1, theirs.1
+        );
+        assert!(
+            theirs.0 > 0.0,
+            "{what}: the peer's bf16 run should differ from its f32 run"
+        );
+        assert!(
+            ours.0 <= 1.5 * theirs.0,
+            "{what}: relative L2 {:.2e} > 1.5 x {:.2e}",
+            ours.0,
+            theirs.0
+        );
+        assert!(
+            ours.1 <= 1.5 * theirs.1,
+            "{what}: max abs {:.2e} > 1.5 x {:.2e}",
+            ours.1,
+            theirs.1
+        );
     };
     let views = model.page_views(&io["canvas"], &skipped).unwrap();
     let features = model.encode_views(&views).unwrap();
     assert_eq!(features.kind(), Kind::BFloat16, "projector runs in bf16");
-    rel("projected features", &features, &io["features"]);
+    check(
+        "projected features",
+        &features,
+        &io["features"],
+        &io["features_bf16"],
+    );
     let page = PageInput {
         views: &views,
         skipped: &skipped,
@@ -151,5 +172,5 @@ fn gpu_kinds_keep_the_convnext_trunk_f32_and_stay_within_bf16_bound() {
     };
     let logits = model.forward(&page).unwrap();
     assert_eq!(logits.kind(), Kind::BFloat16, "LLM runs in bf16");
-    rel("logits", &logits, &io["logits"]);
+    check("logits", &logits, &io["logits"], &io["logits_bf16"]);
 }

@@ -7,9 +7,10 @@
 //! page-to-model path (training uses it too); the views of ALL pages are encoded together
 //! (in chunks of `max_views`), so the encoders see large batches across documents. A
 //! skip-token model never encodes padding cells; a released model encodes every cell.
-//! Every (page, task) pair then becomes one row of a batched generation (chunks of
-//! `max_rows`), each row assembled from its page's features, so a page's views are
-//! encoded once however many tasks it has.
+//! Every (page, task) pair then becomes one row, assembled from its page's features (a
+//! page's views are encoded once however many tasks it has), and the rows stream through
+//! `max_rows` decode slots ([`Decoder`]: continuous batching, a finished row's slot
+//! takes the next row at once).
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,8 @@ use sphinx_core::prompts;
 use sphinx_core::result::{ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts};
 use sphinx_core::tiling::{tile_page, Align, TileConfig, TiledPage};
 use sphinx_model::conversation::{Template, Turn};
-use sphinx_model::generate::{generate, GenerateConfig, Sampling, Stop};
+use sphinx_model::decoder::Decoder;
+use sphinx_model::generate::{GenerateConfig, Generated, Sampling, Stop, READ_EVERY};
 use sphinx_model::mov::{canvas_tensor, MovConfig, MovViews};
 use sphinx_model::sphinx::{self, PageViews, Sphinx};
 use tch::{Device, Tensor};
@@ -162,7 +164,8 @@ pub struct BatchOptions {
     pub sampling: Sampling,
     /// Views per encoder call (bounds activation memory of the encoders).
     pub max_views: usize,
-    /// (page, task) rows per generation call (bounds KV-cache memory).
+    /// Decode slots: (page, task) rows generated at once, each admitted as soon as a
+    /// slot frees (continuous batching; the KV cache holds this many rows).
     pub max_rows: usize,
 }
 
@@ -187,6 +190,8 @@ pub struct BatchStats {
     pub encode: Duration,
     pub prefill: Duration,
     pub decode: Duration,
+    /// Reads of device state by the host while decoding (not one per token).
+    pub host_reads: usize,
 }
 
 /// Runs every task of every page; results come back in page order. Timings in each task
@@ -289,15 +294,43 @@ pub fn run_batch(
         stop: template.stop_sequences(&loaded.tokenizer)?,
         vocab: Some(loaded.tokenizer.vocab_size() as i64),
     };
-    let mut outputs = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(opts.max_rows.max(1)) {
-        let seqs: Vec<Tensor> = chunk.iter().map(|r| r.seq.shallow_clone()).collect();
-        let batch = generate(loaded.model.llm(), &seqs, &cfg)
-            .with_context(|| format!("generation over {} rows failed", seqs.len()))?;
-        stats.prefill += batch.prefill;
-        stats.decode += batch.decode;
-        outputs.extend(batch.outputs);
+    // Continuous batching: rows stream through `max_rows` decode slots; a row that
+    // stops frees its slot for the next at once.
+    let slots = opts.max_rows.max(1).min(rows.len());
+    let longest = rows.iter().map(|r| r.seq.size()[0]).max().unwrap_or(1);
+    let capacity = longest + opts.max_new_tokens as i64;
+    let kind = rows
+        .first()
+        .map(|r| r.seq.kind())
+        .unwrap_or(tch::Kind::Float);
+    let mut decoder = Decoder::new(
+        loaded.model.llm(),
+        &cfg,
+        slots,
+        capacity,
+        READ_EVERY,
+        kind,
+        loaded.device,
+    )?;
+    let mut outputs: Vec<Option<Generated>> = vec![None; rows.len()];
+    let mut next = 0;
+    while next < rows.len() || !decoder.is_idle() {
+        while next < rows.len() && decoder.free_slots() > 0 {
+            decoder
+                .admit(next, &rows[next].seq, opts.max_new_tokens)
+                .with_context(|| format!("row {next} of {} cannot be generated", rows.len()))?;
+            next += 1;
+        }
+        for done in decoder.step().context("decoding failed")? {
+            outputs[done.id] = Some(done.output);
+        }
     }
+    (stats.prefill, stats.decode) = decoder.timings();
+    stats.host_reads = decoder.host_reads();
+    let outputs: Vec<Generated> = outputs
+        .into_iter()
+        .map(|o| o.expect("every admitted row finishes"))
+        .collect();
 
     // 3. Answers -> task results -> page results.
     let mut tasks: Vec<Vec<TaskResult>> = pages.iter().map(|_| Vec::new()).collect();

@@ -106,8 +106,8 @@ pub fn load_with(
     check_skip_token(&weights_path, cfg.skip_tokens)?;
     let mut vs = nn::VarStore::new(device);
     let model = Sphinx::build(&vs.root(), &cfg.llm, vision, cfg.skip_tokens)?;
-    // On a GPU the model runs in bfloat16 but for the ConvNeXt trunk (see
-    // `cast_for_gpu`). On the CPU it stays float32 (the precision the parity tests prove).
+    // On a GPU the model runs in bfloat16, as the reference serves (see `cast_for_gpu`).
+    // On the CPU it stays float32 (the precision the parity tests prove).
     // cuDNN's benchmark mode stays off: it re-tunes for every new shape, and decoding
     // makes a new attention shape at every step (measured: 4x slower decode).
     if device.is_cuda() {

@@ -58,9 +58,12 @@ pub struct RunArgs {
     /// grounding:<query>, ask:<question>.
     #[arg(long = "task", default_value = "ocr")]
     pub tasks: Vec<Task>,
-    /// Most pages per model batch.
-    #[arg(long, default_value_t = 8)]
+    /// Most pages per model batch (their rows stream through the decode slots).
+    #[arg(long, default_value_t = 32)]
     pub max_batch_pages: usize,
+    /// Rows decoded at once; a row that ends frees its slot for the next at once.
+    #[arg(long, default_value_t = 8)]
+    pub decode_slots: usize,
     /// Most tokens generated per task.
     #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
@@ -165,6 +168,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
         poison: Poison::Delete,
         batch: BatchOptions {
             max_new_tokens: args.max_new_tokens,
+            max_rows: args.decode_slots.max(1),
             ..BatchOptions::default()
         },
         outputs: Outputs {

@@ -38,6 +38,9 @@ pub struct ServeArgs {
     /// Most pages per micro-batch.
     #[arg(long, env = "SPHINX_MAX_BATCH_PAGES", default_value_t = 16)]
     pub max_batch_pages: usize,
+    /// Rows decoded at once (continuous batching: a finished row's slot takes the next).
+    #[arg(long, env = "SPHINX_DECODE_SLOTS", default_value_t = 32)]
+    pub decode_slots: usize,
     /// Milliseconds to wait for more pages once the first arrived.
     #[arg(long, env = "SPHINX_BATCH_WAIT_MS", default_value_t = 2000)]
     pub batch_wait_ms: u64,
@@ -93,6 +96,7 @@ impl ServeArgs {
             poison: Poison::DeadLetter,
             batch: BatchOptions {
                 max_new_tokens: self.max_new_tokens,
+                max_rows: self.decode_slots.max(1),
                 ..BatchOptions::default()
             },
             outputs: Outputs {

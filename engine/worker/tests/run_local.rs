@@ -56,6 +56,7 @@ fn args(inputs: &Path, out: &Path, model: &Path) -> RunArgs {
         model: Some(model.to_path_buf()),
         tasks: vec!["ocr".parse().unwrap(), "caption:short".parse().unwrap()],
         max_batch_pages: 3,
+        decode_slots: 2,
         max_new_tokens: 4,
         overlays: true,
         formats: "all".parse().unwrap(),

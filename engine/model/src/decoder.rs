@@ -1,0 +1,415 @@
+//! Continuous batching: a fixed set of decode slots over one preallocated KV cache.
+//!
+//! A row (one page's task: its input embeddings) is **admitted** into a free slot: it is
+//! prefilled alone, straight into its slot's rows of the shared cache
+//! ([`KvCache::row`]), from column 0, so it computes what it would compute alone. Every
+//! [`Decoder::step`] then feeds each slot's newest token at that slot's own position
+//! ([`Llama::decode_step`]: per-row cache columns and masks), so rows admitted at
+//! different times decode together; a row that stops frees its slot for the next at
+//! once, and one long answer no longer holds the short ones.
+//!
+//! **No host synchronisation per token.** Token choice (argmax, or top-p with uniforms
+//! drawn when the row is admitted), the history of chosen tokens, stop-sequence checks
+//! and the token budget all live on the device. The host reads the stop flags only every
+//! `read_every` steps (or when it knows a row has used its whole budget), and the
+//! tokens of the rows that stopped; [`Decoder::host_reads`] counts those reads.
+
+use std::time::{Duration, Instant};
+
+use tch::{Device, Kind, Tensor};
+
+use crate::generate::{
+    check_config, GenerateConfig, GenerateError, Generated, Sampling, SplitMix64, Stop,
+};
+use crate::llama::{KvCache, Llama, ROPE_TABLE_FACTOR};
+
+/// Host bookkeeping of an occupied slot (what the host knows without reading the device).
+#[derive(Debug, Clone)]
+struct Active {
+    id: usize,
+    /// Tokens chosen so far (the device's `generated`, without a read: one per step).
+    chosen: usize,
+    /// Its own budget of new tokens.
+    max_new: usize,
+    /// Columns it occupies after the next step.
+    columns: i64,
+}
+
+/// A row that finished.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub id: usize,
+    pub output: Generated,
+}
+
+/// Decode slots over one KV cache; see the module docs.
+pub struct Decoder<'m> {
+    llm: &'m Llama,
+    cfg: GenerateConfig,
+    read_every: usize,
+    cache: KvCache,
+    slots: Vec<Option<Active>>,
+    device: Device,
+    // Device state, one entry per slot.
+    next: Tensor,
+    positions: Tensor,
+    /// 1 for slots holding a row, 0 for free ones (whose position stays at 0).
+    occupied: Tensor,
+    generated: Tensor,
+    budget: Tensor,
+    done: Tensor,
+    stop_index: Tensor,
+    stop_at: Tensor,
+    history: Tensor,
+    uniforms: Tensor,
+    stops: Vec<Tensor>,
+    all_slots: Tensor,
+    since_read: usize,
+    host_reads: usize,
+    prefill: Duration,
+    decode: Duration,
+}
+
+/// `stop_index` of a row that used its budget (no stop sequence).
+const MAX_TOKENS: i64 = -2;
+/// `stop_index` of a row still running.
+const RUNNING: i64 = -1;
+
+impl<'m> Decoder<'m> {
+    /// `slots` rows at a time, each of at most `capacity` positions (prompt and answer);
+    /// cache and state in `kind` on `device`. The host reads stop flags every
+    /// `read_every` steps.
+    pub fn new(
+        llm: &'m Llama,
+        cfg: &GenerateConfig,
+        slots: usize,
+        capacity: i64,
+        read_every: usize,
+        kind: Kind,
+        device: Device,
+    ) -> Result<Self, GenerateError> {
+        check_config(cfg)?;
+        if slots == 0 {
+            return Err(GenerateError::EmptyBatch);
+        }
+        let s = slots as i64;
+        let width = cfg.max_new_tokens.max(1) as i64;
+        let long = (Kind::Int64, device);
+        Ok(Self {
+            llm,
+            cfg: cfg.clone(),
+            read_every: read_every.max(1),
+            cache: KvCache::new(llm.config(), s, capacity, kind, device),
+            slots: vec![None; slots],
+            device,
+            next: Tensor::zeros([s], long),
+            positions: Tensor::zeros([s], long),
+            occupied: Tensor::zeros([s], long),
+            generated: Tensor::zeros([s], long),
+            budget: Tensor::ones([s], long),
+            done: Tensor::ones([s], (Kind::Bool, device)),
+            stop_index: Tensor::full([s], RUNNING, long),
+            stop_at: Tensor::zeros([s], long),
+            history: Tensor::zeros([s, width], long),
+            uniforms: Tensor::zeros([s, width], (Kind::Double, device)),
+            stops: cfg
+                .stop
+                .iter()
+                .map(|seq| Tensor::from_slice(seq).to_device(device))
+                .collect(),
+            all_slots: Tensor::arange(s, long),
+            since_read: 0,
+            host_reads: 0,
+            prefill: Duration::ZERO,
+            decode: Duration::ZERO,
+        })
+    }
+
+    /// Slots free for [`Self::admit`].
+    pub fn free_slots(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_none()).count()
+    }
+
+    /// True when no row is running.
+    pub fn is_idle(&self) -> bool {
+        self.slots.iter().all(Option::is_none)
+    }
+
+    /// Reads of device state by the host so far (each one a synchronisation on a GPU).
+    pub fn host_reads(&self) -> usize {
+        self.host_reads
+    }
+
+    /// Time spent prefilling admitted rows, and decoding.
+    pub fn timings(&self) -> (Duration, Duration) {
+        (self.prefill, self.decode)
+    }
+
+    /// Prefills row `id` (`seq: [len, dim]`: BOS, image block, prompt) into a free slot
+    /// with a budget of `max_new` tokens (at most the config's) and chooses its first
+    /// token. Sampling draws from the generator seeded `seed + id`.
+    pub fn admit(&mut self, id: usize, seq: &Tensor, max_new: usize) -> Result<(), GenerateError> {
+        let dim = self.llm.config().dim;
+        let shape = seq.size();
+        if shape.len() != 2 || shape[0] < 1 || shape[1] != dim {
+            return Err(GenerateError::Shape {
+                index: id,
+                dim,
+                shape,
+            });
+        }
+        let len = shape[0];
+        let max_new = max_new.clamp(1, self.cfg.max_new_tokens.max(1));
+        let limit = (self.llm.config().max_seq_len * ROPE_TABLE_FACTOR).min(self.cache.capacity());
+        if len + max_new as i64 > limit {
+            return Err(GenerateError::TooLong {
+                index: id,
+                len,
+                max_new,
+                limit,
+            });
+        }
+        let slot = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or_else(|| GenerateError::Sampling("admit needs a free slot".into()))?;
+        let started = Instant::now();
+        let s = slot as i64;
+        if let Sampling::TopP { seed, .. } = self.cfg.sampling {
+            let mut rng = SplitMix64(seed.wrapping_add(id as u64));
+            let width = self.uniforms.size()[1] as usize;
+            let draws: Vec<f64> = (0..width).map(|_| rng.next_f64()).collect();
+            self.uniforms
+                .get(s)
+                .copy_(&Tensor::from_slice(&draws).to_device(self.device));
+        }
+        let mut row = self.cache.row(s);
+        let embeds = seq.to_kind(self.cache.layer(0).0.kind()).unsqueeze(0);
+        let hidden = self
+            .llm
+            .forward_embeds_at(&embeds, 0, None, Some(&mut row), None)?;
+        let logits = self
+            .llm
+            .logits(&hidden.narrow(1, len - 1, 1))
+            .squeeze_dim(1)
+            .to_kind(Kind::Float);
+        let _ = self.positions.get(s).fill_(len);
+        let _ = self.occupied.get(s).fill_(1);
+        let _ = self.generated.get(s).fill_(0);
+        let _ = self.budget.get(s).fill_(max_new as i64);
+        let _ = self.done.get(s).fill_(0);
+        let _ = self.stop_index.get(s).fill_(RUNNING);
+        let _ = self.stop_at.get(s).fill_(0);
+        let rows = Tensor::from_slice(&[s]).to_device(self.device);
+        let token = self.choose(&logits, &rows)?;
+        self.record(&rows, &token);
+        self.next.get(s).copy_(&token.squeeze_dim(0));
+        self.slots[slot] = Some(Active {
+            id,
+            chosen: 1,
+            max_new,
+            columns: len + 1,
+        });
+        sync(self.device);
+        self.prefill += started.elapsed();
+        Ok(())
+    }
+
+    /// One decoding step of every running row; returns the rows known to have finished
+    /// (read every `read_every` steps, or at once when a row's budget is used up).
+    pub fn step(&mut self) -> Result<Vec<Finished>, GenerateError> {
+        if self.is_idle() {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
+        let budget_spent = self.slots.iter().flatten().any(|a| a.chosen >= a.max_new);
+        if !budget_spent {
+            let keys = self
+                .slots
+                .iter()
+                .flatten()
+                .map(|a| a.columns)
+                .max()
+                .expect("a running row");
+            let emb = self.llm.embed_tokens(&self.next.view([-1, 1]))?;
+            let positions = self.positions.view([-1, 1]);
+            let hidden = self
+                .llm
+                .decode_step(&emb, &positions, &mut self.cache, keys)?;
+            let logits = self.llm.logits(&hidden).squeeze_dim(1).to_kind(Kind::Float);
+            let all = self.all_slots.shallow_clone();
+            let tokens = self.choose(&logits, &all)?;
+            self.record(&all, &tokens);
+            self.next.copy_(&tokens);
+            let _ = self.positions.f_add_(&self.occupied)?;
+            for a in self.slots.iter_mut().flatten() {
+                a.chosen += 1;
+                a.columns += 1;
+            }
+            self.since_read += 1;
+        }
+        let budget_spent = self.slots.iter().flatten().any(|a| a.chosen >= a.max_new);
+        let finished = if budget_spent || self.since_read >= self.read_every {
+            self.collect()?
+        } else {
+            Vec::new()
+        };
+        self.decode += started.elapsed();
+        Ok(finished)
+    }
+
+    /// Runs until every row has finished.
+    pub fn drain(&mut self) -> Result<Vec<Finished>, GenerateError> {
+        let mut out = Vec::new();
+        while !self.is_idle() {
+            out.extend(self.step()?);
+        }
+        sync(self.device);
+        Ok(out)
+    }
+
+    /// Next token of `rows` from their `logits: [n, vocab]` (float32), on the device.
+    fn choose(&self, logits: &Tensor, rows: &Tensor) -> Result<Tensor, GenerateError> {
+        let known = match self.cfg.vocab {
+            Some(n) if n > 0 && n < logits.size()[1] => logits.narrow(1, 0, n),
+            _ => logits.shallow_clone(),
+        };
+        Ok(match self.cfg.sampling {
+            Sampling::Greedy => known.argmax(-1, false),
+            Sampling::TopP {
+                temperature, top_p, ..
+            } => {
+                let probs = (&known / temperature).softmax(-1, Kind::Float);
+                let (sorted, idx) = probs.sort(-1, true);
+                let cum = sorted.cumsum(-1, Kind::Float);
+                // The reference's `sample_top_p`: drop tokens whose preceding mass exceeds p.
+                let drop = (&cum - &sorted).gt(top_p);
+                let kept = sorted.masked_fill(&drop, 0.0);
+                let kept =
+                    (&kept / kept.sum_dim_intlist(-1, true, Kind::Float)).to_kind(Kind::Double);
+                // Inverse CDF: the first index whose cumulative mass exceeds u (the last
+                // kept one when rounding leaves u above the total).
+                let cdf = kept.cumsum(-1, Kind::Double);
+                let steps = self
+                    .generated
+                    .index_select(0, rows)
+                    .clamp_max(self.uniforms.size()[1] - 1);
+                let u = self
+                    .uniforms
+                    .index_select(0, rows)
+                    .gather(1, &steps.unsqueeze(1), false);
+                let below = cdf.le_tensor(&u).sum_dim_intlist(-1, false, Kind::Int64);
+                let last = kept.gt(0.0).sum_dim_intlist(-1, false, Kind::Int64) - 1;
+                let pick = below.minimum(&last);
+                idx.gather(1, &pick.unsqueeze(1), false).squeeze_dim(1)
+            }
+        })
+    }
+
+    /// Appends `tokens` to the histories of `rows` that are still running, then checks
+    /// stop sequences and budgets, all on the device.
+    fn record(&mut self, rows: &Tensor, tokens: &Tensor) {
+        let width = self.history.size()[1];
+        let done_before = self.done.index_select(0, rows);
+        let running = done_before.logical_not();
+        let gen = self.generated.index_select(0, rows);
+        let mut hist = self.history.index_select(0, rows);
+        // Rows that already stopped keep their history (their column may be the last).
+        let col = gen.clamp_max(width - 1).unsqueeze(1);
+        let value = tokens
+            .unsqueeze(1)
+            .where_self(&running.unsqueeze(1), &hist.gather(1, &col, false));
+        let _ = hist.scatter_(1, &col, &value);
+        let gen = &gen + running.to_kind(Kind::Int64);
+        let n = rows.size()[0];
+        let long = (Kind::Int64, self.device);
+        let mut first = Tensor::full([n], RUNNING, long);
+        let mut matched = Tensor::zeros([n], (Kind::Bool, self.device));
+        for (i, stop) in self.stops.iter().enumerate().rev() {
+            let l = stop.size()[0];
+            let at =
+                (gen.unsqueeze(1) - l + Tensor::arange(l, long).unsqueeze(0)).clamp(0, width - 1);
+            let hit = hist
+                .gather(1, &at, false)
+                .eq_tensor(&stop.unsqueeze(0))
+                .all_dim(1, false)
+                .logical_and(&gen.ge(l));
+            // Reverse order: the first stop sequence in the list wins, as on the host.
+            first = Tensor::full([n], i as i64, long).where_self(&hit, &first);
+            matched = matched.logical_or(&hit);
+        }
+        let budget = self.budget.index_select(0, rows);
+        let newly = running.logical_and(&matched);
+        let maxed = running
+            .logical_and(&newly.logical_not())
+            .logical_and(&gen.ge_tensor(&budget));
+        let ended = newly.logical_or(&maxed);
+        let stop_index = self.stop_index.index_select(0, rows);
+        let stop_index = first.where_self(
+            &newly,
+            &Tensor::full([n], MAX_TOKENS, long).where_self(&maxed, &stop_index),
+        );
+        let stop_at = gen.where_self(&ended, &self.stop_at.index_select(0, rows));
+        let _ = self.history.index_copy_(0, rows, &hist);
+        let _ = self.generated.index_copy_(0, rows, &gen);
+        let _ = self.stop_index.index_copy_(0, rows, &stop_index);
+        let _ = self.stop_at.index_copy_(0, rows, &stop_at);
+        let _ = self
+            .done
+            .index_copy_(0, rows, &done_before.logical_or(&ended));
+    }
+
+    /// Reads which rows stopped (one read), and the tokens of those that did (one more),
+    /// and frees their slots.
+    fn collect(&mut self) -> Result<Vec<Finished>, GenerateError> {
+        self.since_read = 0;
+        let state = Tensor::stack(&[&self.stop_index, &self.stop_at], 0).to_device(Device::Cpu);
+        self.host_reads += 1;
+        let state = Vec::<Vec<i64>>::try_from(state)?;
+        let ended: Vec<usize> = (0..self.slots.len())
+            .filter(|&s| self.slots[s].is_some() && state[0][s] != RUNNING)
+            .collect();
+        if ended.is_empty() {
+            return Ok(Vec::new());
+        }
+        let idx: Vec<i64> = ended.iter().map(|&s| s as i64).collect();
+        let rows = Tensor::from_slice(&idx).to_device(self.device);
+        let hist =
+            Vec::<Vec<i64>>::try_from(self.history.index_select(0, &rows).to_device(Device::Cpu))?;
+        self.host_reads += 1;
+        let mut out = Vec::with_capacity(ended.len());
+        for (k, &s) in ended.iter().enumerate() {
+            let active = self.slots[s].take().expect("an occupied slot");
+            let generated = state[1][s] as usize;
+            let mut tokens = hist[k][..generated].to_vec();
+            let stop = match state[0][s] {
+                MAX_TOKENS => Stop::MaxTokens,
+                i => {
+                    let index = i as usize;
+                    tokens.truncate(generated - self.cfg.stop[index].len());
+                    Stop::Sequence { index }
+                }
+            };
+            let _ = self.done.get(s as i64).fill_(1);
+            let _ = self.positions.get(s as i64).fill_(0);
+            let _ = self.occupied.get(s as i64).fill_(0);
+            out.push(Finished {
+                id: active.id,
+                output: Generated {
+                    tokens,
+                    generated,
+                    stop,
+                },
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Waits for queued GPU work, so a timing covers it (CUDA launches are asynchronous).
+pub(crate) fn sync(device: Device) {
+    if let Device::Cuda(index) = device {
+        tch::Cuda::synchronize(index as i64);
+    }
+}
