@@ -5,17 +5,24 @@
 #                                copy it (stripped) into target/bench-gpu/
 #   scripts/bench-gpu.sh run     on the lent GPU (device tool, carry ["target/bench-gpu"]):
 #                                runs ours and scripts/bench_gpu_reference.py on the same
-#                                sequence lengths, prints a table with the ratios.
+#                                sequence lengths, prints a table with the ratios and the
+#                                price per million pages, and appends it, dated, with the
+#                                card's name, to docs/performance.md ($OUT/performance.md
+#                                when the checkout is read-only there). <= 8 minutes.
 #
 # Ours: SPHINX-Tiny-1k-sized model (TinyLlama-1.1B + ConvNeXt-XXL + DINOv2-g/14), random
-# weights, bf16; letter pages (5 views), one OCR task each, NEW tokens per page; batch
-# sizes 1/8/32. Baseline: the same LLM shape in transformers, from input embeddings of
-# our sequence length, greedy, KV cache, SDPA, the same number of new tokens.
+# weights, bf16; letter pages (5 views), one OCR task each, NEW tokens per page (256);
+# batch sizes 1/8/32/64. Peers: the same LLM shape in transformers, from input
+# embeddings of our sequence length, greedy, SDPA, the same number of new tokens, eager
+# with its dynamic cache and with its static cache + torch.compile. Ours is timed end to
+# end (encoders included); the peers run the LLM only, so the ratios favour them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=target/bench-gpu
-NEW=${NEW:-128}
-SIZES=${SIZES:-"1 8 32"}
+NEW=${NEW:-256}
+SIZES=${SIZES:-"1 8 32 64"}
+# $ per GPU-hour for the price per million pages.
+PRICE=${PRICE:-2.5}
 
 case "${1:-}" in
 stage)
@@ -32,23 +39,43 @@ run)
   TL=$(python3 -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
   export LD_LIBRARY_PATH="$TL${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   LOG=${OUT:-/tmp}
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+  card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -n 1)
+  echo "$card"
   # shellcheck disable=SC2086
   "$STAGE/bench_gpu" "${TMPDIR:-/tmp}" "$NEW" $SIZES | tee "$LOG/ours.jsonl"
   seq_len=$(python3 -c 'import json,sys;print(json.loads(open(sys.argv[1]).readline())["seq_len"])' "$LOG/ours.jsonl")
   # shellcheck disable=SC2086
   python3 scripts/bench_gpu_reference.py "$seq_len" "$NEW" $SIZES | tee "$LOG/hf.jsonl"
-  python3 - "$LOG/ours.jsonl" "$LOG/hf.jsonl" <<'PY'
-import json, sys
+  python3 - "$LOG/ours.jsonl" "$LOG/hf.jsonl" "$PRICE" "$card" "$NEW" > "$LOG/table.md" <<'PY'
+import datetime, json, sys
 ours = {r["batch"]: r for r in map(json.loads, open(sys.argv[1]))}
-hf = {r["batch"]: r for r in map(json.loads, open(sys.argv[2]))}
-print("| batch | LLM seq len | ours pages/s (end to end) | ours LLM tokens/s | HF generate tokens/s | ratio (LLM) |")
-print("|---|---|---|---|---|---|")
+peers = {}
+for r in map(json.loads, open(sys.argv[2])):
+    peers.setdefault(r["peer"], {})[r["batch"]] = r
+price, card, new = float(sys.argv[3]), sys.argv[4], sys.argv[5]
+usd = lambda ms: ms / 1000 / 3600 * price * 1e6
+print(f"### {datetime.date.today()}: {card}, {new} new tokens per page, ${price}/GPU-hour\n")
+print("| batch | ours ms/page (end to end) | ours LLM tokens/s | ours $/M pages | "
+      + " | ".join(f"{p} ms/page | {p} tokens/s | ours vs {p}" for p in peers) + " |")
+print("|" + "---|" * (4 + 3 * len(peers)))
 for b in sorted(ours):
-    o, h = ours[b], hf[b]
+    o = ours[b]
+    ms = 1000 / o["pages_per_s"]
     llm_tps = o["generated"] / (o["prefill_s"] + o["decode_s"])
-    print(f"| {b} | {o['seq_len']} | {o['pages_per_s']:.2f} | {llm_tps:.0f} | {h['tokens_per_s']:.0f} | {llm_tps / h['tokens_per_s']:.2f}x |")
+    cells = [f"{b}", f"{ms:.1f}", f"{llm_tps:.0f}", f"{usd(ms):.1f}"]
+    for p in peers.values():
+        h = p.get(b)
+        cells += [f"{h['ms_per_page']:.1f}", f"{h['tokens_per_s']:.0f}", f"{h['ms_per_page'] / ms:.2f}x"] if h else ["", "", ""]
+    print("| " + " | ".join(cells) + " |")
+print("\nPhases of ours (s): " + "; ".join(
+    f"batch {b}: encode {o['encode_s']:.2f}, prefill {o['prefill_s']:.2f}, decode {o['decode_s']:.2f}"
+    for b, o in sorted(ours.items())))
 PY
+  cat "$LOG/table.md"
+  doc=docs/performance.md
+  [ -w "$doc" ] || doc="$LOG/performance.md"
+  { echo; cat "$LOG/table.md"; } >> "$doc"
+  echo "table appended to $doc"
   ;;
 *)
   echo "usage: scripts/bench-gpu.sh stage|run" >&2

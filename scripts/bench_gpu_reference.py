@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
-"""Baseline for scripts/bench-gpu.sh: Hugging Face transformers `generate` on a LLaMA of
-the SPHINX-Tiny-1k LLM's size (TinyLlama-1.1B shape), random weights, bf16, SDPA, KV
-cache, greedy, from input embeddings of the same sequence length our worker feeds its
-LLM, generating the same number of tokens. Prints one JSON line per batch size.
+"""Baselines for scripts/bench-gpu.sh: Hugging Face transformers `generate` on a LLaMA of
+the SPHINX-Tiny-1k LLM's size (TinyLlama-1.1B shape), random weights, bf16, SDPA, greedy,
+from input embeddings of the same sequence length our worker feeds its LLM, generating
+the same number of tokens. Two peers, each one JSON line per batch size:
+
+- `eager`: the dynamic KV cache, eager PyTorch (what most pipelines run);
+- `static-compile`: transformers' static KV cache and `torch.compile` of the forward
+  (`mode="reduce-overhead"`: CUDA graphs), the strongest PyTorch peer available there.
+  Compilation happens in a warm-up per batch size and is not timed.
 
 Usage: bench_gpu_reference.py <seq_len> <new_tokens> <batch sizes...>
+Environment: PEERS (default "eager static-compile"), DEVICE (default cuda).
 """
 import json
+import os
 import sys
 import time
 
@@ -14,35 +21,50 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def main():
     seq_len, new_tokens = int(sys.argv[1]), int(sys.argv[2])
     sizes = [int(b) for b in sys.argv[3:]]
+    device = os.environ.get("DEVICE", "cuda")
+    peers = os.environ.get("PEERS", "eager static-compile").split()
     cfg = LlamaConfig(
         vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
         num_attention_heads=32, num_key_value_heads=4, rms_norm_eps=1e-5, rope_theta=10000.0,
         max_position_embeddings=4096, attn_implementation="sdpa", torch_dtype=torch.bfloat16,
     )
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(device):
         model = LlamaForCausalLM(cfg).to(torch.bfloat16).eval()
+    eager_forward = model.forward
 
-    def run(b):
-        emb = torch.randn(b, seq_len, cfg.hidden_size, device="cuda", dtype=torch.bfloat16)
-        mask = torch.ones(b, seq_len, device="cuda", dtype=torch.long)
-        torch.cuda.synchronize()
+    def run(b, peer):
+        emb = torch.randn(b, seq_len, cfg.hidden_size, device=device, dtype=torch.bfloat16)
+        mask = torch.ones(b, seq_len, device=device, dtype=torch.long)
+        extra = {"cache_implementation": "static"} if peer == "static-compile" else {}
+        sync(device)
         t0 = time.perf_counter()
         with torch.no_grad():
             out = model.generate(inputs_embeds=emb, attention_mask=mask, max_new_tokens=new_tokens,
                                  min_new_tokens=new_tokens, do_sample=False, use_cache=True,
-                                 pad_token_id=0, eos_token_id=None)
-        torch.cuda.synchronize()
+                                 pad_token_id=0, eos_token_id=None, **extra)
+        sync(device)
         return time.perf_counter() - t0, out.shape[1] * b
 
-    run(2)  # warm-up
-    for b in sizes:
-        wall, generated = run(b)
-        print(json.dumps({"batch": b, "seq_len": seq_len, "generated": generated, "llm_s": wall,
-                          "tokens_per_s": generated / wall}), flush=True)
+    for peer in peers:
+        if peer == "static-compile":
+            model.forward = torch.compile(eager_forward, mode="reduce-overhead", fullgraph=True)
+        else:
+            model.forward = eager_forward
+        for b in sizes:
+            run(b, peer)  # warm-up (and, for static-compile, compilation for this shape)
+            wall, generated = run(b, peer)
+            print(json.dumps({"peer": peer, "batch": b, "seq_len": seq_len, "generated": generated,
+                              "llm_s": wall, "tokens_per_s": generated / wall,
+                              "ms_per_page": 1000 * wall / b}), flush=True)
 
 
 if __name__ == "__main__":
