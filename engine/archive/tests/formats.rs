@@ -27,13 +27,9 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// A real PDF of the corpus the project ships (tests/data/corpus).
 fn corpus(name: &str) -> PathBuf {
-    let p = root().join("../shared/corpus/pdfs").join(name);
-    if p.exists() {
-        p
-    } else {
-        root().join("samples").join(name)
-    }
+    root().join("tests/data/corpus").join(name)
 }
 
 fn fixture(name: &str) -> PathBuf {

@@ -17,7 +17,6 @@ mod tiff_pages;
 use std::sync::Arc;
 
 use image::RgbImage;
-use serde::{Deserialize, Serialize};
 
 use crate::error::DocError;
 use crate::limits::Limits;
@@ -26,21 +25,7 @@ pub use pdf::renders_past_deadline;
 pub use raster::{jpeg_passthrough, JpegPassthrough};
 pub use sniff::sniff;
 
-/// The format of an uploaded document, as detected by [`sniff`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceKind {
-    /// Portable Document Format.
-    Pdf,
-    /// Tagged Image File Format, possibly multi-page.
-    Tiff,
-    /// Portable Network Graphics.
-    Png,
-    /// JPEG (JFIF or EXIF).
-    Jpeg,
-    /// WebP, lossy or lossless.
-    Webp,
-}
+pub use crate::source_kind::SourceKind;
 
 /// One decoded page.
 #[derive(Clone, Debug)]

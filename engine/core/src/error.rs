@@ -4,7 +4,7 @@
 //! message naming the reason, and a stable snake_case [`DocError::code`] that the
 //! tiler writes into error records (so dashboards and retries can branch on it).
 
-use crate::document::SourceKind;
+use crate::source_kind::SourceKind;
 
 /// Why a document (or one of its pages) could not be decoded. Serializable, so a render
 /// child process ([`crate::isolate`]) reports it to its parent unchanged.

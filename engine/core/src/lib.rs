@@ -24,6 +24,7 @@ pub mod queue;
 pub mod resize;
 pub mod result;
 pub mod retry;
+pub mod source_kind;
 pub mod store;
 pub mod synth;
 pub mod tiling;

@@ -16,7 +16,7 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use crate::mov::VisionError;
+use crate::vision_error::VisionError;
 
 /// timm ConvNeXt's default patchify stem: a 4x4 conv with stride 4.
 const STEM_PATCH: i64 = 4;

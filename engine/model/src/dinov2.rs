@@ -15,7 +15,7 @@ use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use crate::convnext::check_pixels;
-use crate::mov::VisionError;
+use crate::vision_error::VisionError;
 
 /// LayerNorm epsilon of every DINOv2 norm (`partial(nn.LayerNorm, eps=1e-6)` in the reference).
 const LN_EPS: f64 = 1e-6;

@@ -26,14 +26,7 @@ pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 /// ImageNet standard deviation DINOv2 was trained with (reference `dinov2_std`).
 pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
-/// Why the vision side rejected an input or a configuration.
-#[derive(Debug, thiserror::Error)]
-pub enum VisionError {
-    #[error("bad vision input: {0}")]
-    Shape(String),
-    #[error("bad vision config: {0}")]
-    Config(String),
-}
+pub use crate::vision_error::VisionError;
 
 /// How a page's canvas becomes views (the reference file a checkpoint was trained with).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

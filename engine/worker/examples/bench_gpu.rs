@@ -19,7 +19,6 @@ use sphinx_model::config::ModelConfig;
 use sphinx_model::sphinx::Sphinx;
 use sphinx_model::train::char_tokenizer;
 use sphinx_worker::batch::{run_batch, BatchOptions, PreparedPage};
-use sphinx_worker::infer_cmd;
 use tch::{nn, Device, Tensor};
 
 /// A US-letter page rendered for the 1024 canvas: 791 x 1024, so no sub-image is skipped.
@@ -28,8 +27,14 @@ const PAGE: (u32, u32) = (791, 1024);
 fn write_model(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let cfg = ModelConfig::named("sphinx-tiny-1k").context("preset")?;
-    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
-    std::fs::write(dir.join("tokenizer.json"), char_tokenizer::tokenizer_json())?;
+    std::fs::write(
+        dir.join(sphinx_model::model_folder::CONFIG_FILE),
+        serde_json::to_vec_pretty(&cfg)?,
+    )?;
+    std::fs::write(
+        dir.join(sphinx_model::model_folder::TOKENIZER_FILE),
+        char_tokenizer::tokenizer_json(),
+    )?;
     let mut vs = nn::VarStore::new(Device::Cuda(0));
     Sphinx::build(
         &vs.root(),
@@ -43,7 +48,7 @@ fn write_model(dir: &Path) -> Result<()> {
         .into_iter()
         .map(|(n, t)| (n, t.to_device(Device::Cpu)))
         .collect();
-    Tensor::write_safetensors(&named, dir.join("model.safetensors"))?;
+    Tensor::write_safetensors(&named, dir.join(sphinx_model::model_folder::WEIGHTS_FILE))?;
     Ok(())
 }
 
@@ -75,7 +80,7 @@ fn main() -> Result<()> {
         .collect::<Result<_, _>>()?;
     write_model(&dir)?;
     let start = Instant::now();
-    let loaded = infer_cmd::load(&dir, Device::Cuda(0))?;
+    let loaded = sphinx_model::model_folder::load(&dir, Device::Cuda(0))?;
     eprintln!("model loaded in {:.2} s", start.elapsed().as_secs_f64());
     let opts = BatchOptions {
         max_new_tokens: max_new,

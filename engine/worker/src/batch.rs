@@ -30,7 +30,7 @@ use sphinx_model::mov::{canvas_tensor, MovConfig, MovViews};
 use sphinx_model::sphinx::{self, PageViews, Sphinx};
 use tch::{Device, Tensor};
 
-use crate::infer_cmd::Loaded;
+use sphinx_model::model_folder::Loaded;
 
 /// One page ready for the model.
 #[derive(Debug, Clone)]
@@ -157,6 +157,9 @@ impl PreparedPage {
     }
 }
 
+/// Default answer budget: the reference's `generate_response` default `max_gen_len`.
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 512;
+
 /// How pages are generated and how big the batches on the device may get.
 #[derive(Debug, Clone)]
 pub struct BatchOptions {
@@ -172,7 +175,7 @@ pub struct BatchOptions {
 impl Default for BatchOptions {
     fn default() -> Self {
         Self {
-            max_new_tokens: crate::infer_cmd::DEFAULT_MAX_NEW_TOKENS,
+            max_new_tokens: DEFAULT_MAX_NEW_TOKENS,
             sampling: Sampling::Greedy,
             max_views: 32,
             max_rows: 32,

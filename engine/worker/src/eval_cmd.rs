@@ -26,7 +26,6 @@ use sphinx_model::train::dataset::Dataset;
 use tch::Device;
 
 use crate::batch::{run_batch, BatchOptions, PreparedPage};
-use crate::infer_cmd;
 
 /// Arguments of `sphinx eval`.
 #[derive(Debug, Clone, clap::Args)]
@@ -181,7 +180,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
     } else {
         Device::cuda_if_available()
     };
-    let loaded = infer_cmd::load(&args.model, device)
+    let loaded = sphinx_model::model_folder::load(&args.model, device)
         .with_context(|| format!("cannot load model {}", args.model.display()))?;
     let data = Dataset::load(&args.data)?;
     let ocr_question = prompts::question(&Task::Ocr)?;

@@ -23,24 +23,12 @@ use sphinx_core::job::Task;
 use sphinx_core::keys;
 use sphinx_core::limits::Limits;
 use sphinx_core::result::PageResult;
-use sphinx_core::tiling::TileConfig;
-use sphinx_model::config::{ModelConfig, SphinxConfig};
 use sphinx_model::generate::Sampling;
-use sphinx_model::mov::MovConfig;
-use sphinx_model::sphinx::{self, Sphinx};
-use sphinx_model::tokenizer::Tokenizer;
-use sphinx_model::weights;
-use tch::{nn, Device};
+use sphinx_model::model_folder::{self, Loaded};
+use tch::Device;
 
-use crate::batch::{run_batch, BatchOptions, PreparedPage};
+use crate::batch::{run_batch, BatchOptions, PreparedPage, DEFAULT_MAX_NEW_TOKENS};
 use crate::overlay;
-
-/// File names inside a converted model folder.
-const CONFIG_FILE: &str = "config.json";
-const WEIGHTS_FILE: &str = "model.safetensors";
-const TOKENIZER_FILE: &str = "tokenizer.json";
-/// Default answer budget: the reference's `generate_response` default `max_gen_len`.
-pub const DEFAULT_MAX_NEW_TOKENS: usize = 512;
 
 /// Arguments of `sphinx infer`.
 #[derive(Debug, Clone, clap::Args)]
@@ -77,94 +65,6 @@ pub struct InferArgs {
     pub cpu: bool,
 }
 
-/// A loaded model: weights, tokenizer and the tiling its views need.
-pub struct Loaded {
-    pub id: String,
-    pub model: Sphinx,
-    pub tokenizer: Tokenizer,
-    pub tile: TileConfig,
-    pub device: Device,
-    _vs: nn::VarStore,
-}
-
-/// Loads a converted model folder onto `device`.
-pub fn load(dir: &Path, device: Device) -> Result<Loaded> {
-    // A trained folder may carry its own encoder sizes (`vision`); a converted release
-    // gets the encoders of its llama_type.
-    let cfg = ModelConfig::from_json_file(&dir.join(CONFIG_FILE))?;
-    load_with(dir, device, &cfg.sphinx, &cfg.vision())
-}
-
-/// Loads with an explicit vision config (tests use tiny encoders).
-pub fn load_with(
-    dir: &Path,
-    device: Device,
-    cfg: &SphinxConfig,
-    vision: &MovConfig,
-) -> Result<Loaded> {
-    let weights_path = dir.join(WEIGHTS_FILE);
-    check_skip_token(&weights_path, cfg.skip_tokens)?;
-    let mut vs = nn::VarStore::new(device);
-    let model = Sphinx::build(&vs.root(), &cfg.llm, vision, cfg.skip_tokens)?;
-    // On a GPU the model runs in bfloat16, as the reference serves (see `cast_for_gpu`).
-    // On the CPU it stays float32 (the precision the parity tests prove).
-    // cuDNN's benchmark mode stays off: it re-tunes for every new shape, and decoding
-    // makes a new attention shape at every step (measured: 4x slower decode).
-    if device.is_cuda() {
-        sphinx::cast_for_gpu(&mut vs);
-    }
-    weights::load_files(&mut vs, &[weights_path.as_path()])
-        .with_context(|| format!("cannot load weights {}", weights_path.display()))?;
-    let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
-    if tokenizer.vocab_size() as i64 > cfg.llm.vocab_size {
-        bail!(
-            "{} has {} pieces but the model's vocab_size ({}) is {}: the tokenizer belongs to \
-             another model",
-            dir.join(TOKENIZER_FILE).display(),
-            tokenizer.vocab_size(),
-            dir.join(CONFIG_FILE).display(),
-            cfg.llm.vocab_size
-        );
-    }
-    let tile = vision.tiling(cfg.skip_tokens);
-    let id = dir
-        .canonicalize()
-        .unwrap_or_else(|_| dir.to_path_buf())
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| dir.display().to_string());
-    Ok(Loaded {
-        id,
-        model,
-        tokenizer,
-        tile,
-        device,
-        _vs: vs,
-    })
-}
-
-/// Refuses a model folder whose `config.json` and weights disagree on the skip token, so
-/// a released model is never fed an embedding it never saw and a trained one never loses
-/// its own.
-fn check_skip_token(weights_path: &Path, claimed: bool) -> Result<()> {
-    let name = format!("{}.{}", sphinx::ROOT_NAME, sphinx::SKIP_TOKEN_NAME);
-    let present = weights::list_tensors(weights_path)?.contains_key(&name);
-    match (claimed, present) {
-        (true, false) => bail!(
-            "{}: config.json says skip_tokens: true but the weights have no tensor {name} \
-             (a released checkpoint has none: convert it with scripts/convert_checkpoint.py, \
-             which writes skip_tokens: false)",
-            weights_path.display()
-        ),
-        (false, true) => bail!(
-            "{}: config.json says skip_tokens: false but the weights carry {name}; set \
-             skip_tokens: true or re-convert the checkpoint",
-            weights_path.display()
-        ),
-        _ => Ok(()),
-    }
-}
-
 /// Generation settings from the command line.
 fn gen_config(args: &InferArgs) -> Result<Sampling> {
     if args.temperature < 0.0 || !args.temperature.is_finite() {
@@ -189,7 +89,7 @@ pub fn run(args: InferArgs) -> Result<ExitCode> {
         Device::cuda_if_available()
     };
     let sampling = gen_config(&args)?;
-    let loaded = load(&args.model, device)
+    let loaded = model_folder::load(&args.model, device)
         .with_context(|| format!("cannot load model {}", args.model.display()))?;
     let (result, page) = infer_file(
         &loaded,

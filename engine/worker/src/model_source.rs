@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use sphinx_core::store::ObjectStore;
 
 /// Files of a model folder, as `sphinx infer` loads them.
-pub const MODEL_FILES: [&str; 3] = ["config.json", "model.safetensors", "tokenizer.json"];
+pub const MODEL_FILES: [&str; 3] = sphinx_model::model_folder::FILES;
 
 /// A parsed `--model` value.
 #[derive(Debug, Clone, PartialEq, Eq)]

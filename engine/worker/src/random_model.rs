@@ -7,6 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use sphinx_model::config::ModelConfig;
+use sphinx_model::model_folder;
 use sphinx_model::sphinx::Sphinx;
 use sphinx_model::train::char_tokenizer;
 use tch::{nn, Device, Tensor};
@@ -18,14 +19,19 @@ const SEED: i64 = 0;
 
 /// Writes the model into `dir` unless it is already there.
 pub fn ensure(dir: &Path) -> Result<()> {
-    let files = ["config.json", "model.safetensors", "tokenizer.json"];
-    if files.iter().all(|f| dir.join(f).exists()) {
+    if model_folder::FILES.iter().all(|f| dir.join(f).exists()) {
         return Ok(());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let cfg = ModelConfig::nano();
-    std::fs::write(dir.join("config.json"), serde_json::to_vec_pretty(&cfg)?)?;
-    std::fs::write(dir.join("tokenizer.json"), char_tokenizer::tokenizer_json())?;
+    std::fs::write(
+        dir.join(model_folder::CONFIG_FILE),
+        serde_json::to_vec_pretty(&cfg)?,
+    )?;
+    std::fs::write(
+        dir.join(model_folder::TOKENIZER_FILE),
+        char_tokenizer::tokenizer_json(),
+    )?;
     let vs = nn::VarStore::new(Device::Cpu);
     sphinx_model::seeded::with_seed(SEED, || {
         Sphinx::build(
@@ -39,6 +45,6 @@ pub fn ensure(dir: &Path) -> Result<()> {
     // Written last: its presence marks a complete folder.
     let tmp = dir.join(".model.safetensors.partial");
     Tensor::write_safetensors(&named, &tmp)?;
-    std::fs::rename(&tmp, dir.join("model.safetensors"))?;
+    std::fs::rename(&tmp, dir.join(model_folder::WEIGHTS_FILE))?;
     Ok(())
 }

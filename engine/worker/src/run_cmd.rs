@@ -29,12 +29,13 @@ use sphinx_tiler::handler::{Outcome, Tiler};
 use tch::Device;
 
 use crate::batch::BatchOptions;
-use crate::cli::LimitArgs;
-use crate::infer_cmd::{self, Loaded, DEFAULT_MAX_NEW_TOKENS};
+use crate::batch::DEFAULT_MAX_NEW_TOKENS;
+use crate::limit_args::LimitArgs;
 use crate::overlay;
 use crate::random_model;
 use crate::tile_cmd::source_name;
 use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
+use sphinx_model::model_folder::{self, Loaded};
 
 /// The bucket name local mode uses in keys and events (nothing is sent anywhere).
 const LOCAL_BUCKET: &str = "local";
@@ -125,7 +126,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
             model_dir.display()
         );
     }
-    let loaded = infer_cmd::load(&model_dir, device)
+    let loaded = model_folder::load(&model_dir, device)
         .with_context(|| format!("cannot load model {}", model_dir.display()))?;
     let files = crate::inputs::collect(&args.inputs)?;
     if files.is_empty() {
@@ -286,7 +287,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
 /// made once under `<out>/.models/` (true = random).
 fn default_model(out: &Path) -> Result<(PathBuf, bool)> {
     let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sphinx-nano");
-    if bundled.join("model.safetensors").exists() {
+    if bundled.join(model_folder::WEIGHTS_FILE).exists() {
         return Ok((bundled, false));
     }
     let dir = out.join(".models").join(random_model::RANDOM_MODEL_ID);

@@ -15,10 +15,11 @@ use sphinx_core::store::{ObjectStore, S3Store};
 use tch::Device;
 
 use crate::batch::BatchOptions;
-use crate::infer_cmd::{self, DEFAULT_MAX_NEW_TOKENS};
+use crate::batch::DEFAULT_MAX_NEW_TOKENS;
 use crate::model_source::{fetch_to_cache, ModelSource};
 use crate::worker::metrics::emf_line;
 use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
+use sphinx_model::model_folder;
 
 /// Arguments of `sphinx serve` (each also read from its environment variable).
 #[derive(Debug, Clone, clap::Args)]
@@ -143,7 +144,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         Device::cuda_if_available()
     };
     let started = std::time::Instant::now();
-    let loaded = infer_cmd::load(&dir, device)
+    let loaded = model_folder::load(&dir, device)
         .with_context(|| format!("cannot load model {}", dir.display()))?;
     tracing::info!(
         model = %loaded.id,

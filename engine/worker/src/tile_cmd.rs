@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
+use clap::Args;
 use indicatif::ProgressBar;
 use sphinx_core::bundle;
 use sphinx_core::error::DocError;
@@ -14,9 +15,69 @@ use sphinx_core::isolate::Isolation;
 use sphinx_core::keys;
 use sphinx_core::pipeline::{self, ErrorRecord, TileError, TileOptions};
 use sphinx_core::store::LocalStore;
+use sphinx_core::tiling::{Align, TileConfig};
 
-use crate::cli::TileArgs;
 use crate::inputs;
+use crate::limit_args::LimitArgs;
+
+#[derive(Debug, Args)]
+pub struct TileArgs {
+    /// Files and folders to tile (folders recursively; types are sniffed from bytes).
+    #[arg(required_unless_present = "extract")]
+    pub inputs: Vec<PathBuf>,
+    /// Output root: bundles go to <out>/work/<doc_id>/, failures to <out>/errors/.
+    #[arg(long, required_unless_present = "extract")]
+    pub out: Option<PathBuf>,
+    /// Instead of tiling: unpack one page bundle into viewable PNGs + manifest.json.
+    #[arg(long, num_args = 2, value_names = ["BUNDLE", "DIR"], conflicts_with_all = ["inputs", "out"])]
+    pub extract: Option<Vec<PathBuf>>,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Documents tiled at the same time (default: available cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Open and render documents in this process instead of a child process under hard
+    /// limits: only for inputs you trust (the tiling benchmark's baseline).
+    #[arg(long)]
+    pub render_in_process: bool,
+}
+
+/// Canvas and grid of the SPHINX-X high-resolution views.
+#[derive(Debug, Args)]
+pub struct LayoutArgs {
+    /// Canvas side in pixels (SPHINX-Tiny-1k: 1024; SPHINX-Tiny: 512).
+    #[arg(long, default_value_t = TileConfig::default().canvas)]
+    pub canvas: u32,
+    /// Cells per side of the canvas (SPHINX-Tiny-1k: 2; SPHINX-Tiny: 1).
+    #[arg(long, default_value_t = TileConfig::default().grid)]
+    pub grid: u32,
+    /// Where the page sits on the canvas: top-left (models with skip tokens) or center
+    /// (released checkpoints, as the reference's PadToSquare).
+    #[arg(long, value_enum, default_value_t = AlignArg::TopLeft)]
+    pub align: AlignArg,
+}
+
+/// `--align` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AlignArg {
+    TopLeft,
+    Center,
+}
+
+impl LayoutArgs {
+    pub fn config(&self) -> TileConfig {
+        let align = match self.align {
+            AlignArg::TopLeft => Align::TopLeft,
+            AlignArg::Center => Align::Center,
+        };
+        TileConfig::new(self.canvas, self.grid).aligned(align)
+    }
+}
 
 /// Exit status when at least one document failed (the others are still done).
 const EXIT_SOME_FAILED: u8 = 2;

@@ -10,6 +10,7 @@ use sphinx_core::result::PageResult;
 use sphinx_model::config::{LlamaConfig, LlamaType, SphinxConfig};
 use sphinx_model::conversation::{Template, Turn};
 use sphinx_model::generate::Sampling;
+use sphinx_model::model_folder;
 use sphinx_model::mov::MovConfig;
 use sphinx_model::sphinx::Sphinx;
 use sphinx_worker::{infer_cmd, overlay};
@@ -61,7 +62,7 @@ fn infer_a_corpus_page_with_two_tasks() {
     render_in_sphinx_children();
     let (dir, cfg) = model_dir();
     let loaded =
-        infer_cmd::load_with(dir.path(), Device::Cpu, &cfg, &MovConfig::tiny_test()).unwrap();
+        model_folder::load_with(dir.path(), Device::Cpu, &cfg, &MovConfig::tiny_test()).unwrap();
     let pdf =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/corpus/earnings.pdf");
     let tasks = vec![
@@ -117,7 +118,7 @@ fn infer_a_corpus_page_with_two_tasks() {
 #[test]
 fn missing_model_folder_is_an_error_naming_it() {
     render_in_sphinx_children();
-    let err = infer_cmd::load(std::path::Path::new("/nonexistent/model"), Device::Cpu)
+    let err = model_folder::load(std::path::Path::new("/nonexistent/model"), Device::Cpu)
         .err()
         .expect("loading a missing folder fails");
     assert!(format!("{err:#}").contains("/nonexistent/model"), "{err:#}");

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sphinx_model::model_folder;
 use sphinx_model::sphinx::PageInput;
 use sphinx_model::train::char_tokenizer;
-use sphinx_worker::infer_cmd;
 use tch::{Device, Tensor};
 
 /// The float32 parity bound on logits.
@@ -67,7 +67,7 @@ fn converted(extra: &[&str]) -> tempfile::TempDir {
 fn refusal(dir: &Path) -> String {
     format!(
         "{:#}",
-        infer_cmd::load(dir, Device::Cpu)
+        model_folder::load(dir, Device::Cpu)
             .err()
             .expect("the loader must refuse this folder")
     )
@@ -85,7 +85,7 @@ fn a_converted_release_encodes_every_cell_like_the_public_code() {
     let dir = converted(&[]);
     let config = std::fs::read_to_string(dir.path().join("config.json")).unwrap();
     assert!(config.contains("\"skip_tokens\": false"), "{config}");
-    let loaded = infer_cmd::load(dir.path(), Device::Cpu).unwrap();
+    let loaded = model_folder::load(dir.path(), Device::Cpu).unwrap();
     assert!(!loaded.model.has_skip_token());
     let io = io();
     let padding: Vec<bool> = Vec::<i64>::try_from(&io["padding"])
@@ -123,8 +123,8 @@ fn a_converted_release_encodes_every_cell_like_the_public_code() {
 fn released_dtypes_convert_and_load() {
     for dtype in ["bfloat16", "float16"] {
         let dir = converted(&["--dtype", dtype]);
-        let loaded =
-            infer_cmd::load(dir.path(), Device::Cpu).unwrap_or_else(|e| panic!("{dtype}: {e:#}"));
+        let loaded = model_folder::load(dir.path(), Device::Cpu)
+            .unwrap_or_else(|e| panic!("{dtype}: {e:#}"));
         assert!(!loaded.model.has_skip_token(), "{dtype}");
     }
 }

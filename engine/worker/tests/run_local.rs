@@ -12,7 +12,7 @@ use sphinx_core::result::{DocumentResult, PageResult};
 use sphinx_model::config::ModelConfig;
 use sphinx_model::sphinx::Sphinx;
 use sphinx_model::train::char_tokenizer;
-use sphinx_worker::cli::LimitArgs;
+use sphinx_worker::limit_args::LimitArgs;
 use sphinx_worker::run_cmd::{self, RunArgs};
 use tch::{nn, Device, Tensor};
 

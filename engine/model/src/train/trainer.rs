@@ -31,6 +31,7 @@ use super::schedule::Schedule;
 use super::spec::{JobSpec, Precision};
 use crate::config::ModelConfig;
 use crate::conversation::Template;
+use crate::model_folder;
 use crate::mov::{canvas_tensor, ViewLayout};
 use crate::sphinx::Sphinx;
 use crate::tokenizer::Tokenizer;
@@ -196,7 +197,7 @@ impl Trainer {
             )
         })?;
         if let Some(dir) = &weights_dir {
-            let path = dir.join("model.safetensors");
+            let path = dir.join(model_folder::WEIGHTS_FILE);
             weights::load_files(&mut vs, &[path.as_path()])
                 .with_context(|| format!("cannot load weights {}", path.display()))?;
         }
@@ -712,11 +713,14 @@ impl Trainer {
             })
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
-        let weights = super::checkpoint::safetensors_bytes(&named, "model.safetensors")?;
+        let weights = super::checkpoint::safetensors_bytes(&named, model_folder::WEIGHTS_FILE)?;
         let files = vec![
-            ("config.json", self.config.to_json().into_bytes()),
-            ("model.safetensors", weights),
-            ("tokenizer.json", self.tokenizer_json.clone()),
+            (
+                model_folder::CONFIG_FILE,
+                self.config.to_json().into_bytes(),
+            ),
+            (model_folder::WEIGHTS_FILE, weights),
+            (model_folder::TOKENIZER_FILE, self.tokenizer_json.clone()),
             (METRICS, super::checkpoint::lines(&self.metrics)),
         ];
         Ok(self.output.export_model(&self.spec.run, files)?)
@@ -727,9 +731,9 @@ impl Trainer {
 fn model_source(spec: &JobSpec) -> Result<(ModelConfig, Vec<u8>, Option<PathBuf>)> {
     if let Some(dir) = &spec.model.dir {
         let dir = PathBuf::from(dir);
-        let config = ModelConfig::from_json_file(&dir.join("config.json"))
+        let config = ModelConfig::from_json_file(&dir.join(model_folder::CONFIG_FILE))
             .with_context(|| format!("model.dir {}", dir.display()))?;
-        let tok = std::fs::read(dir.join("tokenizer.json"))
+        let tok = std::fs::read(dir.join(model_folder::TOKENIZER_FILE))
             .with_context(|| format!("model.dir {}: cannot read tokenizer.json", dir.display()))?;
         return Ok((config, tok, Some(dir)));
     }

@@ -40,7 +40,7 @@ pub use complete::{complete_document, Completion, Outputs};
 use metrics::BatchReport;
 
 use crate::batch::{run_batch, BatchOptions, BatchStats, PreparedPage};
-use crate::infer_cmd::Loaded;
+use sphinx_model::model_folder::Loaded;
 
 /// What happens to a job that can never succeed, after its error record is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
