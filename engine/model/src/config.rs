@@ -78,6 +78,20 @@ pub struct LlamaConfig {
     /// Longest sequence (prompt + generated) the model is built for.
     #[serde(default = "default_max_seq_len")]
     pub max_seq_len: i64,
+    /// A sparse mixture of experts in place of every SwiGLU (Mixtral); `None`: dense.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moe: Option<MoeConfig>,
+}
+
+/// Mixtral's sparse mixture of SwiGLU experts (the reference's `mixtral_sparse*.py`
+/// `ModelArgs.moe` and `hidden_dim`): each token goes to its `experts_per_token` most
+/// likely experts of `num_experts`, weighted by their renormalised router probabilities.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoeConfig {
+    pub num_experts: i64,
+    pub experts_per_token: i64,
+    /// Each expert's SwiGLU hidden size (the reference's `hidden_dim`, 14336 for 8x7B).
+    pub hidden_dim: i64,
 }
 
 impl LlamaConfig {
@@ -97,6 +111,7 @@ impl LlamaConfig {
             rope_scaling: None,
             // Room for 5 views x (257 + 2) image tokens plus a long OCR answer.
             max_seq_len: 4096,
+            moe: None,
         }
     }
 
@@ -115,6 +130,7 @@ impl LlamaConfig {
             rope_theta: DEFAULT_ROPE_THETA,
             rope_scaling: None,
             max_seq_len: 128,
+            moe: None,
         }
     }
 
@@ -153,6 +169,17 @@ impl LlamaConfig {
         for (name, v) in must_be_positive {
             if v <= 0 {
                 return Err(format!("{name} must be positive, got {v}"));
+            }
+        }
+        if let Some(m) = &self.moe {
+            if m.num_experts < 1 || m.hidden_dim < 1 {
+                return Err(format!("moe needs experts and a hidden size, got {m:?}"));
+            }
+            if m.experts_per_token < 1 || m.experts_per_token > m.num_experts {
+                return Err(format!(
+                    "moe.experts_per_token must be in 1..={}, got {}",
+                    m.num_experts, m.experts_per_token
+                ));
             }
         }
         if self.dim % self.n_heads != 0 {

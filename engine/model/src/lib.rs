@@ -11,6 +11,7 @@ pub mod dinov2;
 pub mod generate;
 pub mod llama;
 pub mod model_folder;
+pub mod moe;
 pub mod mov;
 pub mod seeded;
 pub mod sphinx;

@@ -13,6 +13,7 @@
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::config::LlamaConfig;
+use crate::moe::SparseMoe;
 
 /// Why a forward call was refused.
 #[derive(Debug, thiserror::Error)]
@@ -318,15 +319,38 @@ impl Attention {
     }
 }
 
+/// A block's feed-forward: the dense SwiGLU, or Mixtral's sparse mixture of experts.
+#[derive(Debug)]
+enum FeedForward {
+    Dense(SwiGlu),
+    Moe(SparseMoe),
+}
+
+impl FeedForward {
+    fn new(p: nn::Path, cfg: &LlamaConfig) -> Self {
+        match &cfg.moe {
+            Some(moe) => FeedForward::Moe(SparseMoe::new(p, cfg.dim, moe)),
+            None => FeedForward::Dense(SwiGlu::new(p, cfg)),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        match self {
+            FeedForward::Dense(f) => f.forward(x),
+            FeedForward::Moe(f) => f.forward(x),
+        }
+    }
+}
+
 /// SwiGLU feed-forward `w2(silu(w1 x) * w3 x)`.
 #[derive(Debug)]
-struct FeedForward {
+struct SwiGlu {
     w1: nn::Linear,
     w2: nn::Linear,
     w3: nn::Linear,
 }
 
-impl FeedForward {
+impl SwiGlu {
     fn new(p: nn::Path, cfg: &LlamaConfig) -> Self {
         let hidden = cfg.ffn_hidden_dim();
         Self {

@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Reference fixtures for the Mixtral sparse-MoE LLM (target/fixtures/mixtral/), made with
+Hugging Face `transformers` MixtralForCausalLM (nobody here wrote it): a tiny random model
+(float32, CPU; 4 experts, top-2), its weights under the reference's names
+(`accessory/model/LLM/mixtral_sparse.py`: `feed_forward.gate.weight` and the stacked
+`feed_forward.w1/w2/w3` of `[num_experts * hidden_dim, dim]`, w2 transposed; `llma.`
+prefix; wq/wk in Meta's interleaved RoPE layout), and:
+
+  reference.safetensors   ids [2, T] and HF logits [2, T, vocab]; for layer 0's MoE block:
+                          its input [2*T, dim], output and the router's top-2 indices
+  llm.json                the engine's LlamaConfig (with `moe`)
+  block.safetensors       layer 0's MoE weights alone (`feed_forward.*`)
+
+Usage: .venv/bin/python scripts/parity/mixtral.py [--out DIR]
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+from transformers import MixtralConfig, MixtralForCausalLM
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llama import PREFIX, hf_to_meta_rope  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+SEQ_LEN = 13
+ARGS = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=320, norm_eps=1e-5,
+            rope_theta=1e6, max_seq_len=128, experts=4, top_k=2, hidden=96)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=ROOT / "target/fixtures/mixtral")
+    out = ap.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
+    a = ARGS
+    torch.manual_seed(31)
+    cfg = MixtralConfig(
+        vocab_size=a["vocab_size"], hidden_size=a["dim"], intermediate_size=a["hidden"],
+        num_hidden_layers=a["n_layers"], num_attention_heads=a["n_heads"],
+        num_key_value_heads=a["n_kv_heads"], num_local_experts=a["experts"],
+        num_experts_per_tok=a["top_k"], max_position_embeddings=a["max_seq_len"] * 2,
+        rms_norm_eps=a["norm_eps"], rope_theta=a["rope_theta"], tie_word_embeddings=False,
+        attn_implementation="eager",
+    )
+    model = MixtralForCausalLM(cfg).eval()
+    # O(1) activations (HF's std 0.02 init makes near-zero logits and near-uniform routing).
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.copy_(1.0 + 0.2 * torch.randn_like(p))
+            elif "embed_tokens" in name or name.endswith("mlp.gate.weight"):
+                p.normal_(0.0, 1.0)
+            else:
+                p.normal_(0.0, 1.0 / p.shape[-1] ** 0.5)
+
+    g = torch.Generator().manual_seed(32)
+    ids = torch.randint(0, a["vocab_size"], (2, SEQ_LEN), generator=g)
+    seen = {}
+    mlp = model.model.layers[0].mlp
+    h1 = mlp.register_forward_hook(lambda m, i, o: seen.update(block_in=i[0], block_out=o))
+    h2 = mlp.gate.register_forward_hook(lambda m, i, o: seen.update(indices=o[2]))
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits
+    h1.remove(), h2.remove()
+
+    sd = model.state_dict()
+    H, E = a["hidden"], a["experts"]
+    weights = {f"{PREFIX}tok_embeddings.weight": sd["model.embed_tokens.weight"],
+               f"{PREFIX}norm.weight": sd["model.norm.weight"],
+               f"{PREFIX}output.weight": sd["lm_head.weight"]}
+    for i in range(a["n_layers"]):
+        h, r = f"model.layers.{i}.", f"{PREFIX}layers.{i}."
+        weights[r + "attention.wq.weight"] = hf_to_meta_rope(sd[h + "self_attn.q_proj.weight"], a["n_heads"])
+        weights[r + "attention.wk.weight"] = hf_to_meta_rope(sd[h + "self_attn.k_proj.weight"], a["n_kv_heads"])
+        weights[r + "attention.wv.weight"] = sd[h + "self_attn.v_proj.weight"]
+        weights[r + "attention.wo.weight"] = sd[h + "self_attn.o_proj.weight"]
+        gate_up = sd[h + "mlp.experts.gate_up_proj"]  # [E, 2H, dim]: gate (w1) rows, then up (w3)
+        down = sd[h + "mlp.experts.down_proj"]  # [E, dim, H]
+        weights[r + "feed_forward.gate.weight"] = sd[h + "mlp.gate.weight"]
+        weights[r + "feed_forward.w1"] = gate_up[:, :H].reshape(E * H, a["dim"])
+        weights[r + "feed_forward.w3"] = gate_up[:, H:].reshape(E * H, a["dim"])
+        weights[r + "feed_forward.w2"] = down.transpose(1, 2).reshape(E * H, a["dim"])
+        weights[r + "attention_norm.weight"] = sd[h + "input_layernorm.weight"]
+        weights[r + "ffn_norm.weight"] = sd[h + "post_attention_layernorm.weight"]
+    weights = {k: v.contiguous().clone() for k, v in weights.items()}
+    save_file(weights, out / "model.safetensors")
+    block = {k[len(f"{PREFIX}layers.0."):]: v for k, v in weights.items() if k.startswith(f"{PREFIX}layers.0.feed_forward.")}
+    save_file(block, out / "block.safetensors")
+    save_file({
+        "ids": ids,
+        "logits": logits.contiguous(),
+        "block_input": seen["block_in"].reshape(-1, a["dim"]).contiguous(),
+        "block_output": seen["block_out"].reshape(-1, a["dim"]).contiguous(),
+        "block_indices": seen["indices"].contiguous(),
+    }, out / "reference.safetensors")
+    llm = dict(dim=a["dim"], n_layers=a["n_layers"], n_heads=a["n_heads"], n_kv_heads=a["n_kv_heads"],
+               vocab_size=a["vocab_size"], norm_eps=a["norm_eps"], rope_theta=a["rope_theta"],
+               max_seq_len=a["max_seq_len"],
+               moe=dict(num_experts=E, experts_per_token=a["top_k"], hidden_dim=H))
+    (out / "llm.json").write_text(json.dumps(llm, indent=1) + "\n")
+    print(f"mixtral fixtures -> {out}")
+
+
+if __name__ == "__main__":
+    main()
