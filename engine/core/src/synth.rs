@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 pub use conversation::{box_text, ConversationRecord, Turn};
 pub use fonts::Face;
 pub use layout::{TextBounds, LARGEST_EM_PX, MAX_MIN_EM_PX, PAGE_SIDES};
+pub use text::{TextKind, RANDOM_CHARS, RANDOM_GROUP_MAX};
 
 use caption::CaptionFacts;
 use fonts::Fonts;

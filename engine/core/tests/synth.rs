@@ -14,8 +14,9 @@ use sphinx_core::synth::conversation::{
 };
 use sphinx_core::synth::noise::{BLUR_RADIUS, NOISE_AMPLITUDE};
 use sphinx_core::synth::{
-    box_text, generate, ConversationRecord, PageAnnotation, PixelBox, SynthConfig, SynthError,
-    TextBounds, ANNOTATIONS_FILE, CONVERSATIONS_FILE, LARGEST_EM_PX, MAX_MIN_EM_PX,
+    box_text, generate, ConversationRecord, Face, PageAnnotation, PixelBox, SynthConfig,
+    SynthError, TextBounds, TextKind, ANNOTATIONS_FILE, CONVERSATIONS_FILE, LARGEST_EM_PX,
+    MAX_MIN_EM_PX, RANDOM_CHARS, RANDOM_GROUP_MAX,
 };
 use sphinx_core::tiling::{plan, TileConfig};
 
@@ -548,6 +549,7 @@ fn fixed_pages_without_shapes_have_only_the_ocr_turn() {
             page_size: Some((320, 80)),
             no_shapes: true,
             ocr_only: true,
+            ..Default::default()
         },
     };
     generate(&cfg, dir.path(), |_| {}).unwrap();
@@ -589,4 +591,66 @@ fn fixed_pages_without_shapes_have_only_the_ocr_turn() {
         page_size: Some((8, 80)),
         ..Default::default()
     }));
+}
+
+/// `--text random-chars --max-chars N --face mono`: lines of random letters and digits in
+/// groups, never longer than N characters, all in the one face; the same pages with words
+/// differ only in what the lines say, not in page size, face or text size.
+#[test]
+fn random_character_lines_in_one_face() {
+    let make_pages = |text: TextKind, face: Option<Face>, max_chars: Option<u32>| {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = SynthConfig {
+            seed: 9,
+            first_index: 0,
+            count: 60,
+            noise: false,
+            bounds: TextBounds {
+                max_lines: Some(1),
+                min_em_px: Some(24),
+                max_em_px: Some(28),
+                page_size: Some((256, 64)),
+                no_shapes: true,
+                ocr_only: true,
+                text,
+                max_chars,
+                face,
+            },
+        };
+        generate(&cfg, dir.path(), |_| {}).unwrap();
+        read_jsonl::<PageAnnotation>(&dir.path().join(ANNOTATIONS_FILE))
+    };
+    let random = make_pages(TextKind::RandomChars, Some(Face::Mono), Some(6));
+    let words = make_pages(TextKind::Words, None, None);
+    let mut letters = std::collections::BTreeSet::new();
+    for (r, w) in random.iter().zip(&words) {
+        assert_eq!(r.font, Face::Mono, "{}", r.image);
+        assert_eq!(
+            r.font_px, w.font_px,
+            "{}: the em draw is unchanged",
+            r.image
+        );
+        assert_eq!(r.lines.len(), 1, "{}", r.image);
+        let text = &r.lines[0].text;
+        assert!(text.chars().count() <= 6, "{}: {text:?}", r.image);
+        for group in text.split(' ') {
+            assert!(
+                (1..=RANDOM_GROUP_MAX as usize).contains(&group.len())
+                    && group.chars().all(|c| RANDOM_CHARS.contains(c)),
+                "{}: {text:?}",
+                r.image
+            );
+        }
+        letters.extend(text.chars().filter(|&c| c != ' '));
+    }
+    assert!(letters.len() >= 40, "{} distinct characters", letters.len());
+    // `--max-chars 1`: every page shows exactly one glyph (no page is left empty).
+    for p in make_pages(TextKind::RandomChars, Some(Face::Mono), Some(1)) {
+        assert_eq!(p.lines.len(), 1, "{}", p.image);
+        assert_eq!(p.lines[0].text.len(), 1, "{}", p.image);
+    }
+    assert!(
+        words.iter().any(|w| w.font != Face::Mono),
+        "faces vary by default"
+    );
 }

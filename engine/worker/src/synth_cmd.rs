@@ -51,9 +51,35 @@ pub struct SynthArgs {
     /// Only the text-detection (OCR) turn in conversations.jsonl.
     #[arg(long)]
     pub ocr_only: bool,
+    /// What the lines say: `words` (vocabulary words, numbers, punctuation) or
+    /// `random-chars` (groups of 1-5 random letters and digits: nothing to guess from
+    /// the language, every glyph must be read).
+    #[arg(long, value_enum, default_value_t = TextArg::Words)]
+    pub text: TextArg,
+    /// At most this many characters per text line, spaces included.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_chars: Option<u32>,
+    /// Every page in this face (default: sans, serif or mono at random).
+    #[arg(long, value_enum)]
+    pub face: Option<FaceArg>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `--text`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextArg {
+    Words,
+    RandomChars,
+}
+
+/// `--face`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaceArg {
+    Sans,
+    Serif,
+    Mono,
 }
 
 /// `WIDTHxHEIGHT` in pixels.
@@ -91,6 +117,16 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
             page_size: args.page,
             no_shapes: args.no_shapes,
             ocr_only: args.ocr_only,
+            text: match args.text {
+                TextArg::Words => synth::TextKind::Words,
+                TextArg::RandomChars => synth::TextKind::RandomChars,
+            },
+            max_chars: args.max_chars,
+            face: args.face.map(|f| match f {
+                FaceArg::Sans => synth::Face::Sans,
+                FaceArg::Serif => synth::Face::Serif,
+                FaceArg::Mono => synth::Face::Mono,
+            }),
         },
     };
     let progress = if args.quiet {

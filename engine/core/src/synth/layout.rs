@@ -6,7 +6,7 @@ use super::canvas::Canvas;
 use super::fonts::{Face, Fonts};
 use super::rng::PageRng;
 use super::shapes::{self, Paint, ShapeKind, COLOURS};
-use super::text::Vocabulary;
+use super::text::{TextKind, Vocabulary};
 use super::{PixelBox, ShapeAnnotation, TextLine};
 
 /// Page aspect classes. Strips are there so that SPHINX-X skips some sub-images: a page
@@ -136,6 +136,12 @@ pub struct TextBounds {
     pub no_shapes: bool,
     /// Only the text-detection (OCR) turn in the training record.
     pub ocr_only: bool,
+    /// What the lines say: vocabulary words (the default) or random characters.
+    pub text: TextKind,
+    /// At most this many characters per line (spaces included).
+    pub max_chars: Option<u32>,
+    /// Every page in this face instead of a random one.
+    pub face: Option<Face>,
 }
 
 /// Largest `min_em_px` a page can honour without `max_em_px` (the biggest em is
@@ -196,11 +202,13 @@ pub fn lay_out(
             )
         }
     };
+    // The face is drawn even when it is fixed, so fixing it changes no other draw.
+    let drawn_face = *rng.pick(&Face::ALL);
     let style = PageStyle {
         kind,
         width,
         height,
-        face: *rng.pick(&Face::ALL),
+        face: bounds.face.unwrap_or(drawn_face),
         em_px: rng.range(em_lo, em_hi),
         paper: *rng.pick(&PAPERS),
         ink: *rng.pick(&INKS),
@@ -256,7 +264,7 @@ pub fn lay_out(
             avail
         };
         let measure = |s: &str| fonts.measure(style.face, em, s);
-        if let Some(text) = vocab.line(rng, target, measure) {
+        if let Some(text) = vocab.line(rng, target, measure, bounds.text, bounds.max_chars) {
             let layout = fonts.layout(style.face, em, &text);
             let x = if rng.chance(0.1) {
                 left + ((content_w - layout.advance) / 2.0).max(0.0)

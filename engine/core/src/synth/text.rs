@@ -11,6 +11,30 @@ const WORD_LIST: &str = include_str!("words.txt");
 /// a narrow line is simply replaced by another draw).
 const FIT_ATTEMPTS: usize = 6;
 
+/// What the text lines of a page say.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TextKind {
+    /// Words of the shipped vocabulary, numbers and punctuation (document-like).
+    #[default]
+    Words,
+    /// Groups of 1 to [`RANDOM_GROUP_MAX`] random letters and digits separated by single
+    /// spaces: no word to guess from, so a model can only answer by reading every glyph.
+    RandomChars,
+}
+
+/// The characters of [`TextKind::RandomChars`] lines.
+pub const RANDOM_CHARS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// Longest group of random characters.
+pub const RANDOM_GROUP_MAX: u32 = 5;
+
+/// A group of 1 to `longest` (at most [`RANDOM_GROUP_MAX`]) random letters and digits.
+fn random_group(rng: &mut PageRng, longest: u32) -> String {
+    let chars = RANDOM_CHARS.as_bytes();
+    (0..rng.range(1, longest.clamp(1, RANDOM_GROUP_MAX)))
+        .map(|_| chars[rng.below(chars.len() as u64) as usize] as char)
+        .collect()
+}
+
 /// The vocabulary, parsed once per generator.
 pub struct Vocabulary {
     words: Vec<&'static str>,
@@ -57,27 +81,45 @@ impl Vocabulary {
         }
     }
 
-    /// A line of tokens whose width, by `measure`, does not exceed `max_width`; `None`
-    /// when not even one token fits.
+    /// A line of tokens of `kind` whose width, by `measure`, does not exceed `max_width`
+    /// and whose length does not exceed `max_chars` characters; `None` when not even one
+    /// token fits. Random groups are drawn no longer than the characters left, so a line
+    /// of `max_chars` 1 is one character rather than, mostly, nothing.
     pub fn line(
         &self,
         rng: &mut PageRng,
         max_width: f32,
         measure: impl Fn(&str) -> f32,
+        kind: TextKind,
+        max_chars: Option<u32>,
     ) -> Option<String> {
+        let max_chars = max_chars.unwrap_or(u32::MAX);
         let mut line = String::new();
         let mut misses = 0;
         while misses < FIT_ATTEMPTS {
-            let mut token = self.token(rng);
-            if line.is_empty() && rng.chance(0.5) {
-                token = capitalized(&token);
-            }
+            let token = match kind {
+                TextKind::Words => {
+                    let token = self.token(rng);
+                    if line.is_empty() && rng.chance(0.5) {
+                        capitalized(&token)
+                    } else {
+                        token
+                    }
+                }
+                TextKind::RandomChars => {
+                    let used = line.len() as u32 + u32::from(!line.is_empty());
+                    if used >= max_chars {
+                        break;
+                    }
+                    random_group(rng, max_chars - used)
+                }
+            };
             let candidate = if line.is_empty() {
                 token
             } else {
                 format!("{line} {token}")
             };
-            if measure(&candidate) <= max_width {
+            if candidate.chars().count() <= max_chars as usize && measure(&candidate) <= max_width {
                 line = candidate;
             } else {
                 misses += 1;
@@ -145,10 +187,50 @@ mod tests {
         let mut rng = PageRng::for_page(4, 0);
         let measure = |s: &str| s.len() as f32;
         for width in [8.0, 20.0, 60.0] {
-            let line = v.line(&mut rng, width, measure).expect("a token fits");
+            let line = v
+                .line(&mut rng, width, measure, TextKind::Words, None)
+                .expect("a token fits");
             assert!(line.len() as f32 <= width, "{line:?}");
             assert!(!line.starts_with(' ') && !line.ends_with(' '));
         }
-        assert!(v.line(&mut rng, 0.5, measure).is_none());
+        assert!(v
+            .line(&mut rng, 0.5, measure, TextKind::Words, None)
+            .is_none());
+    }
+
+    #[test]
+    fn random_char_lines_are_groups_of_letters_and_digits() {
+        let v = Vocabulary::shipped();
+        let mut rng = PageRng::for_page(5, 1);
+        let measure = |s: &str| s.len() as f32;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..300 {
+            let line = v
+                .line(&mut rng, 30.0, measure, TextKind::RandomChars, None)
+                .expect("a group fits");
+            assert!(line.len() <= 30, "{line:?}");
+            for group in line.split(' ') {
+                assert!(
+                    (1..=RANDOM_GROUP_MAX as usize).contains(&group.len()),
+                    "{line:?}"
+                );
+                assert!(group.chars().all(|c| RANDOM_CHARS.contains(c)), "{line:?}");
+            }
+            seen.extend(line.chars().filter(|&c| c != ' '));
+        }
+        // Every character turns up: the lines are not words of a vocabulary.
+        assert_eq!(seen.len(), RANDOM_CHARS.len());
+        // A cap of N characters: never longer, and a cap of 1 always gives one glyph.
+        for cap in [1, 3, 7] {
+            for _ in 0..200 {
+                let line = v
+                    .line(&mut rng, 30.0, measure, TextKind::RandomChars, Some(cap))
+                    .expect("a group fits");
+                assert!(line.len() <= cap as usize, "{line:?}");
+                if cap == 1 {
+                    assert_eq!(line.len(), 1, "{line:?}");
+                }
+            }
+        }
     }
 }
