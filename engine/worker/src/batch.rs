@@ -160,6 +160,10 @@ impl PreparedPage {
 /// Default answer budget: the reference's `generate_response` default `max_gen_len`.
 pub const DEFAULT_MAX_NEW_TOKENS: usize = 512;
 
+/// Default bound on the KV cache: 32 slots of a SPHINX-Tiny-1k page (1,295 image
+/// positions, its prompt and 512 new tokens) fit.
+pub const DEFAULT_MAX_TOKENS_IN_FLIGHT: usize = 65_536;
+
 /// How pages are generated and how big the batches on the device may get.
 #[derive(Debug, Clone)]
 pub struct BatchOptions {
@@ -170,6 +174,9 @@ pub struct BatchOptions {
     /// Decode slots: (page, task) rows generated at once, each admitted as soon as a
     /// slot frees (continuous batching; the KV cache holds this many rows).
     pub max_rows: usize,
+    /// Positions (prompt and answer) the KV cache may hold in all: fewer slots when rows
+    /// are long, so the cache's memory is bounded by tokens, not by rows.
+    pub max_tokens_in_flight: usize,
 }
 
 impl Default for BatchOptions {
@@ -179,6 +186,7 @@ impl Default for BatchOptions {
             sampling: Sampling::Greedy,
             max_views: 32,
             max_rows: 32,
+            max_tokens_in_flight: DEFAULT_MAX_TOKENS_IN_FLIGHT,
         }
     }
 }
@@ -195,6 +203,8 @@ pub struct BatchStats {
     pub decode: Duration,
     /// Reads of device state by the host while decoding (not one per token).
     pub host_reads: usize,
+    /// Decode slots used (rows generated at once).
+    pub slots: usize,
 }
 
 /// Runs every task of every page; results come back in page order. Timings in each task
@@ -299,9 +309,11 @@ pub fn run_batch(
     };
     // Continuous batching: rows stream through `max_rows` decode slots; a row that
     // stops frees its slot for the next at once.
-    let slots = opts.max_rows.max(1).min(rows.len());
     let longest = rows.iter().map(|r| r.seq.size()[0]).max().unwrap_or(1);
     let capacity = longest + opts.max_new_tokens as i64;
+    let by_tokens = (opts.max_tokens_in_flight as i64 / capacity.max(1)).max(1) as usize;
+    let slots = opts.max_rows.max(1).min(by_tokens).min(rows.len());
+    stats.slots = slots;
     let kind = rows
         .first()
         .map(|r| r.seq.kind())

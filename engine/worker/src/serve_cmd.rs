@@ -15,7 +15,7 @@ use sphinx_core::store::{ObjectStore, S3Store};
 use tch::Device;
 
 use crate::batch::BatchOptions;
-use crate::batch::DEFAULT_MAX_NEW_TOKENS;
+use crate::batch::{DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_TOKENS_IN_FLIGHT};
 use crate::model_source::{fetch_to_cache, ModelSource};
 use crate::worker::metrics::emf_line;
 use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
@@ -42,6 +42,9 @@ pub struct ServeArgs {
     /// Rows decoded at once (continuous batching: a finished row's slot takes the next).
     #[arg(long, env = "SPHINX_DECODE_SLOTS", default_value_t = 32)]
     pub decode_slots: usize,
+    /// Positions the KV cache may hold across all slots (fewer slots for long rows).
+    #[arg(long, env = "SPHINX_MAX_TOKENS_IN_FLIGHT", default_value_t = DEFAULT_MAX_TOKENS_IN_FLIGHT)]
+    pub max_tokens_in_flight: usize,
     /// Milliseconds to wait for more pages once the first arrived.
     #[arg(long, env = "SPHINX_BATCH_WAIT_MS", default_value_t = 2000)]
     pub batch_wait_ms: u64,
@@ -98,6 +101,7 @@ impl ServeArgs {
             batch: BatchOptions {
                 max_new_tokens: self.max_new_tokens,
                 max_rows: self.decode_slots.max(1),
+                max_tokens_in_flight: self.max_tokens_in_flight.max(1),
                 ..BatchOptions::default()
             },
             outputs: Outputs {

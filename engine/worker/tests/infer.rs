@@ -123,3 +123,49 @@ fn missing_model_folder_is_an_error_naming_it() {
         .expect("loading a missing folder fails");
     assert!(format!("{err:#}").contains("/nonexistent/model"), "{err:#}");
 }
+
+/// Pages and tasks through the batch path with every row at once, and through one decode
+/// slot (the token budget admits one row at a time): the same tokens for every task.
+#[test]
+fn fewer_decode_slots_give_the_same_answers() {
+    use sphinx_worker::batch::{run_batch, BatchOptions, PreparedPage};
+    let (dir, cfg) = model_dir();
+    let loaded =
+        model_folder::load_with(dir.path(), Device::Cpu, &cfg, &MovConfig::tiny_test()).unwrap();
+    let pages: Vec<PreparedPage> = (0..3u32)
+        .map(|i| {
+            let img = image::RgbImage::from_fn(200 + 40 * i, 260, |x, y| {
+                image::Rgb([(x * 7 + y * i) as u8, (y * 3) as u8, (x ^ y) as u8])
+            });
+            PreparedPage::from_image(
+                &img,
+                [200.0, 260.0],
+                ("d".into(), i, 3),
+                vec![
+                    Task::Ocr,
+                    Task::Caption {
+                        detail: sphinx_core::job::CaptionDetail::Short,
+                    },
+                ],
+                &loaded.tile,
+            )
+            .unwrap()
+        })
+        .collect();
+    let all = BatchOptions {
+        max_new_tokens: MAX_NEW,
+        ..BatchOptions::default()
+    };
+    let one = BatchOptions {
+        max_tokens_in_flight: 1,
+        ..all.clone()
+    };
+    let (wide, wide_stats) = run_batch(&loaded, &pages, &all).unwrap();
+    let (narrow, narrow_stats) = run_batch(&loaded, &pages, &one).unwrap();
+    assert_eq!((wide_stats.slots, narrow_stats.slots), (6, 1));
+    for (a, b) in wide.iter().zip(&narrow) {
+        for (x, y) in a.tasks.iter().zip(&b.tasks) {
+            assert_eq!((&x.raw_text, x.tokens), (&y.raw_text, y.tokens));
+        }
+    }
+}
