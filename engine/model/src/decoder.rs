@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
 use crate::generate::{
-    check_config, GenerateConfig, GenerateError, Generated, Sampling, SplitMix64, Stop,
+    check_config, GenerateConfig, GenerateError, Generated, Sampling, SplitMix64, Stop, READ_EVERY,
 };
 use crate::llama::{KvCache, Llama, ROPE_TABLE_FACTOR};
 
@@ -405,6 +405,55 @@ impl<'m> Decoder<'m> {
         }
         Ok(out)
     }
+}
+
+/// A batch's outputs (in input order) and where its time went.
+#[derive(Debug)]
+pub struct Batch {
+    pub outputs: Vec<Generated>,
+    pub prefill: Duration,
+    pub decode: Duration,
+    /// Reads of device state by the host while decoding (see [`Decoder::host_reads`]):
+    /// about one per [`READ_EVERY`] tokens, never one per token.
+    pub host_reads: usize,
+}
+
+/// Generates for each of `seqs` (input embeddings `[len_i, dim]`: BOS, visual block, prompt
+/// text) together: every row is admitted into one [`Decoder`] (one slot each) and decoded
+/// until all have stopped.
+pub fn generate(
+    llm: &Llama,
+    seqs: &[Tensor],
+    cfg: &GenerateConfig,
+) -> Result<Batch, GenerateError> {
+    check_config(cfg)?;
+    let first = seqs.first().ok_or(GenerateError::EmptyBatch)?;
+    let (kind, device) = (first.kind(), first.device());
+    let limit = llm.config().max_seq_len * ROPE_TABLE_FACTOR;
+    let longest = seqs
+        .iter()
+        .map(|s| s.size().first().copied().unwrap_or(0))
+        .max()
+        .unwrap_or(0);
+    let capacity = (longest + cfg.max_new_tokens as i64).min(limit).max(1);
+    let mut decoder = Decoder::new(llm, cfg, seqs.len(), capacity, READ_EVERY, kind, device)?;
+    for (id, s) in seqs.iter().enumerate() {
+        decoder.admit(id, s, cfg.max_new_tokens)?;
+    }
+    let mut outputs: Vec<Option<Generated>> = vec![None; seqs.len()];
+    for f in decoder.drain()? {
+        outputs[f.id] = Some(f.output);
+    }
+    let (prefill, decode) = decoder.timings();
+    Ok(Batch {
+        outputs: outputs
+            .into_iter()
+            .map(|o| o.expect("every admitted row finishes"))
+            .collect(),
+        prefill,
+        decode,
+        host_reads: decoder.host_reads(),
+    })
 }
 
 /// Waits for queued GPU work, so a timing covers it (CUDA launches are asynchronous).

@@ -9,19 +9,15 @@
 //!
 //! Unlike the reference, which right-pads prompts and feeds the longer prompts' tail
 //! through the decode loop, every row is prefilled alone into its slot of one KV cache
-//! and then decoded at its own positions with the others ([`crate::decoder`]), so a row
+//! and then decoded at its own positions with the others (the `decoder` module, which
+//! also holds `generate`), so a row
 //! computes what it would compute alone. Under greedy decoding a batch therefore yields
 //! the same tokens as one run per row (`tests/batched_generation.rs`). Sampling draws
 //! from a per-row generator seeded by `seed + row`, so it is reproducible too. Choice,
 //! stop checks and budgets run on the device; the host reads them every [`READ_EVERY`]
 //! steps.
 
-use std::time::Duration;
-
-use tch::Tensor;
-
-use crate::decoder::Decoder;
-use crate::llama::{Llama, LlamaError, ROPE_TABLE_FACTOR};
+use crate::llama::LlamaError;
 
 /// Why a batch could not be generated.
 #[derive(Debug, thiserror::Error)]
@@ -98,57 +94,8 @@ pub struct Generated {
     pub stop: Stop,
 }
 
-/// A batch's outputs (in input order) and where its time went.
-#[derive(Debug)]
-pub struct Batch {
-    pub outputs: Vec<Generated>,
-    pub prefill: Duration,
-    pub decode: Duration,
-    /// Reads of device state by the host while decoding (see [`Decoder::host_reads`]):
-    /// about one per [`READ_EVERY`] tokens, never one per token.
-    pub host_reads: usize,
-}
-
 /// Steps between the host's reads of which rows have stopped.
 pub const READ_EVERY: usize = 8;
-
-/// Generates for each of `seqs` (input embeddings `[len_i, dim]`: BOS, visual block, prompt
-/// text) together: every row is admitted into one [`Decoder`] (one slot each) and decoded
-/// until all have stopped.
-pub fn generate(
-    llm: &Llama,
-    seqs: &[Tensor],
-    cfg: &GenerateConfig,
-) -> Result<Batch, GenerateError> {
-    check_config(cfg)?;
-    let first = seqs.first().ok_or(GenerateError::EmptyBatch)?;
-    let (kind, device) = (first.kind(), first.device());
-    let limit = llm.config().max_seq_len * ROPE_TABLE_FACTOR;
-    let longest = seqs
-        .iter()
-        .map(|s| s.size().first().copied().unwrap_or(0))
-        .max()
-        .unwrap_or(0);
-    let capacity = (longest + cfg.max_new_tokens as i64).min(limit).max(1);
-    let mut decoder = Decoder::new(llm, cfg, seqs.len(), capacity, READ_EVERY, kind, device)?;
-    for (id, s) in seqs.iter().enumerate() {
-        decoder.admit(id, s, cfg.max_new_tokens)?;
-    }
-    let mut outputs: Vec<Option<Generated>> = vec![None; seqs.len()];
-    for f in decoder.drain()? {
-        outputs[f.id] = Some(f.output);
-    }
-    let (prefill, decode) = decoder.timings();
-    Ok(Batch {
-        outputs: outputs
-            .into_iter()
-            .map(|o| o.expect("every admitted row finishes"))
-            .collect(),
-        prefill,
-        decode,
-        host_reads: decoder.host_reads(),
-    })
-}
 
 pub(crate) fn check_config(cfg: &GenerateConfig) -> Result<(), GenerateError> {
     if let Some(index) = cfg.stop.iter().position(Vec::is_empty) {

@@ -3,7 +3,8 @@
 
 use sphinx_core::tiling::{plan, TileConfig};
 use sphinx_model::config::LlamaConfig;
-use sphinx_model::generate::{generate, GenerateConfig, GenerateError, Generated, Sampling, Stop};
+use sphinx_model::decoder::generate;
+use sphinx_model::generate::{GenerateConfig, GenerateError, Generated, Sampling, Stop};
 use sphinx_model::mov::MovConfig;
 use sphinx_model::sphinx::{PageInput, Sphinx};
 use tch::{nn, Device, Kind, Tensor};
