@@ -303,6 +303,18 @@ pub fn generate(
             });
         }
     }
+    if let Some(px) = cfg.bounds.line_start_px {
+        // Pages are at least 32 px wide; a start past half of the narrowest page the
+        // config allows would leave most lines empty.
+        let narrowest = cfg.bounds.page_size.map_or(*PAGE_SIDES.start(), |(w, _)| w);
+        if px >= narrowest / 2 {
+            return Err(SynthError::Config {
+                reason: format!(
+                    "line start {px} px is not left of the middle of a {narrowest} px wide page"
+                ),
+            });
+        }
+    }
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| SynthError::Io { path, source }

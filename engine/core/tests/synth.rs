@@ -615,6 +615,7 @@ fn random_character_lines_in_one_face() {
                 text,
                 max_chars,
                 face,
+                line_start_px: None,
             },
         };
         generate(&cfg, dir.path(), |_| {}).unwrap();
@@ -653,4 +654,82 @@ fn random_character_lines_in_one_face() {
         words.iter().any(|w| w.font != Face::Mono),
         "faces vary by default"
     );
+}
+
+/// `--line-start 16 --face mono` at one em size: every line starts at the same pixel, so
+/// the first glyph's ink starts within its side bearing of it on every page, and the ink
+/// spans as many character advances as the line has characters.
+#[test]
+fn fixed_line_start_aligns_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        seed: 3,
+        first_index: 0,
+        count: 80,
+        noise: false,
+        bounds: TextBounds {
+            max_lines: Some(1),
+            min_em_px: Some(27),
+            max_em_px: Some(27),
+            page_size: Some((256, 64)),
+            no_shapes: true,
+            ocr_only: true,
+            face: Some(Face::Mono),
+            line_start_px: Some(16),
+            ..Default::default()
+        },
+    };
+    generate(&cfg, dir.path(), |_| {}).unwrap();
+    let pages = read_jsonl::<PageAnnotation>(&dir.path().join(ANNOTATIONS_FILE));
+    let mut starts = std::collections::BTreeSet::new();
+    for p in &pages {
+        for line in &p.lines {
+            let (x1, x2) = (line.bbox.x1, line.bbox.x2);
+            starts.insert(x1);
+            assert!(
+                (16..=22).contains(&x1),
+                "{}: {:?} starts at {x1}",
+                p.image,
+                line.text
+            );
+            // DejaVu Sans Mono advances 1233/2048 em: 16.3 px at 27 px.
+            let n = line.text.chars().count() as f64;
+            let width = f64::from(x2 - x1);
+            assert!(
+                width <= n * 16.3 + 1.0,
+                "{}: {:?} is {width} px",
+                p.image,
+                line.text
+            );
+        }
+    }
+    assert!(pages.iter().filter(|p| !p.lines.is_empty()).count() >= 70);
+    // Unaligned pages start lines at the margin, indented or centred: many places.
+    let free = SynthConfig {
+        bounds: TextBounds {
+            line_start_px: None,
+            ..cfg.bounds
+        },
+        ..cfg.clone()
+    };
+    let dir2 = tempfile::tempdir().unwrap();
+    generate(&free, dir2.path(), |_| {}).unwrap();
+    let free_starts: std::collections::BTreeSet<u32> =
+        read_jsonl::<PageAnnotation>(&dir2.path().join(ANNOTATIONS_FILE))
+            .iter()
+            .flat_map(|p| p.lines.iter().map(|l| l.bbox.x1))
+            .collect();
+    assert!(
+        free_starts.len() > starts.len(),
+        "{free_starts:?} vs {starts:?}"
+    );
+    // A start past the middle of the page is refused.
+    let bad = SynthConfig {
+        bounds: TextBounds {
+            line_start_px: Some(128),
+            ..cfg.bounds
+        },
+        ..cfg
+    };
+    assert!(generate(&bad, tempfile::tempdir().unwrap().path(), |_| {}).is_err());
 }

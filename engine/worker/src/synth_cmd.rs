@@ -62,6 +62,11 @@ pub struct SynthArgs {
     /// Every page in this face (default: sans, serif or mono at random).
     #[arg(long, value_enum)]
     pub face: Option<FaceArg>,
+    /// Every line starts this many pixels from the left edge (no indent, no centring):
+    /// with `--face mono` and one em size, each character's place on the line is the
+    /// same on every page.
+    #[arg(long)]
+    pub line_start: Option<u32>,
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
@@ -127,6 +132,7 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
                 FaceArg::Serif => synth::Face::Serif,
                 FaceArg::Mono => synth::Face::Mono,
             }),
+            line_start_px: args.line_start,
         },
     };
     let progress = if args.quiet {

@@ -142,6 +142,11 @@ pub struct TextBounds {
     pub max_chars: Option<u32>,
     /// Every page in this face instead of a random one.
     pub face: Option<Face>,
+    /// Every line starts this many pixels from the left edge (no indent, no centring):
+    /// in a monospaced face at one em size, the k-th character of every line then sits in
+    /// the same place on every page, so a reader can learn one alignment of answer
+    /// characters to image columns (the nano's pages, docs/nano.md).
+    pub line_start_px: Option<u32>,
 }
 
 /// Largest `min_em_px` a page can honour without `max_em_px` (the biggest em is
@@ -257,7 +262,12 @@ pub fn lay_out(
             continue;
         }
         let indent = if rng.chance(0.2) { 2.0 * em } else { 0.0 };
-        let avail = content_w - indent;
+        // A fixed line start still takes the indent draw (the page's stream stays aligned).
+        let (indent, left) = match bounds.line_start_px {
+            Some(px) => (0.0, px as f32),
+            None => (indent, left),
+        };
+        let avail = (right - left - indent).max(0.0);
         let target = if rng.chance(0.3) {
             avail * rng.uniform(0.3, 0.9) as f32
         } else {
@@ -266,7 +276,8 @@ pub fn lay_out(
         let measure = |s: &str| fonts.measure(style.face, em, s);
         if let Some(text) = vocab.line(rng, target, measure, bounds.text, bounds.max_chars) {
             let layout = fonts.layout(style.face, em, &text);
-            let x = if rng.chance(0.1) {
+            let centred = rng.chance(0.1) && bounds.line_start_px.is_none();
+            let x = if centred {
                 left + ((content_w - layout.advance) / 2.0).max(0.0)
             } else {
                 left + indent
