@@ -9,6 +9,14 @@
 //! inside the tokenized conversation" exact. It is written as an ordinary `tokenizer.json`
 //! (a BPE model with no merges), so [`crate::tokenizer::Tokenizer`] loads it unchanged and
 //! it ships inside every exported model folder.
+//!
+//! [`prompt_tokenizer_json`] adds one piece per fixed phrase of the conversation template
+//! and of the task questions (the system line, the role markers, the separators, the OCR
+//! question...). Why: character by character the OCR prompt is ~265 tokens, and an
+//! answer then reads its image block from 300-470 positions back; a small LLaMA learns
+//! such a fixed-offset look-up far more slowly the more positions lie in between
+//! (docs/nano.md, third attempt). SentencePiece makes the same prompt ~60 pieces; with
+//! the phrases it is 6.
 
 use serde_json::{json, Map, Value};
 
@@ -29,13 +37,57 @@ pub fn vocab_size() -> usize {
     pieces().len()
 }
 
+/// The fixed phrases [`prompt_tokenizer_json`] gives a piece each: what the default
+/// conversation template writes around every turn, and the task questions.
+pub fn prompt_phrases() -> Vec<String> {
+    let t = crate::conversation::Template::default_conversation();
+    let mut v = vec![
+        t.system.clone(),
+        format!("\n\n{}", t.sep),
+        format!(" {}: ", t.roles.0),
+        format!("\n{}", t.sep),
+        format!(" {}:", t.roles.1),
+    ];
+    v.extend(
+        [
+            sphinx_core::prompts::OCR,
+            sphinx_core::prompts::CAPTION_DETAILED,
+            sphinx_core::prompts::CAPTION_SHORT,
+            sphinx_core::prompts::GROUNDING_PREFIX,
+        ]
+        .map(String::from),
+    );
+    v
+}
+
+/// Number of pieces of [`prompt_tokenizer_json`].
+pub fn prompt_vocab_size() -> usize {
+    vocab_size() + prompt_phrases().len()
+}
+
 /// The `tokenizer.json` text.
 pub fn tokenizer_json() -> String {
+    json_with(&[])
+}
+
+/// The character tokenizer plus one piece per [`prompt_phrases`] phrase (ids from
+/// [`vocab_size`] on). The phrases are added tokens: matched whole (longest first) before
+/// the characters, so a string that contains none encodes as with [`tokenizer_json`].
+pub fn prompt_tokenizer_json() -> String {
+    json_with(&prompt_phrases())
+}
+
+fn json_with(phrases: &[String]) -> String {
     let mut vocab = Map::new();
-    for (i, p) in pieces().into_iter().enumerate() {
+    let base = pieces();
+    let n = base.len();
+    for (i, p) in base.into_iter().enumerate() {
         vocab.insert(p, json!(i));
     }
-    let added: Vec<Value> = CONTROL
+    for (i, p) in phrases.iter().enumerate() {
+        vocab.insert(p.clone(), json!(n + i));
+    }
+    let mut added: Vec<Value> = CONTROL
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -43,6 +95,10 @@ pub fn tokenizer_json() -> String {
                    "rstrip": false, "normalized": false, "special": true})
         })
         .collect();
+    added.extend(phrases.iter().enumerate().map(|(i, p)| {
+        json!({"id": n + i, "content": p, "single_word": false, "lstrip": false,
+               "rstrip": false, "normalized": false, "special": false})
+    }));
     let doc = json!({
         "version": "1.0",
         "truncation": null,
@@ -82,5 +138,31 @@ mod tests {
         assert_eq!(whole, parts);
         assert_eq!(whole.len(), a.len() + b.len());
         assert_eq!(tok.decode(&whole).unwrap(), format!("{a}{b}"));
+    }
+
+    /// The OCR prompt shrinks to a handful of pieces, answers still encode character by
+    /// character with the separator as one piece, and everything decodes back.
+    #[test]
+    fn prompt_phrases_are_one_piece_each() {
+        use crate::conversation::{Template, Turn};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        std::fs::write(&path, prompt_tokenizer_json()).unwrap();
+        let tok = Tokenizer::from_file(&path).unwrap();
+        assert_eq!(tok.vocab_size(), prompt_vocab_size());
+        let t = Template::default_conversation();
+        let prompt = t.prompt(&[Turn::ask(sphinx_core::prompts::OCR)]).unwrap();
+        let ids = tok.encode(&prompt, false, false).unwrap();
+        assert_eq!(ids.len(), 6, "{prompt:?} -> {ids:?}");
+        assert!(ids.iter().all(|&i| i as usize >= vocab_size()));
+        assert_eq!(tok.decode(&ids).unwrap(), prompt);
+        let answer = "<p>Ten boats 42</p>[0.04,0.05,0.50,0.30]";
+        let ids = tok.encode(&format!("{answer}\n###"), false, false).unwrap();
+        assert_eq!(ids.len(), answer.len() + 1);
+        assert_eq!(ids[answer.len()] as usize, vocab_size() + 3);
+        assert_eq!(tok.decode(&ids).unwrap(), format!("{answer}\n###"));
+        let grounding = format!("{}the title", sphinx_core::prompts::GROUNDING_PREFIX);
+        let ids = tok.encode(&grounding, false, false).unwrap();
+        assert_eq!(ids.len(), 1 + "the title".len());
     }
 }

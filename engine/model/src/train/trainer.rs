@@ -749,6 +749,7 @@ fn model_source(spec: &JobSpec) -> Result<(ModelConfig, Vec<u8>, Option<PathBuf>
     };
     let tok = match spec.model.tokenizer.as_deref().unwrap_or("char") {
         "char" => char_tokenizer::tokenizer_json().into_bytes(),
+        "char-prompts" => char_tokenizer::prompt_tokenizer_json().into_bytes(),
         path => std::fs::read(path).with_context(|| format!("model.tokenizer {path}"))?,
     };
     Ok((config, tok, None))

@@ -1,0 +1,75 @@
+//! The committed nano (`models/sphinx-nano/`) still reads: `sphinx eval` on the 200
+//! held-out pages `scripts/train-nano.sh` scores it on (seed 7 from index 1,000,000, the
+//! script's PAGE_FLAGS) must give a CER within 2 points of the figure recorded when it
+//! was trained (`eval-heldout.json`, the figure the README quotes), so the model, the
+//! page path or the decoder cannot silently regress.
+
+use std::path::PathBuf;
+
+use sphinx_core::synth::{self, Face, SynthConfig, TextBounds};
+use sphinx_worker::eval_cmd::{evaluate, EvalArgs};
+
+/// This harness is no render child: pages render in `sphinx` child processes.
+fn render_in_sphinx_children() {
+    std::env::set_var(
+        sphinx_core::isolate::ENV_RENDER_PROGRAM,
+        env!("CARGO_BIN_EXE_sphinx"),
+    );
+}
+
+#[test]
+fn committed_nano_reads_held_out_pages_as_well_as_recorded() {
+    render_in_sphinx_children();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let model = root.join("models/sphinx-nano");
+    assert!(
+        model.join("model.safetensors").is_file(),
+        "{} is committed with the checkout",
+        model.display()
+    );
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(model.join("eval-heldout.json")).unwrap()).unwrap();
+    let figure = recorded["cer"].as_f64().unwrap();
+    assert_eq!(recorded["pages"], 200);
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let quoted = format!("CER {:.1}%", 100.0 * figure);
+    assert!(readme.contains(&quoted), "README quotes {quoted}");
+
+    let data = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        seed: 7,
+        first_index: 1_000_000,
+        count: 200,
+        noise: false,
+        // scripts/train-nano.sh PAGE_FLAGS.
+        bounds: TextBounds {
+            max_lines: Some(1),
+            min_em_px: Some(27),
+            max_em_px: Some(27),
+            page_size: Some((256, 64)),
+            no_shapes: true,
+            ocr_only: true,
+            face: Some(Face::Mono),
+            line_start_px: Some(16),
+            max_chars: Some(7),
+            ..Default::default()
+        },
+    };
+    synth::generate(&cfg, data.path(), |_| {}).unwrap();
+    let summary = evaluate(&EvalArgs {
+        model,
+        data: data.path().join(synth::CONVERSATIONS_FILE),
+        limit: None,
+        max_new_tokens: 64,
+        batch: 50,
+        cpu: true,
+        predictions: None,
+    })
+    .unwrap();
+    let cer = summary["cer"].as_f64().unwrap();
+    assert_eq!(summary["pages"], 200);
+    assert!(
+        cer <= figure + 0.02,
+        "held-out CER {cer:.4} regressed past the recorded {figure:.4} + 2 points: {summary}"
+    );
+}
