@@ -81,6 +81,11 @@ pub struct LlamaConfig {
     /// A sparse mixture of experts in place of every SwiGLU (Mixtral); `None`: dense.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moe: Option<MoeConfig>,
+    /// An explicit SwiGLU hidden size (the reference's `ModelArgs.hidden_dim`, a Hugging
+    /// Face config's `intermediate_size`) for backbones not sized by the `multiple_of`
+    /// rule (InternLM2-1.8B's 8192 is no rounding of `8/3 * 2048`); `None`: the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_dim: Option<i64>,
 }
 
 /// Mixtral's sparse mixture of SwiGLU experts (the reference's `mixtral_sparse*.py`
@@ -112,6 +117,37 @@ impl LlamaConfig {
             // Room for 5 views x (257 + 2) image tokens plus a long OCR answer.
             max_seq_len: 4096,
             moe: None,
+            hidden_dim: None,
+        }
+    }
+
+    /// LLaMA2-13B (Meta's `params.json`: dim 5120, 40 layers, 40 heads, no GQA,
+    /// `multiple_of` 256 so the SwiGLU is 13824 wide, eps 1e-5, vocab 32000), the LLM of
+    /// SPHINX and SPHINX-1k; 4096 positions as LLaMA2 was trained.
+    pub fn llama2_13b() -> Self {
+        Self {
+            dim: 5120,
+            n_layers: 40,
+            n_heads: 40,
+            n_kv_heads: None,
+            max_seq_len: 4096,
+            ..Self::tinyllama()
+        }
+    }
+
+    /// InternLM2-7B (its published `config.json`: hidden 4096, 32 layers, 32 heads, 8 KV
+    /// heads, intermediate 14336, rms eps 1e-5, rope theta 1e6, vocab 92544), the LLM of
+    /// SPHINX-InternLM2 once `scripts/convert_hf_llm.py` has unpacked its `wqkv`.
+    pub fn internlm2_7b() -> Self {
+        Self {
+            dim: 4096,
+            n_layers: 32,
+            n_heads: 32,
+            n_kv_heads: Some(8),
+            vocab_size: 92_544,
+            rope_theta: 1_000_000.0,
+            hidden_dim: Some(14_336),
+            ..Self::tinyllama()
         }
     }
 
@@ -131,6 +167,7 @@ impl LlamaConfig {
             rope_scaling: None,
             max_seq_len: 128,
             moe: None,
+            hidden_dim: None,
         }
     }
 
@@ -144,10 +181,13 @@ impl LlamaConfig {
         self.dim / self.n_heads
     }
 
-    /// SwiGLU hidden size, computed exactly like the reference `FeedForward.__init__`:
-    /// `int(2 * 4 * dim / 3)`, times `ffn_dim_multiplier` (truncated), rounded up to
-    /// `multiple_of`.
+    /// SwiGLU hidden size: the explicit `hidden_dim` when set, else computed exactly like
+    /// the reference `FeedForward.__init__`: `int(2 * 4 * dim / 3)`, times
+    /// `ffn_dim_multiplier` (truncated), rounded up to `multiple_of`.
     pub fn ffn_hidden_dim(&self) -> i64 {
+        if let Some(h) = self.hidden_dim {
+            return h;
+        }
         let mut hidden = 2 * (4 * self.dim) / 3;
         if let Some(m) = self.ffn_dim_multiplier {
             hidden = (m * hidden as f64) as i64;
@@ -165,6 +205,7 @@ impl LlamaConfig {
             ("vocab_size", self.vocab_size),
             ("multiple_of", self.multiple_of),
             ("max_seq_len", self.max_seq_len),
+            ("hidden_dim", self.ffn_hidden_dim()),
         ];
         for (name, v) in must_be_positive {
             if v <= 0 {
@@ -448,6 +489,22 @@ mod tests {
     fn tinyllama_hidden_size_matches_its_published_5632() {
         assert_eq!(LlamaConfig::tinyllama().ffn_hidden_dim(), 5632);
         assert_eq!(LlamaConfig::tinyllama().head_dim(), 64);
+    }
+
+    #[test]
+    fn family_presets_have_their_published_sizes() {
+        let l13 = LlamaConfig::llama2_13b();
+        assert_eq!(l13.ffn_hidden_dim(), 13824);
+        assert_eq!((l13.head_dim(), l13.kv_heads()), (128, 40));
+        let i7 = LlamaConfig::internlm2_7b();
+        assert_eq!(i7.ffn_hidden_dim(), 14336);
+        assert_eq!((i7.head_dim(), i7.kv_heads()), (128, 8));
+        assert!(l13.validate().is_ok() && i7.validate().is_ok());
+        let bad = LlamaConfig {
+            hidden_dim: Some(0),
+            ..LlamaConfig::tiny_test()
+        };
+        assert!(bad.validate().unwrap_err().contains("hidden_dim"));
     }
 
     #[test]
