@@ -10,11 +10,21 @@ prefix; wq/wk in Meta's interleaved RoPE layout), and:
                           its input [2*T, dim], output and the router's top-2 indices
   llm.json                the engine's LlamaConfig (with `moe`)
   block.safetensors       layer 0's MoE weights alone (`feed_forward.*`)
+  shards/                 the model (plus a replicated `llma.start_img`) split into 2
+                          model-parallel shards as the reference saves them: fairscale's
+                          Column/Row/Embedding splits for attention, embeddings and output,
+                          and each stacked expert tensor split per expert by
+                          `_sparse_expert_split` (view [experts, hidden, dim], chunk the hidden
+                          units); a reference ModelArgs config.json (`moe`, `hidden_dim`,
+                          `head_dim`) and meta.json; converted by scripts/convert_checkpoint.py
+                          into converted/
+  unsplit_with_extra.safetensors   what converted/model.safetensors must equal
 
 Usage: .venv/bin/python scripts/parity/mixtral.py [--out DIR]
 """
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -23,10 +33,11 @@ from safetensors.torch import save_file
 from transformers import MixtralConfig, MixtralForCausalLM
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from llama import PREFIX, hf_to_meta_rope  # noqa: E402
+from llama import PREFIX, hf_to_meta_rope, split_shards  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SEQ_LEN = 13
+SHARDS = 2
 ARGS = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=320, norm_eps=1e-5,
             rope_theta=1e6, max_seq_len=128, experts=4, top_k=2, hidden=96)
 
@@ -102,7 +113,35 @@ def main():
                max_seq_len=a["max_seq_len"],
                moe=dict(num_experts=E, experts_per_token=a["top_k"], hidden_dim=H))
     (out / "llm.json").write_text(json.dumps(llm, indent=1) + "\n")
+    write_shards(weights, out, a)
     print(f"mixtral fixtures -> {out}")
+
+
+def write_shards(weights, out, a):
+    E = a["experts"]
+    sd = dict(weights)
+    sd[PREFIX + "start_img"] = torch.rand(1, 1, a["dim"], generator=torch.Generator().manual_seed(7))
+    save_file(sd, out / "unsplit_with_extra.safetensors")
+    shards = split_shards(sd, SHARDS)  # experts come out replicated here; split them now
+    for name, t in sd.items():
+        if name.endswith(("feed_forward.w1", "feed_forward.w2", "feed_forward.w3")):
+            parts = torch.chunk(t.view(E, -1, t.shape[-1]), SHARDS, dim=1)
+            for r in range(SHARDS):
+                shards[r][name] = parts[r].reshape(-1, t.shape[-1]).clone()
+    d = out / "shards"
+    d.mkdir(parents=True, exist_ok=True)
+    for old in d.glob("consolidated.*.pth"):
+        old.unlink()
+    for r, shard in enumerate(shards):
+        torch.save({"model": shard}, d / f"consolidated.{r:02d}-of-{SHARDS:02d}.model.pth")
+    params = dict(dim=a["dim"], hidden_dim=a["hidden"], head_dim=a["dim"] // a["n_heads"], n_layers=a["n_layers"],
+                  n_heads=a["n_heads"], n_kv_heads=a["n_kv_heads"], norm_eps=a["norm_eps"],
+                  rope_theta=a["rope_theta"], max_seq_len=a["max_seq_len"], max_batch_size=32,
+                  moe={"num_experts_per_tok": a["top_k"], "num_experts": E}, load_balancing_weight=0.1)
+    (d / "config.json").write_text(json.dumps(params, indent=2))
+    (d / "meta.json").write_text(json.dumps({"llama_type": "llama_ens5_light"}))
+    subprocess.run([sys.executable, str(ROOT / "scripts/convert_checkpoint.py"), str(d),
+                    "--out-dir", str(out / "converted")], check=True)
 
 
 if __name__ == "__main__":
