@@ -135,6 +135,25 @@ impl LlamaConfig {
         }
     }
 
+    /// Mixtral-8x7B (its published `params.json`: dim 4096, 32 layers, 32 heads, 8 KV heads,
+    /// 8 experts of hidden 14336, top-2, eps 1e-5, rope theta 1e6, vocab 32000), the LLM of
+    /// SPHINX-MoE.
+    pub fn mixtral_8x7b() -> Self {
+        Self {
+            dim: 4096,
+            n_layers: 32,
+            n_heads: 32,
+            n_kv_heads: Some(8),
+            rope_theta: 1_000_000.0,
+            moe: Some(MoeConfig {
+                num_experts: 8,
+                experts_per_token: 2,
+                hidden_dim: 14_336,
+            }),
+            ..Self::tinyllama()
+        }
+    }
+
     /// InternLM2-7B (its published `config.json`: hidden 4096, 32 layers, 32 heads, 8 KV
     /// heads, intermediate 14336, rms eps 1e-5, rope theta 1e6, vocab 92544), the LLM of
     /// SPHINX-InternLM2 once `scripts/convert_hf_llm.py` has unpacked its `wqkv`.
@@ -273,6 +292,10 @@ pub enum LlamaType {
     LlamaEnsLight,
     /// SPHINX-Tiny-1k: `llama_ens5_light.py`.
     LlamaEns5Light,
+    /// SPHINX (LLaMA2-13B): `llama_ens5.py`, the four-expert MoV on a 448 px canvas.
+    LlamaEns5,
+    /// SPHINX-MoE (Mixtral-8x7B): `mixtral_sparse_ens5.py`, the four-expert MoV at 1024 px.
+    MixtralSparseEns5,
 }
 
 /// Everything the engine needs to build a SPHINX-X model from a converted checkpoint.
@@ -307,6 +330,24 @@ impl SphinxConfig {
         Self {
             llama_type: LlamaType::LlamaEns5Light,
             llm: LlamaConfig::tinyllama(),
+            skip_tokens: true,
+        }
+    }
+
+    /// SPHINX: LLaMA2-13B + the four-expert MoV on a 448 px canvas (`llama_ens5.py`).
+    pub fn sphinx() -> Self {
+        Self {
+            llama_type: LlamaType::LlamaEns5,
+            llm: LlamaConfig::llama2_13b(),
+            skip_tokens: true,
+        }
+    }
+
+    /// SPHINX-MoE: Mixtral-8x7B + the four-expert MoV at 1024 px (`mixtral_sparse_ens5.py`).
+    pub fn sphinx_moe() -> Self {
+        Self {
+            llama_type: LlamaType::MixtralSparseEns5,
+            llm: LlamaConfig::mixtral_8x7b(),
             skip_tokens: true,
         }
     }
@@ -361,7 +402,14 @@ pub struct ModelConfig {
 }
 
 /// Names accepted by [`ModelConfig::named`].
-pub const MODEL_CONFIG_NAMES: [&str; 4] = ["tiny-train", "nano", "sphinx-tiny", "sphinx-tiny-1k"];
+pub const MODEL_CONFIG_NAMES: [&str; 6] = [
+    "tiny-train",
+    "nano",
+    "sphinx-tiny",
+    "sphinx-tiny-1k",
+    "sphinx",
+    "sphinx-moe",
+];
 
 impl ModelConfig {
     /// The encoders this model uses: its own `vision`, else the released ones.
@@ -394,6 +442,8 @@ impl ModelConfig {
             "nano" => Self::nano(),
             "sphinx-tiny" => released(SphinxConfig::sphinx_tiny()),
             "sphinx-tiny-1k" => released(SphinxConfig::sphinx_tiny_1k()),
+            "sphinx" => released(SphinxConfig::sphinx()),
+            "sphinx-moe" => released(SphinxConfig::sphinx_moe()),
             _ => return None,
         })
     }
@@ -439,6 +489,7 @@ impl ModelConfig {
                 convnext_size: 128,
                 dinov2_size: 112,
                 layout: ViewLayout::GlobalAndGrid { grid: 2 },
+                four: None,
             }),
         }
     }
@@ -500,6 +551,17 @@ mod tests {
         assert_eq!(i7.ffn_hidden_dim(), 14336);
         assert_eq!((i7.head_dim(), i7.kv_heads()), (128, 8));
         assert!(l13.validate().is_ok() && i7.validate().is_ok());
+        assert!(LlamaConfig::mixtral_8x7b().validate().is_ok());
+        for name in MODEL_CONFIG_NAMES {
+            assert!(ModelConfig::named(name).is_some(), "{name}");
+        }
+        let moe = ModelConfig::named("sphinx-moe").unwrap().vision();
+        assert_eq!((moe.feature_dim(), moe.tokens_per_view()), (5632, 32 + 257));
+        let ens5 = ModelConfig::named("sphinx").unwrap().vision();
+        assert_eq!(
+            (ens5.canvas_size(), ens5.tokens_per_view()),
+            (448, 32 + 257)
+        );
         let bad = LlamaConfig {
             hidden_dim: Some(0),
             ..LlamaConfig::tiny_test()

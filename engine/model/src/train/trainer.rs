@@ -37,12 +37,12 @@ use crate::sphinx::Sphinx;
 use crate::tokenizer::Tokenizer;
 use crate::weights;
 
-/// Whether a parameter belongs to one of the two MoV encoders (frozen unless
+/// Whether a parameter belongs to one of the MoV encoders (frozen unless
 /// `train_vision`).
 fn is_encoder_param(name: &str) -> bool {
-    use crate::mov::{CONVNEXT_NAME, DINOV2_NAME};
+    use crate::mov::ENCODER_NAMES;
     use crate::sphinx::ROOT_NAME;
-    [CONVNEXT_NAME, DINOV2_NAME].iter().any(|encoder| {
+    ENCODER_NAMES.iter().any(|encoder| {
         name.strip_prefix(ROOT_NAME)
             .and_then(|rest| rest.strip_prefix('.'))
             .and_then(|rest| rest.strip_prefix(encoder))
