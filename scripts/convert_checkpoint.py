@@ -33,7 +33,7 @@ differ, unknown tensors of differing shapes, shapes that contradict config.json)
 reported together, naming the file and tensor.
 
 Usage: convert_checkpoint.py SRC --out-dir OUT [--dtype keep|float32|bfloat16|float16]
-       [--llama-type llama_ens_light|llama_ens5_light] [--max-seq-len N]
+       [--llama-type llama_ens_light|llama_ens5_light|llama_ens5|mixtral_sparse_ens5] [--max-seq-len N]
 """
 
 import argparse
@@ -47,7 +47,7 @@ import torch
 from safetensors.torch import save_file
 
 SHARD_RE = re.compile(r"^consolidated\.(\d+)-of-(\d+)\.model\.pth$")
-LLAMA_TYPES = ("llama_ens_light", "llama_ens5_light")
+LLAMA_TYPES = ("llama_ens_light", "llama_ens5_light", "llama_ens5", "mixtral_sparse_ens5")
 # The engine's default context when config.json has none: room for 5 views x 259 image
 # tokens plus a long answer (engine/model/src/config.rs, LlamaConfig::tinyllama).
 DEFAULT_MAX_SEQ_LEN = 4096

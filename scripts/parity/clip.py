@@ -37,12 +37,9 @@ def clip_encode_image(visual, x):
     return visual.ln_post(x)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=ROOT / "target/fixtures/clip")
-    out = ap.parse_args().out
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(51)
+def build_clip(seed):
+    """The tiny open_clip `ViT-L-14`-architecture image tower with O(1) random weights."""
+    torch.manual_seed(seed)
     visual = CLIP(EMBED_DIM, VISION, TEXT, quick_gelu=False).visual.eval()
     assert visual.transformer.batch_first
     with torch.no_grad():
@@ -53,13 +50,26 @@ def main():
                 p.normal_(0.0, 0.2)
             else:
                 p.normal_(0.0, 1.0 / p[0].numel() ** 0.5)
+    return visual
+
+
+def clip_weights(visual, prefix="visual."):
+    return {prefix + k: v.contiguous() for k, v in visual.state_dict().items()}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=ROOT / "target/fixtures/clip")
+    out = ap.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
+    visual = build_clip(51)
     pixels = torch.randn(2, 3, VISION["image_size"], VISION["image_size"], generator=torch.Generator().manual_seed(52))
     visual.output_tokens = True
     with torch.no_grad():
         pooled, tokens = visual(pixels)
         all_tokens = clip_encode_image(visual, pixels)
     assert torch.allclose(all_tokens[:, 1:], tokens, atol=1e-6)
-    save_file({f"visual.{k}": v.contiguous() for k, v in visual.state_dict().items()}, str(out / "model.safetensors"))
+    save_file(clip_weights(visual), str(out / "model.safetensors"))
     save_file({"pixels": pixels, "tokens": tokens.contiguous(), "pooled": pooled.contiguous(),
                "all_tokens": all_tokens.contiguous()}, str(out / "reference.safetensors"))
     print(f"clip fixtures -> {out}")

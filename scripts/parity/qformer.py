@@ -29,12 +29,9 @@ TEXT = dict(model_type="opt", vocab_size=64, hidden_size=16, num_hidden_layers=1
             num_attention_heads=2, word_embed_proj_dim=16)
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--out", type=Path, default=ROOT / "target/fixtures/qformer")
-    out = ap.parse_args().out
-    out.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(61)
+def build_qformer(seed):
+    """The tiny Blip2Model with O(1) random weights and no key bias."""
+    torch.manual_seed(seed)
     cfg = Blip2Config(vision_config=VISION, qformer_config=QFORMER, text_config=TEXT, num_query_tokens=32)
     cfg._attn_implementation = "eager"
     model = Blip2Model(cfg).eval()
@@ -53,21 +50,40 @@ def main():
         w = VISION["hidden_size"]
         for layer in model.vision_model.encoder.layers:
             layer.self_attn.qkv.bias[w:2 * w] = 0.0  # BLIP-2 has no key bias
-    pixels = torch.randn(2, 3, 56, 56, generator=torch.Generator().manual_seed(62))
-    with torch.no_grad():
-        image = model.vision_model(pixel_values=pixels).last_hidden_state
-        queries = model.get_qformer_features(pixel_values=pixels)
-        queries = getattr(queries, "last_hidden_state", queries)
+    return model
+
+
+def qformer_features(model, pixels):
+    out = model.get_qformer_features(pixel_values=pixels)
+    return getattr(out, "last_hidden_state", out)
+
+
+def qformer_weights(model, prefix=""):
+    """Blip2Model's tensors without its language model, q/v biases as released."""
+    w = VISION["hidden_size"]
     sd = {}
     for k, v in model.state_dict().items():
         if k.startswith("language"):
             continue
         if k.endswith("self_attn.qkv.bias"):
-            base = k[: -len("qkv.bias")]
+            base = prefix + k[: -len("qkv.bias")]
             sd[base + "q_bias"], sd[base + "v_bias"] = v[:w].clone(), v[2 * w:].clone()
             continue
-        sd[k] = v.contiguous()
-    save_file(sd, str(out / "model.safetensors"))
+        sd[prefix + k] = v.contiguous()
+    return sd
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", type=Path, default=ROOT / "target/fixtures/qformer")
+    out = ap.parse_args().out
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_qformer(61)
+    pixels = torch.randn(2, 3, 56, 56, generator=torch.Generator().manual_seed(62))
+    with torch.no_grad():
+        image = model.vision_model(pixel_values=pixels).last_hidden_state
+        queries = qformer_features(model, pixels)
+    save_file(qformer_weights(model), str(out / "model.safetensors"))
     save_file({"pixels": pixels, "image": image.contiguous(), "queries": queries.contiguous()},
               str(out / "reference.safetensors"))
     print(f"qformer fixtures -> {out}")

@@ -359,6 +359,8 @@ pub fn views_from_canvas(
             dinov2: bicubic(&page, ds),
         },
         ViewLayout::GlobalAndGrid { grid } => {
+            // With `convnext_on_small_views` ConvNeXt's views are derived below instead.
+            let own = !cfg.small_views_convnext();
             let mut convnext = vec![bicubic(&page, cs)];
             let mut dinov2 = vec![bicubic(&page, ds)];
             // `llama_ens5.py` crops its 448 px canvas directly.
@@ -372,7 +374,9 @@ pub fn views_from_canvas(
                 let crop = |x: &Tensor, side: i64| {
                     x.narrow(2, row * side, side).narrow(3, col * side, side)
                 };
-                convnext.push(crop(&page, cs));
+                if own {
+                    convnext.push(crop(&page, cs));
+                }
                 dinov2.push(crop(&dino_canvas, ds));
             }
             MovViews {
