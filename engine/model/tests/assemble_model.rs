@@ -38,7 +38,10 @@ fn tensors(path: &Path) -> HashMap<String, Tensor> {
 #[test]
 fn assembled_folder_loads_with_the_parts_and_the_llm_matches_transformers() {
     let cfg = ModelConfig::from_json_file(&fixture("assembled/config.json")).unwrap();
-    assert!(cfg.sphinx.skip_tokens, "models trained here have a skip token");
+    assert!(
+        cfg.sphinx.skip_tokens,
+        "models trained here have a skip token"
+    );
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = Sphinx::build(
         &vs.root(),
@@ -83,4 +86,20 @@ fn a_part_of_the_wrong_kind_fails_naming_the_file() {
     );
     assert_eq!(stderr.matches("assemble_model:").count(), 1, "{stderr}");
     assert!(!out.join("model.safetensors").exists());
+}
+
+#[test]
+fn four_expert_folder_from_parts_loads_with_clip_and_blip2_as_released() {
+    let cfg = ModelConfig::from_json_file(&fixture("assembled_four/config.json")).unwrap();
+    let vision = cfg.vision();
+    assert!(vision.four.is_some() && !cfg.sphinx.skip_tokens);
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let _model = Sphinx::build(&vs.root(), &cfg.sphinx.llm, &vision, false).unwrap();
+    load_into(&mut vs, &fixture("assembled_four/model.safetensors")).unwrap();
+    let vars = vs.variables();
+    // transformers 5's packed qkv.bias arrives as the released q_bias / v_bias.
+    assert!(vars.contains_key("llma.qformer.vision_model.encoder.layers.0.self_attn.q_bias"));
+    for (name, t) in &tensors(&fixture("parts_four_reference.safetensors")) {
+        assert!(vars[name].equal(t), "{name} differs from its part");
+    }
 }
