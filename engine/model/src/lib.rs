@@ -11,6 +11,7 @@ pub mod decoder;
 pub mod dinov2;
 pub mod generate;
 pub mod llama;
+pub mod memory;
 pub mod model_folder;
 pub mod moe;
 pub mod mov;
