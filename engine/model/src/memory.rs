@@ -1,6 +1,6 @@
 //! Will a model fit its device? Checked from the weights file's header and the config
 //! before anything is allocated, so a model too large for the card (SPHINX-MoE's
-//! Mixtral-8x7B needs ~95 GB in bfloat16) fails at once with the sizes it needs instead
+//! Mixtral-8x7B alone is ~93 GB in bfloat16) fails at once with the sizes it needs instead
 //! of a CUDA out-of-memory error half way through loading.
 //!
 //! What is counted: every tensor of the weights at the kind the model runs in (bfloat16 on
