@@ -22,11 +22,19 @@ llma.clip.visual.*, llma.openclip_convnext_xxl.*, llma.dinov2_vitg14.*, llma.qfo
 llma.visual_proj.*, llma.start_img, llma.end_img, the LLM), io.safetensors (canvas, ids, the
 views, projected features [5, 49, dim], logits at the text positions) and llm.json.
 
+mixtral_sparse_ens5/release/: the same model as LLaMA2-Accessory saves it with two
+model-parallel ranks: `consolidated.0{0,1}-of-02.model.pth` ({"model": ...}; the LLM split as
+fairscale splits it, each stacked expert tensor per expert as `_sparse_expert_split` does,
+the encoders and projections replicated), a ModelArgs config.json (`moe`, `hidden_dim`, a
+`vision` block for the tiny encoders) and meta.json; converted by scripts/convert_checkpoint.py
+into release/converted/. release/bad/: the shards with one replicated encoder tensor differing.
+
 Usage: .venv/bin/python scripts/parity/sphinx_ens5.py [--out DIR]
 """
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -141,6 +149,53 @@ def generate(kind, out: Path) -> None:
                "logits": logits.contiguous()}, out / "io.safetensors")
     (out / "llm.json").write_text(json.dumps(llm_cfg, indent=1) + "\n")
     print(f"{kind} fixtures -> {out} ({n_image} image tokens)")
+    if kind == "mixtral_sparse_ens5":
+        write_release(weights, llm_cfg, out / "release")
+
+
+def vision_config(convnext_on_small_views):
+    """The engine's MovConfig JSON of these tiny encoders (MovConfig::tiny_test_four)."""
+    q, qf, c = qformer.VISION, qformer.QFORMER, clip.VISION
+    return {"convnext": vision.CONVNEXT_TINY, "dinov2": vision.DINO_TINY,
+            "convnext_size": 64 if convnext_on_small_views else 128, "dinov2_size": SMALL,
+            "layout": {"global_and_grid": {"grid": 2}},
+            "four": {"clip": {"width": c["width"], "layers": c["layers"], "patch_size": c["patch_size"],
+                              "image_size": c["image_size"], "output_dim": clip.EMBED_DIM},
+                     "qformer": {"vision_width": q["hidden_size"], "vision_layers": q["num_hidden_layers"],
+                                 "vision_heads": q["num_attention_heads"], "vision_mlp": q["intermediate_size"],
+                                 "vision_eps": q["layer_norm_eps"], "patch_size": q["patch_size"],
+                                 "image_size": q["image_size"], "width": qf["hidden_size"],
+                                 "layers": qf["num_hidden_layers"], "heads": qf["num_attention_heads"],
+                                 "mlp": qf["intermediate_size"], "eps": qf["layer_norm_eps"],
+                                 "cross_attention_frequency": qf["cross_attention_frequency"], "query_tokens": 32},
+                     "convnext_on_small_views": convnext_on_small_views}}
+
+
+def write_release(weights, llm_cfg, out):
+    a = mixtral.ARGS
+    E = a["experts"]
+    shards = llama.split_shards(weights, 2)
+    for name, t in weights.items():
+        if name.endswith(("feed_forward.w1", "feed_forward.w2", "feed_forward.w3")):
+            parts = torch.chunk(t.view(E, -1, t.shape[-1]), 2, dim=1)
+            for r in range(2):
+                shards[r][name] = parts[r].reshape(-1, t.shape[-1]).clone()
+    params = dict(dim=a["dim"], hidden_dim=a["hidden"], head_dim=a["dim"] // a["n_heads"], n_layers=a["n_layers"],
+                  n_heads=a["n_heads"], n_kv_heads=a["n_kv_heads"], norm_eps=a["norm_eps"], rope_theta=a["rope_theta"],
+                  max_seq_len=llm_cfg["max_seq_len"], max_batch_size=32, trainable_mode="mm_stage2",
+                  moe={"num_experts_per_tok": a["top_k"], "num_experts": E}, vision=vision_config(False))
+    for d, rank_shards in ((out, shards), (out / "bad", None)):
+        d.mkdir(parents=True, exist_ok=True)
+        if rank_shards is None:  # one replicated tensor differs between the ranks
+            rank_shards = [dict(sh) for sh in shards]
+            key = PREFIX + "qformer.query_tokens"
+            rank_shards[1][key] = rank_shards[1][key] + 1.0
+        for r, sh in enumerate(rank_shards):
+            torch.save({"model": sh}, d / f"consolidated.{r:02d}-of-02.model.pth")
+        (d / "config.json").write_text(json.dumps(params, indent=2) + "\n")
+        (d / "meta.json").write_text(json.dumps({"llama_type": "mixtral_sparse_ens5"}) + "\n")
+    subprocess.run([sys.executable, str(ROOT / "scripts/convert_checkpoint.py"), str(out),
+                    "--out-dir", str(out / "converted")], check=True)
 
 
 if __name__ == "__main__":
