@@ -3,6 +3,9 @@
 //! Mixtral-8x7B alone is ~93 GB in bfloat16) fails at once with the sizes it needs instead
 //! of a CUDA out-of-memory error half way through loading.
 //!
+//! [`crate::model_folder::load`] (every command) and the trainer (fine-tuning a folder)
+//! call [`ensure_fits`] first.
+//!
 //! What is counted: every tensor of the weights at the kind the model runs in (bfloat16 on
 //! a GPU, float32 on the CPU: [`crate::sphinx::cast_for_gpu`]), plus the KV cache of ONE
 //! sequence of `max_seq_len` positions, the least any generation needs. Activations and

@@ -11,7 +11,9 @@
 //! `[BOS] + for each view (global, then sub-images row-major) + text`.
 //!
 //! Parameter names are the reference's under `llma.`: `visual_proj.0` (Linear 4608 -> dim),
-//! `visual_proj.1` (LayerNorm), `start_img`, `end_img` (each `[1, 1, dim]`), and
+//! `visual_proj.1` (LayerNorm), with the four-expert MoV (`llama_ens5.py`) also
+//! `qformer_proj.{0,1}` for the Q-Former's queries, `start_img`, `end_img` (each
+//! `[1, 1, dim]`), and
 //! `skip_token`, which LLaMA2-Accessory's public code does not contain; it is declared with
 //! the same `[1, 1, dim]` shape as the image tags.
 //!

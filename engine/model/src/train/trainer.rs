@@ -187,6 +187,12 @@ impl Trainer {
     pub fn new(spec: JobSpec, output: Output, device: Device, resume: bool) -> Result<Self> {
         let (config, tokenizer_json, weights_dir) = model_source(&spec)?;
         let vision = config.vision();
+        if let Some(dir) = &weights_dir {
+            // The inference floor (weights + one KV cache), before anything is allocated;
+            // training's optimizer state comes on top of it.
+            let path = dir.join(model_folder::WEIGHTS_FILE);
+            crate::memory::ensure_fits(&path, &config.sphinx.llm, device)?;
+        }
         let mut vs = nn::VarStore::new(device);
         let model = crate::seeded::with_seed(spec.model.seed as i64, || {
             Sphinx::build(
