@@ -23,12 +23,17 @@ Shards are merged the way fairscale split them (accessory/model/LLM/llama*.py):
 ColumnParallelLinear (attention.wq/wk/wv, feed_forward.w1/w3, output) on dim 0,
 RowParallelLinear (attention.wo, feed_forward.w2) on dim 1, ParallelEmbedding
 (tok_embeddings) on dim 1; everything else is replicated and must be identical in
-every shard. Every problem found (missing shards, differing key sets, replicas that
+every shard. A sparse-MoE LLM (mixtral_sparse*.py; its config.json has `moe` and
+`hidden_dim`) stores each layer's experts stacked as plain parameters `feed_forward.w1/w2/w3`
+of `[num_experts * hidden_dim / shards, dim]`: every shard holds the same slice of every
+expert's hidden units, so shards are merged as the reference's `_sparse_expert_merge` does
+(view each as `[num_experts, -1, dim]`, concatenate on dim 1); the router
+`feed_forward.gate.weight` is replicated. Every problem found (missing shards, differing key sets, replicas that
 differ, unknown tensors of differing shapes, shapes that contradict config.json) is
 reported together, naming the file and tensor.
 
 Usage: convert_checkpoint.py SRC --out-dir OUT [--dtype keep|float32|bfloat16|float16]
-       [--llama-type llama_ens_light|llama_ens5_light] [--max-seq-len N]
+       [--llama-type llama_ens_light|llama_ens5_light|llama_ens5|mixtral_sparse_ens5] [--max-seq-len N]
 """
 
 import argparse
@@ -42,7 +47,7 @@ import torch
 from safetensors.torch import save_file
 
 SHARD_RE = re.compile(r"^consolidated\.(\d+)-of-(\d+)\.model\.pth$")
-LLAMA_TYPES = ("llama_ens_light", "llama_ens5_light")
+LLAMA_TYPES = ("llama_ens_light", "llama_ens5_light", "llama_ens5", "mixtral_sparse_ens5")
 # The engine's default context when config.json has none: room for 5 views x 259 image
 # tokens plus a long answer (engine/model/src/config.rs, LlamaConfig::tinyllama).
 DEFAULT_MAX_SEQ_LEN = 4096
@@ -59,6 +64,8 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 COLUMN = re.compile(r"^(output|layers\.\d+\.(attention\.w[qkv]|feed_forward\.w[13]))\.weight$")
 ROW = re.compile(r"^layers\.\d+\.(attention\.wo|feed_forward\.w2)\.weight$")
 EMBED = re.compile(r"^tok_embeddings\.weight$")
+# Mixtral's stacked experts (plain parameters, so no `.weight`).
+EXPERTS = re.compile(r"^layers\.\d+\.feed_forward\.w[123]$")
 
 
 class ConversionError(Exception):
@@ -114,7 +121,13 @@ def llm_prefix(names):
     return hits[0]
 
 
-def merge(shards, paths):
+def merge_experts(parts, num_experts):
+    """The reference's `_sparse_expert_merge`: each shard holds rows `[E * h, dim]`, the
+    same h hidden units of every expert; concatenate per expert."""
+    return torch.cat([t.reshape(num_experts, -1, t.shape[-1]) for t in parts], dim=1).reshape(-1, parts[0].shape[-1])
+
+
+def merge(shards, paths, num_experts=None):
     problems = []
     world = len(shards)
     keys0 = set(shards[0])
@@ -139,6 +152,16 @@ def merge(shards, paths):
                 dim = 1
         if world == 1:
             merged[name] = parts[0]
+        elif rel is not None and EXPERTS.match(rel):
+            bad = [f"{paths[r].name} {tuple(t.shape)}" for r, t in enumerate(parts)
+                   if num_experts is None or t.dim() != 2 or t.shape[0] % num_experts != 0]
+            if bad or len({tuple(t.shape) for t in parts}) != 1:
+                why = ("config.json has no `moe`" if num_experts is None else
+                       f"rows must split into moe.num_experts={num_experts} equal experts in every shard")
+                problems.append(f"{name}: stacked experts of shapes {[tuple(t.shape) for t in parts]} cannot "
+                                f"be merged ({why})")
+                continue
+            merged[name] = merge_experts(parts, num_experts)
         elif dim is not None:
             shapes = {tuple(t.shape[:dim]) + tuple(t.shape[dim + 1:]) for t in parts}
             if len(shapes) != 1:
@@ -169,8 +192,24 @@ def ffn_hidden_dim(dim, multiple_of, ffn_dim_multiplier):
     return multiple_of * ((hidden + multiple_of - 1) // multiple_of)
 
 
+def moe_config(src_cfg, src):
+    """The engine's MoeConfig from mixtral_sparse ModelArgs (`moe` dict + `hidden_dim`)."""
+    moe = src_cfg.get("moe")
+    if moe is None:
+        return None
+    try:
+        return {"num_experts": int(moe["num_experts"]), "experts_per_token": int(moe["num_experts_per_tok"]),
+                "hidden_dim": int(src_cfg["hidden_dim"])}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConversionError(f"{src / 'config.json'}: `moe` needs num_experts and num_experts_per_tok, and "
+                              f"`hidden_dim` the expert width ({exc!r})") from exc
+
+
 def engine_llm_config(src_cfg, merged, prefix, max_seq_len, src):
-    ignored = sorted(k for k in src_cfg if k not in ENGINE_KEYS and k != "vision")
+    moe = moe_config(src_cfg, src)
+    # Mixtral's ModelArgs also carries head_dim, which its attention recomputes as dim // n_heads.
+    moe_keys = ("moe", "hidden_dim", "head_dim") if moe else ()
+    ignored = sorted(k for k in src_cfg if k not in ENGINE_KEYS and k != "vision" and k not in moe_keys)
     if ignored:
         print(f"note: config.json keys not used by the engine: {ignored}", file=sys.stderr)
     missing = [k for k in ("dim", "n_layers", "n_heads") if k not in src_cfg]
@@ -189,6 +228,9 @@ def engine_llm_config(src_cfg, merged, prefix, max_seq_len, src):
     dim, heads = cfg["dim"], cfg["n_heads"]
     kv = cfg["n_kv_heads"] or heads
     hd = dim // heads
+    if moe and src_cfg.get("head_dim", hd) != hd:
+        raise ConversionError(f"{src / 'config.json'}: head_dim {src_cfg['head_dim']} is not dim // n_heads = {hd}, "
+                              "which the reference's attention uses")
     hidden = ffn_hidden_dim(dim, cfg["multiple_of"], cfg["ffn_dim_multiplier"])
     expect = {"tok_embeddings.weight": (cfg["vocab_size"], dim), "norm.weight": (dim,),
               "output.weight": (cfg["vocab_size"], dim)}
@@ -196,9 +238,15 @@ def engine_llm_config(src_cfg, merged, prefix, max_seq_len, src):
         L = f"layers.{i}."
         expect.update({L + "attention.wq.weight": (heads * hd, dim), L + "attention.wk.weight": (kv * hd, dim),
                        L + "attention.wv.weight": (kv * hd, dim), L + "attention.wo.weight": (dim, heads * hd),
-                       L + "feed_forward.w1.weight": (hidden, dim), L + "feed_forward.w2.weight": (dim, hidden),
-                       L + "feed_forward.w3.weight": (hidden, dim), L + "attention_norm.weight": (dim,),
-                       L + "ffn_norm.weight": (dim,)})
+                       L + "attention_norm.weight": (dim,), L + "ffn_norm.weight": (dim,)})
+        if moe:
+            rows = moe["num_experts"] * moe["hidden_dim"]
+            expect.update({L + "feed_forward.gate.weight": (moe["num_experts"], dim),
+                           L + "feed_forward.w1": (rows, dim), L + "feed_forward.w2": (rows, dim),
+                           L + "feed_forward.w3": (rows, dim)})
+        else:
+            expect.update({L + "feed_forward.w1.weight": (hidden, dim), L + "feed_forward.w2.weight": (dim, hidden),
+                           L + "feed_forward.w3.weight": (hidden, dim)})
     problems = []
     for rel, shape in expect.items():
         t = merged.get(prefix + rel)
@@ -213,7 +261,10 @@ def engine_llm_config(src_cfg, merged, prefix, max_seq_len, src):
         problems.append(f"weights have layers {extra_layers} beyond n_layers={cfg['n_layers']}")
     if problems:
         raise ConversionError("\n  ".join([f"weights contradict {src / 'config.json'}:"] + problems))
-    return {k: cfg[k] for k in ENGINE_KEYS}
+    out = {k: cfg[k] for k in ENGINE_KEYS}
+    if moe:
+        out["moe"] = moe
+    return out
 
 
 def main():
@@ -241,7 +292,8 @@ def main():
         if llama_type not in LLAMA_TYPES:
             raise ConversionError(f"llama_type {llama_type!r} is not supported (supported: {LLAMA_TYPES})")
         shards = [load_shard(p) for p in paths]
-        merged, prefix = merge(shards, paths)
+        moe = moe_config(src_cfg, a.src)
+        merged, prefix = merge(shards, paths, moe["num_experts"] if moe else None)
         llm = engine_llm_config(src_cfg, merged, prefix, a.max_seq_len, a.src)
         if a.dtype != "keep":
             merged = {k: (v.to(DTYPES[a.dtype]) if v.is_floating_point() else v) for k, v in merged.items()}

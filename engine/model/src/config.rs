@@ -81,6 +81,11 @@ pub struct LlamaConfig {
     /// A sparse mixture of experts in place of every SwiGLU (Mixtral); `None`: dense.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moe: Option<MoeConfig>,
+    /// An explicit SwiGLU hidden size (the reference's `ModelArgs.hidden_dim`, a Hugging
+    /// Face config's `intermediate_size`) for backbones not sized by the `multiple_of`
+    /// rule (InternLM2-1.8B's 8192 is no rounding of `8/3 * 2048`); `None`: the rule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden_dim: Option<i64>,
 }
 
 /// Mixtral's sparse mixture of SwiGLU experts (the reference's `mixtral_sparse*.py`
@@ -112,6 +117,56 @@ impl LlamaConfig {
             // Room for 5 views x (257 + 2) image tokens plus a long OCR answer.
             max_seq_len: 4096,
             moe: None,
+            hidden_dim: None,
+        }
+    }
+
+    /// LLaMA2-13B (Meta's `params.json`: dim 5120, 40 layers, 40 heads, no GQA,
+    /// `multiple_of` 256 so the SwiGLU is 13824 wide, eps 1e-5, vocab 32000), the LLM of
+    /// SPHINX and SPHINX-1k; 4096 positions as LLaMA2 was trained.
+    pub fn llama2_13b() -> Self {
+        Self {
+            dim: 5120,
+            n_layers: 40,
+            n_heads: 40,
+            n_kv_heads: None,
+            max_seq_len: 4096,
+            ..Self::tinyllama()
+        }
+    }
+
+    /// Mixtral-8x7B (its published `params.json`: dim 4096, 32 layers, 32 heads, 8 KV heads,
+    /// 8 experts of hidden 14336, top-2, eps 1e-5, rope theta 1e6, vocab 32000), the LLM of
+    /// SPHINX-MoE.
+    pub fn mixtral_8x7b() -> Self {
+        Self {
+            dim: 4096,
+            n_layers: 32,
+            n_heads: 32,
+            n_kv_heads: Some(8),
+            rope_theta: 1_000_000.0,
+            moe: Some(MoeConfig {
+                num_experts: 8,
+                experts_per_token: 2,
+                hidden_dim: 14_336,
+            }),
+            ..Self::tinyllama()
+        }
+    }
+
+    /// InternLM2-7B (its published `config.json`: hidden 4096, 32 layers, 32 heads, 8 KV
+    /// heads, intermediate 14336, rms eps 1e-5, rope theta 1e6, vocab 92544), the LLM of
+    /// SPHINX-InternLM2 once `scripts/convert_hf_llm.py` has unpacked its `wqkv`.
+    pub fn internlm2_7b() -> Self {
+        Self {
+            dim: 4096,
+            n_layers: 32,
+            n_heads: 32,
+            n_kv_heads: Some(8),
+            vocab_size: 92_544,
+            rope_theta: 1_000_000.0,
+            hidden_dim: Some(14_336),
+            ..Self::tinyllama()
         }
     }
 
@@ -131,6 +186,7 @@ impl LlamaConfig {
             rope_scaling: None,
             max_seq_len: 128,
             moe: None,
+            hidden_dim: None,
         }
     }
 
@@ -144,10 +200,13 @@ impl LlamaConfig {
         self.dim / self.n_heads
     }
 
-    /// SwiGLU hidden size, computed exactly like the reference `FeedForward.__init__`:
-    /// `int(2 * 4 * dim / 3)`, times `ffn_dim_multiplier` (truncated), rounded up to
-    /// `multiple_of`.
+    /// SwiGLU hidden size: the explicit `hidden_dim` when set, else computed exactly like
+    /// the reference `FeedForward.__init__`: `int(2 * 4 * dim / 3)`, times
+    /// `ffn_dim_multiplier` (truncated), rounded up to `multiple_of`.
     pub fn ffn_hidden_dim(&self) -> i64 {
+        if let Some(h) = self.hidden_dim {
+            return h;
+        }
         let mut hidden = 2 * (4 * self.dim) / 3;
         if let Some(m) = self.ffn_dim_multiplier {
             hidden = (m * hidden as f64) as i64;
@@ -165,6 +224,7 @@ impl LlamaConfig {
             ("vocab_size", self.vocab_size),
             ("multiple_of", self.multiple_of),
             ("max_seq_len", self.max_seq_len),
+            ("hidden_dim", self.ffn_hidden_dim()),
         ];
         for (name, v) in must_be_positive {
             if v <= 0 {
@@ -232,6 +292,10 @@ pub enum LlamaType {
     LlamaEnsLight,
     /// SPHINX-Tiny-1k: `llama_ens5_light.py`.
     LlamaEns5Light,
+    /// SPHINX (LLaMA2-13B): `llama_ens5.py`, the four-expert MoV on a 448 px canvas.
+    LlamaEns5,
+    /// SPHINX-MoE (Mixtral-8x7B): `mixtral_sparse_ens5.py`, the four-expert MoV at 1024 px.
+    MixtralSparseEns5,
 }
 
 /// Everything the engine needs to build a SPHINX-X model from a converted checkpoint.
@@ -266,6 +330,24 @@ impl SphinxConfig {
         Self {
             llama_type: LlamaType::LlamaEns5Light,
             llm: LlamaConfig::tinyllama(),
+            skip_tokens: true,
+        }
+    }
+
+    /// SPHINX: LLaMA2-13B + the four-expert MoV on a 448 px canvas (`llama_ens5.py`).
+    pub fn sphinx() -> Self {
+        Self {
+            llama_type: LlamaType::LlamaEns5,
+            llm: LlamaConfig::llama2_13b(),
+            skip_tokens: true,
+        }
+    }
+
+    /// SPHINX-MoE: Mixtral-8x7B + the four-expert MoV at 1024 px (`mixtral_sparse_ens5.py`).
+    pub fn sphinx_moe() -> Self {
+        Self {
+            llama_type: LlamaType::MixtralSparseEns5,
+            llm: LlamaConfig::mixtral_8x7b(),
             skip_tokens: true,
         }
     }
@@ -320,7 +402,14 @@ pub struct ModelConfig {
 }
 
 /// Names accepted by [`ModelConfig::named`].
-pub const MODEL_CONFIG_NAMES: [&str; 4] = ["tiny-train", "nano", "sphinx-tiny", "sphinx-tiny-1k"];
+pub const MODEL_CONFIG_NAMES: [&str; 6] = [
+    "tiny-train",
+    "nano",
+    "sphinx-tiny",
+    "sphinx-tiny-1k",
+    "sphinx",
+    "sphinx-moe",
+];
 
 impl ModelConfig {
     /// The encoders this model uses: its own `vision`, else the released ones.
@@ -353,6 +442,8 @@ impl ModelConfig {
             "nano" => Self::nano(),
             "sphinx-tiny" => released(SphinxConfig::sphinx_tiny()),
             "sphinx-tiny-1k" => released(SphinxConfig::sphinx_tiny_1k()),
+            "sphinx" => released(SphinxConfig::sphinx()),
+            "sphinx-moe" => released(SphinxConfig::sphinx_moe()),
             _ => return None,
         })
     }
@@ -398,6 +489,7 @@ impl ModelConfig {
                 convnext_size: 128,
                 dinov2_size: 112,
                 layout: ViewLayout::GlobalAndGrid { grid: 2 },
+                four: None,
             }),
         }
     }
@@ -448,6 +540,33 @@ mod tests {
     fn tinyllama_hidden_size_matches_its_published_5632() {
         assert_eq!(LlamaConfig::tinyllama().ffn_hidden_dim(), 5632);
         assert_eq!(LlamaConfig::tinyllama().head_dim(), 64);
+    }
+
+    #[test]
+    fn family_presets_have_their_published_sizes() {
+        let l13 = LlamaConfig::llama2_13b();
+        assert_eq!(l13.ffn_hidden_dim(), 13824);
+        assert_eq!((l13.head_dim(), l13.kv_heads()), (128, 40));
+        let i7 = LlamaConfig::internlm2_7b();
+        assert_eq!(i7.ffn_hidden_dim(), 14336);
+        assert_eq!((i7.head_dim(), i7.kv_heads()), (128, 8));
+        assert!(l13.validate().is_ok() && i7.validate().is_ok());
+        assert!(LlamaConfig::mixtral_8x7b().validate().is_ok());
+        for name in MODEL_CONFIG_NAMES {
+            assert!(ModelConfig::named(name).is_some(), "{name}");
+        }
+        let moe = ModelConfig::named("sphinx-moe").unwrap().vision();
+        assert_eq!((moe.feature_dim(), moe.tokens_per_view()), (5632, 32 + 257));
+        let ens5 = ModelConfig::named("sphinx").unwrap().vision();
+        assert_eq!(
+            (ens5.canvas_size(), ens5.tokens_per_view()),
+            (448, 32 + 257)
+        );
+        let bad = LlamaConfig {
+            hidden_dim: Some(0),
+            ..LlamaConfig::tiny_test()
+        };
+        assert!(bad.validate().unwrap_err().contains("hidden_dim"));
     }
 
     #[test]

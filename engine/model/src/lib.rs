@@ -3,6 +3,7 @@
 //!
 //! One file per component, each readable next to its paragraph of the SPHINX-X paper.
 
+pub mod clip;
 pub mod config;
 pub mod conversation;
 pub mod convnext;
@@ -10,9 +11,11 @@ pub mod decoder;
 pub mod dinov2;
 pub mod generate;
 pub mod llama;
+pub mod memory;
 pub mod model_folder;
 pub mod moe;
 pub mod mov;
+pub mod qformer;
 pub mod seeded;
 pub mod sphinx;
 pub mod tokenizer;

@@ -51,6 +51,8 @@ pub fn load_with(
 ) -> Result<Loaded> {
     let weights_path = dir.join(WEIGHTS_FILE);
     check_skip_token(&weights_path, cfg.skip_tokens)?;
+    // Before anything is allocated: a model too large for the device fails with its sizes.
+    crate::memory::ensure_fits(&weights_path, &cfg.llm, device)?;
     let mut vs = nn::VarStore::new(device);
     let model = Sphinx::build(&vs.root(), &cfg.llm, vision, cfg.skip_tokens)?;
     // On a GPU the model runs in bfloat16, as the reference serves (see `cast_for_gpu`).

@@ -11,7 +11,9 @@
 //! `[BOS] + for each view (global, then sub-images row-major) + text`.
 //!
 //! Parameter names are the reference's under `llma.`: `visual_proj.0` (Linear 4608 -> dim),
-//! `visual_proj.1` (LayerNorm), `start_img`, `end_img` (each `[1, 1, dim]`), and
+//! `visual_proj.1` (LayerNorm), with the four-expert MoV (`llama_ens5.py`) also
+//! `qformer_proj.{0,1}` for the Q-Former's queries, `start_img`, `end_img` (each
+//! `[1, 1, dim]`), and
 //! `skip_token`, which LLaMA2-Accessory's public code does not contain; it is declared with
 //! the same `[1, 1, dim]` shape as the image tags.
 //!
@@ -26,7 +28,8 @@ use tch::{Kind, Tensor};
 use crate::config::{LlamaConfig, LlamaType};
 use crate::llama::{Llama, LlamaError};
 use crate::mov::{
-    normalize_canvas, views_from_canvas, Mov, MovConfig, MovViews, ViewLayout, VisionError,
+    normalize_canvas, views_from_canvas, Mov, MovConfig, MovFeatures, MovViews, ViewLayout,
+    VisionError,
 };
 
 /// Why a SPHINX-X forward was refused.
@@ -49,6 +52,8 @@ impl MovConfig {
         match kind {
             LlamaType::LlamaEnsLight => Self::sphinx_tiny(),
             LlamaType::LlamaEns5Light => Self::sphinx_tiny_1k(),
+            LlamaType::LlamaEns5 => Self::sphinx_ens5(),
+            LlamaType::MixtralSparseEns5 => Self::sphinx_moe(),
         }
     }
 }
@@ -140,6 +145,8 @@ pub struct Sphinx {
     mov: Mov,
     proj_linear: nn::Linear,
     proj_norm: nn::LayerNorm,
+    /// `qformer_proj` (Linear + LayerNorm) of the four-expert MoV's Q-Former queries.
+    qformer_proj: Option<(nn::Linear, nn::LayerNorm)>,
     start_img: Tensor,
     end_img: Tensor,
     /// `None` for a released checkpoint (no skip token).
@@ -179,6 +186,13 @@ impl Sphinx {
             ..Default::default()
         };
         let proj_norm = nn::layer_norm(&proj / "1", vec![dim], ln);
+        let qformer_proj = vision.query_dim().map(|q| {
+            let qp = &p / "qformer_proj";
+            (
+                nn::linear(&qp / "0", q, dim, Default::default()),
+                nn::layer_norm(&qp / "1", vec![dim], ln),
+            )
+        });
         // The reference initialises the image tags with torch.rand; real weights replace them.
         let tag = |name: &str| p.var(name, &[1, 1, dim], nn::Init::Uniform { lo: 0.0, up: 1.0 });
         let (start_img, end_img) = (tag("start_img"), tag("end_img"));
@@ -188,6 +202,7 @@ impl Sphinx {
             mov,
             proj_linear,
             proj_norm,
+            qformer_proj,
             start_img,
             end_img,
             skip_token,
@@ -231,12 +246,21 @@ impl Sphinx {
         Ok(self.project(&self.mov.encode(views)?))
     }
 
-    /// `visual_proj` (Linear + LayerNorm) on MoV features `[N, tokens, feature_dim]`.
-    /// Separate from [`Sphinx::encode_views`] so training can run the frozen encoders
-    /// without gradients and only this part with them.
-    pub fn project(&self, feats: &Tensor) -> Tensor {
-        let feats = feats.to_kind(self.proj_linear.ws.kind());
-        self.proj_norm.forward(&self.proj_linear.forward(&feats))
+    /// `visual_proj` (Linear + LayerNorm) on MoV tokens `[N, tokens, feature_dim]`, after
+    /// the four-expert MoV's queries through `qformer_proj` (`llama_ens5.py`: queries
+    /// first) -> `[N, words, dim]`. Separate from [`Sphinx::encode_views`] so training can
+    /// run the frozen encoders without gradients and only this part with them.
+    pub fn project(&self, feats: &MovFeatures) -> Tensor {
+        let kind = self.proj_linear.ws.kind();
+        let tokens = feats.tokens.to_kind(kind);
+        let tokens = self.proj_norm.forward(&self.proj_linear.forward(&tokens));
+        match (&feats.queries, &self.qformer_proj) {
+            (Some(q), Some((linear, norm))) => {
+                let q = norm.forward(&linear.forward(&q.to_kind(kind)));
+                Tensor::cat(&[q, tokens], 1)
+            }
+            _ => tokens,
+        }
     }
 
     /// The LLM input `[1, L, dim]` of text ids with an already built image block

@@ -1,7 +1,9 @@
 //! `scripts/convert_checkpoint.py` on a tiny reference-named model split into two
 //! fairscale model-parallel shards: the merged file equals the unsplit weights and the
 //! engine's logits from it match `transformers`. Also the converter's refusals.
-//! Fixtures: `.venv/bin/python scripts/parity/llama.py` (it runs the converter).
+//! The same for a sparse-MoE (Mixtral) LLM, whose stacked experts merge per expert.
+//! Fixtures: `.venv/bin/python scripts/parity/llama.py` and `scripts/parity/mixtral.py`
+//! (they run the converter).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -121,6 +123,72 @@ fn converter_refuses_weights_that_contradict_config() {
     );
     assert!(
         stderr.contains("llma.layers.1.feed_forward.w3.weight"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("out/model.safetensors").exists());
+}
+
+fn mixtral_fixture(rel: &str) -> PathBuf {
+    let p = workspace().join("target/fixtures/mixtral").join(rel);
+    assert!(
+        p.exists(),
+        "missing fixture {}: run `.venv/bin/python scripts/parity/mixtral.py`",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn mixtral_shards_merge_per_expert_and_match_transformers() {
+    let cfg = SphinxConfig::from_json_file(&mixtral_fixture("converted/config.json")).unwrap();
+    let moe = cfg
+        .llm
+        .moe
+        .clone()
+        .expect("the converter carries `moe` over");
+    assert_eq!(
+        (moe.num_experts, moe.experts_per_token, moe.hidden_dim),
+        (4, 2, 96)
+    );
+    let converted = tensors(&mixtral_fixture("converted/model.safetensors"));
+    let unsplit = tensors(&mixtral_fixture("unsplit_with_extra.safetensors"));
+    assert_eq!(converted.len(), unsplit.len());
+    for (name, t) in &unsplit {
+        assert!(converted[name].equal(t), "{name}: merged tensor differs");
+    }
+
+    let mut vs = nn::VarStore::new(Device::Cpu);
+    let model = Llama::new(vs.root() / "llma", &cfg.llm).unwrap();
+    let _start_img =
+        (vs.root() / "llma").var("start_img", &[1, 1, cfg.llm.dim], nn::Init::Const(0.0));
+    load_into(&mut vs, &mixtral_fixture("converted/model.safetensors")).unwrap();
+    let r = tensors(&mixtral_fixture("reference.safetensors"));
+    let logits = tch::no_grad(|| model.forward_tokens(&r["ids"], 0, None).unwrap());
+    let err = (&logits - &r["logits"]).abs().max().double_value(&[]);
+    assert!(
+        err <= LOGITS_TOL,
+        "converted Mixtral vs transformers: {err:e}"
+    );
+}
+
+#[test]
+fn converter_refuses_experts_that_do_not_split_into_moe_num_experts() {
+    let dir = tempfile::tempdir().unwrap();
+    for e in std::fs::read_dir(mixtral_fixture("shards")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
+    }
+    let cfg_path = dir.path().join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["moe"]["num_experts"] = 5.into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let (ok, stderr) = run_converter(dir.path(), &dir.path().join("out"));
+    assert!(!ok);
+    assert!(
+        stderr.contains(
+            "llma.layers.1.feed_forward.w2: stacked experts of shapes [(192, 64), (192, 64)]"
+        ) && stderr.contains("moe.num_experts=5"),
         "{stderr}"
     );
     assert!(!dir.path().join("out/model.safetensors").exists());

@@ -37,12 +37,12 @@ use crate::sphinx::Sphinx;
 use crate::tokenizer::Tokenizer;
 use crate::weights;
 
-/// Whether a parameter belongs to one of the two MoV encoders (frozen unless
+/// Whether a parameter belongs to one of the MoV encoders (frozen unless
 /// `train_vision`).
 fn is_encoder_param(name: &str) -> bool {
-    use crate::mov::{CONVNEXT_NAME, DINOV2_NAME};
+    use crate::mov::ENCODER_NAMES;
     use crate::sphinx::ROOT_NAME;
-    [CONVNEXT_NAME, DINOV2_NAME].iter().any(|encoder| {
+    ENCODER_NAMES.iter().any(|encoder| {
         name.strip_prefix(ROOT_NAME)
             .and_then(|rest| rest.strip_prefix('.'))
             .and_then(|rest| rest.strip_prefix(encoder))
@@ -187,6 +187,12 @@ impl Trainer {
     pub fn new(spec: JobSpec, output: Output, device: Device, resume: bool) -> Result<Self> {
         let (config, tokenizer_json, weights_dir) = model_source(&spec)?;
         let vision = config.vision();
+        if let Some(dir) = &weights_dir {
+            // The inference floor (weights + one KV cache), before anything is allocated;
+            // training's optimizer state comes on top of it.
+            let path = dir.join(model_folder::WEIGHTS_FILE);
+            crate::memory::ensure_fits(&path, &config.sphinx.llm, device)?;
+        }
         let mut vs = nn::VarStore::new(device);
         let model = crate::seeded::with_seed(spec.model.seed as i64, || {
             Sphinx::build(
