@@ -12,6 +12,7 @@ pub mod boxes;
 pub mod bundle;
 pub mod document;
 pub mod error;
+pub mod error_record;
 pub mod isolate;
 pub mod job;
 pub mod keys;

@@ -313,11 +313,11 @@ fn mutated_samples_never_panic() {
                 Ok(doc) => {
                     for i in 0..doc.page_count() {
                         if let Err(e) = doc.render(i, 64) {
-                            assert!(!e.code().is_empty());
+                            assert!(!e.code().as_str().is_empty());
                         }
                     }
                 }
-                Err(e) => assert!(!e.code().is_empty()),
+                Err(e) => assert!(!e.code().as_str().is_empty()),
             }
         }
     }

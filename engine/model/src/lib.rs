@@ -15,6 +15,7 @@ pub mod moe;
 pub mod mov;
 pub mod seeded;
 pub mod sphinx;
+mod splitmix;
 pub mod tokenizer;
 pub mod train;
 pub mod vision_error;

@@ -85,10 +85,7 @@ impl PreparedPage {
                 job.bundle_key,
                 m.preprocess.align,
                 tile.align,
-                match tile.align {
-                    Align::TopLeft => "top-left",
-                    Align::Center => "center",
-                }
+                tile.align.name()
             );
         }
         if m.preprocess != Preprocess::for_config(tile) {

@@ -25,7 +25,7 @@ use sphinx_core::result::{DocumentResult, PageResult};
 use sphinx_core::store::{LocalStore, ObjectStore};
 use sphinx_tiler::config::Config as TilerConfig;
 use sphinx_tiler::event::ObjectRef;
-use sphinx_tiler::handler::{Outcome, Tiler};
+use sphinx_tiler::handler::{IngestOutcome, Tiler};
 use tch::Device;
 
 use crate::batch::BatchOptions;
@@ -379,7 +379,7 @@ async fn tile_one(
         outputs: Vec::new(),
     };
     let doc_id = match tiler.process_upload(&object, far).await {
-        Ok(Outcome::Rejected { doc_id, code }) => {
+        Ok(IngestOutcome::Rejected { doc_id, code }) => {
             let record = store.get(&keys::error_record(&doc_id)).await.ok();
             let message = record
                 .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -388,11 +388,11 @@ async fn tile_one(
             outcome.error = Some(format!("{code}: {message}"));
             return Ok(outcome);
         }
-        Ok(Outcome::Ignored { reason }) => {
+        Ok(IngestOutcome::Ignored { reason }) => {
             outcome.error = Some(format!("ignored: {reason}"));
             return Ok(outcome);
         }
-        Ok(Outcome::AlreadyDone { doc_id }) => {
+        Ok(IngestOutcome::AlreadyDone { doc_id }) => {
             let manifest =
                 DocumentManifest::from_json(&store.get(&keys::document_manifest(&doc_id)).await?)?;
             let mut jobs = Vec::new();
@@ -408,7 +408,7 @@ async fn tile_one(
             }
             doc_id
         }
-        Ok(Outcome::Continued { doc_id, .. }) => {
+        Ok(IngestOutcome::Continued { doc_id, .. }) => {
             while !ingest.is_empty() {
                 for m in ingest
                     .receive(10, Duration::ZERO, Duration::from_secs(3600))
@@ -423,7 +423,7 @@ async fn tile_one(
             }
             doc_id
         }
-        Ok(Outcome::Enqueued { doc_id, .. }) => doc_id,
+        Ok(IngestOutcome::Enqueued { doc_id, .. }) => doc_id,
         Err(e) => {
             outcome.error = Some(e.to_string());
             return Ok(outcome);

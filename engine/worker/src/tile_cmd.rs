@@ -13,7 +13,8 @@ use sphinx_core::bundle;
 use sphinx_core::error::DocError;
 use sphinx_core::isolate::Isolation;
 use sphinx_core::keys;
-use sphinx_core::pipeline::{self, ErrorRecord, TileError, TileOptions};
+use sphinx_core::error_record::ErrorRecord;
+use sphinx_core::pipeline::{self, TileError, TileOptions};
 use sphinx_core::store::LocalStore;
 use sphinx_core::tiling::{Align, TileConfig};
 
@@ -58,24 +59,18 @@ pub struct LayoutArgs {
     pub grid: u32,
     /// Where the page sits on the canvas: top-left (models with skip tokens) or center
     /// (released checkpoints, as the reference's PadToSquare).
-    #[arg(long, value_enum, default_value_t = AlignArg::TopLeft)]
-    pub align: AlignArg,
-}
-
-/// `--align` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AlignArg {
-    TopLeft,
-    Center,
+    #[arg(
+        long,
+        default_value_t = Align::TopLeft,
+        value_parser = clap::builder::PossibleValuesParser::new(["top-left", "center"])
+            .map(|s| s.parse::<Align>().expect("a possible value"))
+    )]
+    pub align: Align,
 }
 
 impl LayoutArgs {
     pub fn config(&self) -> TileConfig {
-        let align = match self.align {
-            AlignArg::TopLeft => Align::TopLeft,
-            AlignArg::Center => Align::Center,
-        };
-        TileConfig::new(self.canvas, self.grid).aligned(align)
+        TileConfig::new(self.canvas, self.grid).aligned(self.align)
     }
 }
 
@@ -130,7 +125,7 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
 
 /// Totals printed at the end of a run.
 #[derive(Default)]
-pub struct Summary {
+pub struct TileTotals {
     documents: AtomicU64,
     pages: AtomicU64,
     views: AtomicU64,
@@ -139,7 +134,7 @@ pub struct Summary {
     failures: Mutex<Vec<String>>,
 }
 
-impl std::fmt::Display for Summary {
+impl std::fmt::Display for TileTotals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -162,8 +157,8 @@ fn tile_files(
     opts: &TileOptions,
     threads: usize,
     progress: &ProgressBar,
-) -> Result<Summary> {
-    let summary = Summary::default();
+) -> Result<TileTotals> {
+    let summary = TileTotals::default();
     let next = AtomicU64::new(0);
     std::thread::scope(|scope| {
         for _ in 0..threads.min(files.len()) {
@@ -209,7 +204,7 @@ fn tile_file(
     source: &str,
     store: &LocalStore,
     opts: &TileOptions,
-    summary: &Summary,
+    summary: &TileTotals,
 ) -> Result<()> {
     let size = std::fs::metadata(file)
         .with_context(|| format!("cannot read {}", file.display()))?
@@ -246,7 +241,7 @@ fn tile_file(
                 let record = ErrorRecord::from_error(&doc_id, source, &err);
                 store.put_blocking(&keys::error_record(&doc_id), &record.to_json())?;
             }
-            Err(anyhow::Error::new(err)).with_context(|| format!("errors/{doc_id}.json"))
+            Err(anyhow::Error::new(err)).with_context(|| keys::error_record(&doc_id))
         }
     }
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use sphinx_core::store::{LocalStore, ObjectStore, S3Store};
 use sphinx_model::train::checkpoint::Output;
-use sphinx_model::train::spec::JobSpec;
-use sphinx_model::train::trainer::{stop_on_signals, Outcome, RunControl, Trainer};
+use sphinx_model::train::spec::TrainSpec;
+use sphinx_model::train::trainer::{stop_on_signals, TrainOutcome, RunControl, Trainer};
 use tch::Device;
 
 /// Output root when neither `--out` nor the spec's `output` names one.
@@ -129,7 +129,7 @@ fn fetch_dataset(uri: &str, cache: &Path) -> Result<String> {
 /// Runs `sphinx train`.
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let text = read_spec(&args.config)?;
-    let mut spec = JobSpec::from_json(&text, &args.config)?;
+    let mut spec = TrainSpec::from_json(&text, &args.config)?;
     for d in &mut spec.datasets {
         d.path = fetch_dataset(&d.path, &args.data_cache)?;
     }
@@ -165,11 +165,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(m).unwrap_or_default());
     })?;
     match outcome {
-        Outcome::Finished { model } => {
+        TrainOutcome::Finished { model } => {
             eprintln!("model written to {root}/{model}");
             Ok(ExitCode::SUCCESS)
         }
-        Outcome::Stopped { step, checkpoint } => {
+        TrainOutcome::Stopped { step, checkpoint } => {
             eprintln!(
                 "stopped at step {step}; checkpoint {}",
                 checkpoint.as_deref().unwrap_or("none")

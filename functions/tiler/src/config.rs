@@ -192,18 +192,13 @@ fn render_memory(vars: &HashMap<String, String>) -> Result<u64, ConfigError> {
 /// the worker checks it.
 fn tile_config(vars: &HashMap<String, String>) -> Result<TileConfig, ConfigError> {
     let defaults = TileOptions::default().tile;
-    let align = match vars.get(ENV_PAD_ALIGN).map(String::as_str) {
-        None | Some("top_left") => Align::TopLeft,
-        Some("center") => Align::Center,
-        Some(other) => {
-            return Err(ConfigError::Invalid {
-                name: ENV_PAD_ALIGN,
-                value: other.to_string(),
-                reason: "must be top_left (models with skip tokens) or center (released \
-                         checkpoints)"
-                    .into(),
-            })
-        }
+    let align = match vars.get(ENV_PAD_ALIGN) {
+        None => Align::TopLeft,
+        Some(v) => v.parse().map_err(|reason| ConfigError::Invalid {
+            name: ENV_PAD_ALIGN,
+            value: v.clone(),
+            reason,
+        })?,
     };
     let tile = TileConfig::new(
         number(vars, ENV_CANVAS_PX, defaults.canvas)?,

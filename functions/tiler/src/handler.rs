@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
-use sphinx_core::job::{self, JobSpec, PageJob, Task};
+use sphinx_core::job::{self, SidecarSpec, PageJob, Task};
 use sphinx_core::keys;
-use sphinx_core::pipeline::{self, ErrorRecord, PageOutput, TileError, ERROR_RECORD_VERSION};
+use sphinx_core::error_record::{ErrorCode, ErrorRecord};
+use sphinx_core::pipeline::{self, PageOutput, TileError};
 use sphinx_core::queue::{Queue, QueueError};
 use sphinx_core::store::{ObjectInfo, ObjectStore, StoreError};
 use tokio::time::Instant;
@@ -28,8 +29,6 @@ use sphinx_core::retry::retry;
 /// Finished page bundles waiting for upload; bounds memory to a few pages while
 /// rendering the next page overlaps the upload of the previous one.
 const UPLOAD_QUEUE_DEPTH: usize = 2;
-/// Error-record code for an upload whose task list (metadata or sidecar) is invalid.
-pub const INVALID_TASKS_CODE: &str = "invalid_tasks";
 
 /// Why a record must be retried (reported in `batchItemFailures`). Invalid documents
 /// are not errors: they get an error record and are acknowledged.
@@ -51,7 +50,7 @@ pub enum RecordError {
 
 /// What became of one record that needs no retry.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum IngestOutcome {
     /// Pages and manifest written, page jobs sent by this invocation.
     Enqueued { doc_id: String, pages: u32 },
     /// Everything already existed (a redelivery): nothing sent.
@@ -59,7 +58,7 @@ pub enum Outcome {
     /// Part of the pages written; the rest continue in a message on the ingest queue.
     Continued { doc_id: String, next: Range<u32> },
     /// The document is invalid: `errors/<doc_id>.json` written.
-    Rejected { doc_id: String, code: String },
+    Rejected { doc_id: String, code: ErrorCode },
     /// Nothing to do (test event, sidecar, key outside the inbox, deleted object).
     Ignored { reason: String },
 }
@@ -117,9 +116,9 @@ impl Tiler {
         &self,
         body: &str,
         deadline: Instant,
-    ) -> Result<Vec<Outcome>, RecordError> {
+    ) -> Result<Vec<IngestOutcome>, RecordError> {
         let outcomes = match event::parse_body(body)? {
-            IngestMessage::TestEvent => vec![Outcome::Ignored {
+            IngestMessage::TestEvent => vec![IngestOutcome::Ignored {
                 reason: "s3:TestEvent".into(),
             }],
             IngestMessage::Uploads(objects) => {
@@ -152,7 +151,7 @@ impl Tiler {
         &self,
         objects: Vec<ObjectRef>,
         deadline: Instant,
-    ) -> Result<Vec<Outcome>, RecordError> {
+    ) -> Result<Vec<IngestOutcome>, RecordError> {
         let mut outcomes = Vec::new();
         for object in &objects {
             outcomes.push(self.process_upload(object, deadline).await?);
@@ -165,7 +164,7 @@ impl Tiler {
         &self,
         object: &ObjectRef,
         deadline: Instant,
-    ) -> Result<Outcome, RecordError> {
+    ) -> Result<IngestOutcome, RecordError> {
         if object.bucket != self.config.bucket {
             return Err(RecordError::WrongBucket {
                 found: object.bucket.clone(),
@@ -175,7 +174,7 @@ impl Tiler {
         let key = object.key.as_str();
         let ignored = |reason: String| {
             tracing::info!(key, %reason, "ignored");
-            Ok(Outcome::Ignored { reason })
+            Ok(IngestOutcome::Ignored { reason })
         };
         if job::is_sidecar(key) {
             return ignored("job sidecar, read with its document".into());
@@ -197,14 +196,8 @@ impl Tiler {
         let tasks = match self.resolve_tasks(key, &info).await? {
             Ok(tasks) => tasks,
             Err(reason) => {
-                let record = ErrorRecord {
-                    schema_version: ERROR_RECORD_VERSION,
-                    doc_id: doc_id.clone(),
-                    source: source.clone(),
-                    code: INVALID_TASKS_CODE.to_string(),
-                    message: reason,
-                    page: None,
-                };
+                let record =
+                    ErrorRecord::new(&doc_id, &source, ErrorCode::InvalidTasks, reason, None);
                 return self.reject(record).await;
             }
         };
@@ -212,7 +205,7 @@ impl Tiler {
         match retry(policy, "head manifest", || self.store.head(&manifest_key)).await {
             Ok(_) => {
                 tracing::info!(key, doc_id, "already tiled and enqueued");
-                return Ok(Outcome::AlreadyDone { doc_id });
+                return Ok(IngestOutcome::AlreadyDone { doc_id });
             }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
@@ -248,11 +241,11 @@ impl Tiler {
         &self,
         c: Continuation,
         deadline: Instant,
-    ) -> Result<Outcome, RecordError> {
+    ) -> Result<IngestOutcome, RecordError> {
         let policy = self.config.retry;
         let bytes = match retry(policy, "get upload", || self.store.get(&c.key)).await {
             Err(e) if e.is_not_found() => {
-                return Ok(Outcome::Ignored {
+                return Ok(IngestOutcome::Ignored {
                     reason: format!(
                         "{} was deleted before its pages {}..{} were tiled",
                         c.key, c.start, c.end
@@ -264,7 +257,7 @@ impl Tiler {
         let doc_id = keys::doc_id(&bytes);
         if doc_id != c.doc_id {
             // Replaced by another upload, which has its own notification.
-            return Ok(Outcome::Ignored {
+            return Ok(IngestOutcome::Ignored {
                 reason: format!("{} no longer holds document {}", c.key, c.doc_id),
             });
         }
@@ -301,7 +294,7 @@ impl Tiler {
         })
         .await
         {
-            Ok(bytes) => Ok(JobSpec::from_json(&bytes)
+            Ok(bytes) => Ok(SidecarSpec::from_json(&bytes)
                 .map(|spec| spec.tasks)
                 .map_err(|e| format!("{sidecar}: {e}"))),
             Err(e) if e.is_not_found() => Ok(Ok(self.config.default_tasks.clone())),
@@ -316,7 +309,7 @@ impl Tiler {
         work: Work,
         range: Range<u32>,
         deadline: Instant,
-    ) -> Result<Outcome, RecordError> {
+    ) -> Result<IngestOutcome, RecordError> {
         let end = range
             .end
             .min(range.start.saturating_add(self.config.pages_per_invocation));
@@ -403,7 +396,7 @@ impl Tiler {
     }
 
     /// Sends a continuation for `next` to the ingest queue.
-    async fn continue_later(&self, work: &Work, next: Range<u32>) -> Result<Outcome, RecordError> {
+    async fn continue_later(&self, work: &Work, next: Range<u32>) -> Result<IngestOutcome, RecordError> {
         let c = Continuation {
             sphinx_continuation: CONTINUATION_VERSION,
             bucket: self.config.bucket.clone(),
@@ -417,14 +410,14 @@ impl Tiler {
         let body = serde_json::to_string(&c).expect("continuation serializes");
         self.ingest.send_batch(&[body]).await?;
         tracing::info!(key = %work.key, doc_id = %work.doc_id, start = next.start, end = next.end, "continued");
-        Ok(Outcome::Continued {
+        Ok(IngestOutcome::Continued {
             doc_id: work.doc_id.clone(),
             next,
         })
     }
 
     /// Writes the manifest if absent and, if this call created it, sends the page jobs.
-    async fn finish(&self, work: &Work, manifest: Vec<u8>) -> Result<Outcome, RecordError> {
+    async fn finish(&self, work: &Work, manifest: Vec<u8>) -> Result<IngestOutcome, RecordError> {
         let policy = self.config.retry;
         let manifest_key = keys::document_manifest(&work.doc_id);
         let created = retry(policy, "put manifest", || {
@@ -433,7 +426,7 @@ impl Tiler {
         .await?;
         if !created {
             tracing::info!(key = %work.key, doc_id = %work.doc_id, "manifest already written, jobs already sent");
-            return Ok(Outcome::AlreadyDone {
+            return Ok(IngestOutcome::AlreadyDone {
                 doc_id: work.doc_id.clone(),
             });
         }
@@ -463,7 +456,7 @@ impl Tiler {
             return Err(e.into());
         }
         tracing::info!(key = %work.key, doc_id = %work.doc_id, pages = work.page_count, "enqueued");
-        Ok(Outcome::Enqueued {
+        Ok(IngestOutcome::Enqueued {
             doc_id: work.doc_id.clone(),
             pages: work.page_count,
         })
@@ -475,7 +468,7 @@ impl Tiler {
         source: &str,
         key: &str,
         e: TileError,
-    ) -> Result<Outcome, RecordError> {
+    ) -> Result<IngestOutcome, RecordError> {
         if !e.is_invalid_input() {
             return Err(RecordError::Tiling {
                 key: key.to_string(),
@@ -487,7 +480,7 @@ impl Tiler {
     }
 
     /// Writes `errors/<doc_id>.json`; the record is then acknowledged, not retried.
-    async fn reject(&self, record: ErrorRecord) -> Result<Outcome, RecordError> {
+    async fn reject(&self, record: ErrorRecord) -> Result<IngestOutcome, RecordError> {
         let key = keys::error_record(&record.doc_id);
         let body = record.to_json();
         retry(self.config.retry, "put error record", || {
@@ -495,7 +488,7 @@ impl Tiler {
         })
         .await?;
         tracing::warn!(doc_id = %record.doc_id, source = %record.source, code = %record.code, message = %record.message, "rejected");
-        Ok(Outcome::Rejected {
+        Ok(IngestOutcome::Rejected {
             doc_id: record.doc_id,
             code: record.code,
         })

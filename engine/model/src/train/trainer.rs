@@ -28,7 +28,7 @@ use super::checkpoint::{Output, TrainState, METRICS};
 use super::dataset::{tokenize, Cursor, Dataset, Mixture, IGNORE};
 use super::optimizer::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
-use super::spec::{JobSpec, Precision};
+use super::spec::{TrainSpec, Precision};
 use crate::config::ModelConfig;
 use crate::conversation::Template;
 use crate::model_folder;
@@ -90,7 +90,7 @@ pub struct RunControl {
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum TrainOutcome {
     /// All steps done; the model folder's key.
     Finished { model: String },
     /// Stopped at `step`, with the checkpoint written then (if any).
@@ -133,7 +133,7 @@ struct Example {
 
 /// A training run.
 pub struct Trainer {
-    pub spec: JobSpec,
+    pub spec: TrainSpec,
     pub config: ModelConfig,
     pub device: Device,
     vs: nn::VarStore,
@@ -184,7 +184,7 @@ fn render_canvas(
 
 impl Trainer {
     /// Builds the run; with `resume`, continues from the newest checkpoint if any.
-    pub fn new(spec: JobSpec, output: Output, device: Device, resume: bool) -> Result<Self> {
+    pub fn new(spec: TrainSpec, output: Output, device: Device, resume: bool) -> Result<Self> {
         let (config, tokenizer_json, weights_dir) = model_source(&spec)?;
         let vision = config.vision();
         let mut vs = nn::VarStore::new(device);
@@ -652,7 +652,7 @@ impl Trainer {
         &mut self,
         ctl: &RunControl,
         on_step: &mut dyn FnMut(&StepMetrics),
-    ) -> Result<Outcome> {
+    ) -> Result<TrainOutcome> {
         if self.spec.cache_pages > 0 && self.step < self.spec.steps {
             let started = std::time::Instant::now();
             let n = self.warm_page_cache()?;
@@ -671,14 +671,14 @@ impl Trainer {
                 self.save_checkpoint()?;
             }
             if ctl.halt_at == Some(self.step) {
-                return Ok(Outcome::Stopped {
+                return Ok(TrainOutcome::Stopped {
                     step: self.step,
                     checkpoint: None,
                 });
             }
             if ctl.stop.load(Ordering::SeqCst) {
                 let dir = self.save_checkpoint()?;
-                return Ok(Outcome::Stopped {
+                return Ok(TrainOutcome::Stopped {
                     step: self.step,
                     checkpoint: Some(dir),
                 });
@@ -686,7 +686,7 @@ impl Trainer {
         }
         self.save_checkpoint()?;
         let model = self.export()?;
-        Ok(Outcome::Finished { model })
+        Ok(TrainOutcome::Finished { model })
     }
 
     /// Publishes `models/<run>/` (config.json, model.safetensors, tokenizer.json,
@@ -728,7 +728,7 @@ impl Trainer {
 }
 
 /// The model config, tokenizer JSON and (to fine-tune) weights folder of a spec.
-fn model_source(spec: &JobSpec) -> Result<(ModelConfig, Vec<u8>, Option<PathBuf>)> {
+fn model_source(spec: &TrainSpec) -> Result<(ModelConfig, Vec<u8>, Option<PathBuf>)> {
     if let Some(dir) = &spec.model.dir {
         let dir = PathBuf::from(dir);
         let config = ModelConfig::from_json_file(&dir.join(model_folder::CONFIG_FILE))

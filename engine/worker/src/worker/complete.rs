@@ -17,7 +17,7 @@ use sphinx_core::isolate::Isolation;
 use sphinx_core::keys;
 use sphinx_core::limits::Limits;
 use sphinx_core::output::OutputFormats;
-use sphinx_core::pipeline::ErrorRecord;
+use sphinx_core::error_record::ErrorRecord;
 use sphinx_core::result::{DocumentResult, OutputRecord, PageResult};
 use sphinx_core::retry::{retry, RetryPolicy};
 use sphinx_core::store::ObjectStore;
