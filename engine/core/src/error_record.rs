@@ -216,7 +216,10 @@ mod tests {
         strings.sort_unstable();
         strings.dedup();
         assert_eq!(strings.len(), ErrorCode::ALL.len(), "codes are distinct");
-        assert_eq!(format!("{:?}", ErrorCode::InvalidTasks), "\"invalid_tasks\"");
+        assert_eq!(
+            format!("{:?}", ErrorCode::InvalidTasks),
+            "\"invalid_tasks\""
+        );
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub mod queue;
 pub mod resize;
 pub mod result;
 pub mod retry;
+#[cfg(feature = "cli")]
+pub mod settings;
 pub mod source_kind;
 pub mod store;
 pub mod synth;

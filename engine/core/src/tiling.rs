@@ -88,9 +88,11 @@ impl std::str::FromStr for Align {
         match s {
             "top-left" | "top_left" => Ok(Align::TopLeft),
             "center" => Ok(Align::Center),
-            _ => Err("must be top-left (models with skip tokens) or center (released \
+            _ => Err(
+                "must be top-left (models with skip tokens) or center (released \
                       checkpoints)"
-                .into()),
+                    .into(),
+            ),
         }
     }
 }

@@ -127,6 +127,7 @@ fn err_code(width: u64, height: u64, limit: u64) -> &'static str {
         limit,
     }
     .code()
+    .as_str()
 }
 
 #[test]

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use sphinx_core::bundle::PageBundle;
 use sphinx_core::document::Document;
+use sphinx_core::error_record::ErrorRecord;
 use sphinx_core::isolate::Isolation;
 use sphinx_core::limits::Limits;
-use sphinx_core::error_record::ErrorRecord;
 use sphinx_core::pipeline::{tile_document, PageOutput, TileOptions};
 use sphinx_core::tiling::TileConfig;
 

@@ -112,7 +112,8 @@ impl MovConfig {
             ViewLayout::Single => 1,
             ViewLayout::GlobalAndGrid { grid } => grid,
         };
-        TileConfig::new(self.canvas_size() as u32, grid as u32).aligned(Align::for_model(skip_tokens))
+        TileConfig::new(self.canvas_size() as u32, grid as u32)
+            .aligned(Align::for_model(skip_tokens))
     }
 
     /// Width of the concatenated features (3072 + 1536 = 4608 for the released models).
@@ -267,11 +268,7 @@ pub fn normalize_canvas(canvas: &Tensor) -> Result<Tensor, VisionError> {
         )));
     }
     let dev = canvas.device();
-    let f32s = |v: [f32; 3]| {
-        Tensor::from_slice(&v)
-            .view([3, 1, 1])
-            .to_device(dev)
-    };
+    let f32s = |v: [f32; 3]| Tensor::from_slice(&v).view([3, 1, 1]).to_device(dev);
     let x = canvas.to_kind(Kind::Float) / 255.0;
     Ok((x - f32s(CLIP_MEAN)) / f32s(CLIP_STD))
 }

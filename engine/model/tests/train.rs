@@ -11,7 +11,7 @@ use sphinx_core::synth::{self, SynthConfig};
 use sphinx_model::config::ModelConfig;
 use sphinx_model::train::checkpoint::Output;
 use sphinx_model::train::spec::TrainSpec;
-use sphinx_model::train::trainer::{TrainOutcome, RunControl, Trainer};
+use sphinx_model::train::trainer::{RunControl, TrainOutcome, Trainer};
 use tch::Device;
 
 /// 16 synthetic pages (seed 11) and their conversations in `dir`.

@@ -22,7 +22,7 @@ use sphinx_core::job::{PageJob, Task};
 use sphinx_core::manifest::Preprocess;
 use sphinx_core::prompts;
 use sphinx_core::result::{ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts};
-use sphinx_core::tiling::{tile_page, Align, TileConfig, TiledPage};
+use sphinx_core::tiling::{tile_page, TileConfig, TiledPage};
 use sphinx_model::conversation::{Template, Turn};
 use sphinx_model::decoder::Decoder;
 use sphinx_model::generate::{GenerateConfig, Generated, Sampling, Stop, READ_EVERY};

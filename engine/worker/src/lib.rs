@@ -7,7 +7,6 @@ pub mod cli;
 pub mod eval_cmd;
 pub mod infer_cmd;
 pub mod inputs;
-pub mod limit_args;
 pub mod model_source;
 pub mod overlay;
 pub mod progress;

@@ -6,7 +6,6 @@
 //! writes `<out>/results/<doc_id>/page-NNNN.json` and the merged `<out>/results/<doc_id>.json`.
 //! Keys and results are therefore those of the cloud. A rerun skips finished pages.
 
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,13 +14,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use sphinx_core::isolate::{render_page, Isolation};
-use sphinx_core::job::{format_tasks, PageJob, Task};
+use sphinx_core::job::{PageJob, Task};
 use sphinx_core::keys;
 use sphinx_core::limits::Limits;
 use sphinx_core::manifest::DocumentManifest;
 use sphinx_core::output::OutputFormats;
+use sphinx_core::pipeline::TileOptions;
 use sphinx_core::queue::{MemoryQueue, Queue};
 use sphinx_core::result::{DocumentResult, PageResult};
+use sphinx_core::settings::LimitArgs;
 use sphinx_core::store::{LocalStore, ObjectStore};
 use sphinx_tiler::config::Config as TilerConfig;
 use sphinx_tiler::event::ObjectRef;
@@ -30,7 +31,6 @@ use tch::Device;
 
 use crate::batch::BatchOptions;
 use crate::batch::DEFAULT_MAX_NEW_TOKENS;
-use crate::limit_args::LimitArgs;
 use crate::overlay;
 use crate::random_model;
 use crate::tile_cmd::source_name;
@@ -337,19 +337,26 @@ fn local_tiler(
     tasks: &[Task],
     limits: &Limits,
 ) -> Result<Tiler> {
-    let vars: HashMap<String, String> = [
-        ("SPHINX_BUCKET", LOCAL_BUCKET.to_string()),
-        ("SPHINX_INFER_QUEUE_URL", "memory://infer".to_string()),
-        ("SPHINX_INGEST_QUEUE_URL", "memory://ingest".to_string()),
-        ("SPHINX_TASKS", format_tasks(tasks)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let mut config = TilerConfig::from_vars(&vars)?;
-    config.tile.tile = loaded.tile.clone();
-    config.tile.limits = limits.clone();
-    config.retry.attempts = 1;
+    use sphinx_tiler::config as tiler;
+    let config = TilerConfig {
+        bucket: LOCAL_BUCKET.to_string(),
+        infer_queue_url: "memory://infer".to_string(),
+        ingest_queue_url: "memory://ingest".to_string(),
+        default_tasks: tasks.to_vec(),
+        inbox_prefix: tiler::DEFAULT_INBOX_PREFIX.to_string(),
+        pages_per_invocation: tiler::DEFAULT_PAGES_PER_INVOCATION,
+        time_reserve: tiler::DEFAULT_TIME_RESERVE,
+        retry: tiler::RetryPolicy {
+            attempts: 1,
+            base: tiler::DEFAULT_RETRY_BASE,
+        },
+        tile: TileOptions {
+            tile: loaded.tile.clone(),
+            limits: limits.clone(),
+            isolation: Isolation::this_binary(),
+        },
+        s3_force_path_style: false,
+    };
     Ok(Tiler::new(store, infer, ingest, config))
 }
 

@@ -11,15 +11,14 @@ use clap::Args;
 use indicatif::ProgressBar;
 use sphinx_core::bundle;
 use sphinx_core::error::DocError;
+use sphinx_core::error_record::ErrorRecord;
 use sphinx_core::isolate::Isolation;
 use sphinx_core::keys;
-use sphinx_core::error_record::ErrorRecord;
 use sphinx_core::pipeline::{self, TileError, TileOptions};
+use sphinx_core::settings::{LayoutArgs, LimitArgs};
 use sphinx_core::store::LocalStore;
-use sphinx_core::tiling::{Align, TileConfig};
 
 use crate::inputs;
-use crate::limit_args::LimitArgs;
 
 #[derive(Debug, Args)]
 pub struct TileArgs {
@@ -46,32 +45,6 @@ pub struct TileArgs {
     /// limits: only for inputs you trust (the tiling benchmark's baseline).
     #[arg(long)]
     pub render_in_process: bool,
-}
-
-/// Canvas and grid of the SPHINX-X high-resolution views.
-#[derive(Debug, Args)]
-pub struct LayoutArgs {
-    /// Canvas side in pixels (SPHINX-Tiny-1k: 1024; SPHINX-Tiny: 512).
-    #[arg(long, default_value_t = TileConfig::default().canvas)]
-    pub canvas: u32,
-    /// Cells per side of the canvas (SPHINX-Tiny-1k: 2; SPHINX-Tiny: 1).
-    #[arg(long, default_value_t = TileConfig::default().grid)]
-    pub grid: u32,
-    /// Where the page sits on the canvas: top-left (models with skip tokens) or center
-    /// (released checkpoints, as the reference's PadToSquare).
-    #[arg(
-        long,
-        default_value_t = Align::TopLeft,
-        value_parser = clap::builder::PossibleValuesParser::new(["top-left", "center"])
-            .map(|s| s.parse::<Align>().expect("a possible value"))
-    )]
-    pub align: Align,
-}
-
-impl LayoutArgs {
-    pub fn config(&self) -> TileConfig {
-        TileConfig::new(self.canvas, self.grid).aligned(self.align)
-    }
 }
 
 /// Exit status when at least one document failed (the others are still done).

@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use sphinx_core::settings::S3Args;
 use sphinx_core::store::{LocalStore, ObjectStore, S3Store};
 use sphinx_model::train::checkpoint::Output;
 use sphinx_model::train::spec::TrainSpec;
-use sphinx_model::train::trainer::{stop_on_signals, TrainOutcome, RunControl, Trainer};
+use sphinx_model::train::trainer::{stop_on_signals, RunControl, TrainOutcome, Trainer};
 use tch::Device;
 
 /// Output root when neither `--out` nor the spec's `output` names one.
@@ -36,15 +37,21 @@ pub struct TrainArgs {
     /// Where datasets named by s3:// URIs are copied before training.
     #[arg(long, env = "SPHINX_DATA_CACHE", default_value = "/tmp/sphinx-data")]
     pub data_cache: PathBuf,
+    /// The stack's bucket: without `--out` or the spec's `output`, the run writes to
+    /// s3://<bucket>.
+    #[arg(long, env = "SPHINX_BUCKET")]
+    pub bucket: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Train on the CPU even when a GPU is available.
     #[arg(long)]
     pub cpu: bool,
 }
 
 /// The object store and prefix of an output root: a local folder or `s3://bucket/prefix`.
-pub fn open_output(root: &str) -> Result<Output> {
+pub fn open_output(root: &str, s3: &S3Args) -> Result<Output> {
     if let Some((bucket, prefix)) = parse_s3(root) {
-        let store = s3_store(&bucket)?;
+        let store = s3_store(&bucket, s3)?;
         return Ok(Output::new(Arc::new(store), &prefix)?);
     }
     std::fs::create_dir_all(root).with_context(|| format!("cannot create output {root}"))?;
@@ -60,7 +67,7 @@ fn parse_s3(uri: &str) -> Option<(String, String)> {
 }
 
 /// An S3 store from the environment's AWS settings (region, credentials, endpoint).
-fn s3_store(bucket: &str) -> Result<S3Store> {
+fn s3_store(bucket: &str, s3: &S3Args) -> Result<S3Store> {
     if bucket.is_empty() {
         bail!("an s3:// location needs a bucket");
     }
@@ -68,11 +75,9 @@ fn s3_store(bucket: &str) -> Result<S3Store> {
         .enable_all()
         .build()?;
     let sdk = rt.block_on(aws_config::load_from_env());
-    let path_style = std::env::var("SPHINX_S3_FORCE_PATH_STYLE")
-        .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let client = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(path_style)
+            .force_path_style(s3.s3_force_path_style)
             .build(),
     );
     Ok(S3Store::new(client, bucket))
@@ -87,9 +92,9 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
 }
 
 /// Reads the job spec from a file or `s3://bucket/key`.
-fn read_spec(uri: &str) -> Result<String> {
+fn read_spec(uri: &str, s3: &S3Args) -> Result<String> {
     if let Some((bucket, key)) = parse_s3(uri) {
-        let bytes = block_on(s3_store(&bucket)?.get(&key))?
+        let bytes = block_on(s3_store(&bucket, s3)?.get(&key))?
             .with_context(|| format!("cannot read job spec {uri}"))?;
         return String::from_utf8(bytes).with_context(|| format!("job spec {uri} is not UTF-8"));
     }
@@ -99,11 +104,11 @@ fn read_spec(uri: &str) -> Result<String> {
 /// Copies a dataset under `s3://bucket/prefix/name.jsonl` (the JSONL and everything
 /// beside it: its images) into `cache`, returning the local JSONL path. Files already
 /// cached with the same size are kept.
-fn fetch_dataset(uri: &str, cache: &Path) -> Result<String> {
+fn fetch_dataset(uri: &str, cache: &Path, s3: &S3Args) -> Result<String> {
     let Some((bucket, key)) = parse_s3(uri) else {
         return Ok(uri.to_string());
     };
-    let store = s3_store(&bucket)?;
+    let store = s3_store(&bucket, s3)?;
     let folder = key.rsplit_once('/').map_or("", |(f, _)| f).to_string();
     let listed = block_on(store.list(&folder))??;
     let local_root = cache.join(&bucket);
@@ -128,18 +133,18 @@ fn fetch_dataset(uri: &str, cache: &Path) -> Result<String> {
 
 /// Runs `sphinx train`.
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
-    let text = read_spec(&args.config)?;
+    let text = read_spec(&args.config, &args.s3)?;
     let mut spec = TrainSpec::from_json(&text, &args.config)?;
     for d in &mut spec.datasets {
-        d.path = fetch_dataset(&d.path, &args.data_cache)?;
+        d.path = fetch_dataset(&d.path, &args.data_cache, &args.s3)?;
     }
     let root = args
         .out
         .clone()
         .or_else(|| spec.output.clone())
         .or_else(|| {
-            std::env::var("SPHINX_BUCKET")
-                .ok()
+            args.bucket
+                .as_ref()
                 .filter(|b| !b.is_empty())
                 .map(|b| format!("s3://{b}"))
         })
@@ -153,7 +158,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         stop: stop_on_signals()?,
         halt_at: None,
     };
-    let mut trainer = Trainer::new(spec, open_output(&root)?, device, args.resume)?
+    let mut trainer = Trainer::new(spec, open_output(&root, &args.s3)?, device, args.resume)?
         .with_isolation(sphinx_core::isolate::Isolation::this_binary());
     eprintln!(
         "training {} on {device:?} from step {} to {}",

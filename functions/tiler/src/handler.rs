@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
-use sphinx_core::job::{self, SidecarSpec, PageJob, Task};
-use sphinx_core::keys;
 use sphinx_core::error_record::{ErrorCode, ErrorRecord};
+use sphinx_core::job::{self, PageJob, SidecarSpec, Task};
+use sphinx_core::keys;
 use sphinx_core::pipeline::{self, PageOutput, TileError};
 use sphinx_core::queue::{Queue, QueueError};
 use sphinx_core::store::{ObjectInfo, ObjectStore, StoreError};
@@ -396,7 +396,11 @@ impl Tiler {
     }
 
     /// Sends a continuation for `next` to the ingest queue.
-    async fn continue_later(&self, work: &Work, next: Range<u32>) -> Result<IngestOutcome, RecordError> {
+    async fn continue_later(
+        &self,
+        work: &Work,
+        next: Range<u32>,
+    ) -> Result<IngestOutcome, RecordError> {
         let c = Continuation {
             sphinx_continuation: CONTINUATION_VERSION,
             bucket: self.config.bucket.clone(),

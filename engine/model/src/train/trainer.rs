@@ -28,7 +28,7 @@ use super::checkpoint::{Output, TrainState, METRICS};
 use super::dataset::{tokenize, Cursor, Dataset, Mixture, IGNORE};
 use super::optimizer::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
-use super::spec::{TrainSpec, Precision};
+use super::spec::{Precision, TrainSpec};
 use crate::config::ModelConfig;
 use crate::conversation::Template;
 use crate::model_folder;

@@ -27,9 +27,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use sphinx_core::bundle::PageBundle;
+use sphinx_core::error_record::{ErrorCode, ErrorRecord};
 use sphinx_core::job::PageJob;
 use sphinx_core::keys;
-use sphinx_core::error_record::{ErrorCode, ErrorRecord};
 use sphinx_core::queue::{Message, Queue, MAX_BATCH, MAX_WAIT};
 use sphinx_core::result::PageResult;
 use sphinx_core::retry::{retry, RetryPolicy};
