@@ -4,7 +4,7 @@
 //! message naming the reason, and an [`ErrorCode`] ([`DocError::code`]) that the
 //! tiler writes into error records (so dashboards and retries can branch on it).
 
-use crate::error_record::ErrorCode;
+use crate::error_record::{Coded, ErrorCode};
 use crate::source_kind::SourceKind;
 
 /// Why a document (or one of its pages) could not be decoded. Serializable, so a render
@@ -145,5 +145,11 @@ impl DocError {
         Self::Malformed {
             reason: format!("{kind:?}: {reason}"),
         }
+    }
+}
+
+impl Coded for DocError {
+    fn error_code(&self) -> ErrorCode {
+        self.code()
     }
 }

@@ -150,6 +150,11 @@ impl PartialEq<str> for ErrorCode {
     }
 }
 
+/// An error that knows the code its record carries (`TileError`, `DocError`).
+pub trait Coded: fmt::Display {
+    fn error_code(&self) -> ErrorCode;
+}
+
 /// Version of the [`ErrorRecord`] JSON schema.
 pub const ERROR_RECORD_VERSION: u32 = 1;
 
@@ -187,9 +192,9 @@ impl ErrorRecord {
         }
     }
 
-    /// The record of a document that could not be tiled.
-    pub fn from_error(doc_id: &str, source: &str, err: &crate::pipeline::TileError) -> Self {
-        Self::new(doc_id, source, err.code(), err.to_string(), None)
+    /// The record of a document that failed with `err` (e.g. a `TileError`).
+    pub fn from_error(doc_id: &str, source: &str, err: &impl Coded) -> Self {
+        Self::new(doc_id, source, err.error_code(), err.to_string(), None)
     }
 
     pub fn to_json(&self) -> Vec<u8> {

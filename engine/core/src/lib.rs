@@ -13,6 +13,7 @@ pub mod bundle;
 pub mod document;
 pub mod error;
 pub mod error_record;
+pub mod ingest;
 pub mod isolate;
 pub mod job;
 pub mod keys;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use crate::bundle::PageBundle;
 use crate::document::SourceKind;
 use crate::error::DocError;
-use crate::error_record::ErrorCode;
+use crate::error_record::{Coded, ErrorCode};
 use crate::isolate::{Isolation, Renderer};
 use crate::keys;
 use crate::limits::Limits;
@@ -71,6 +71,12 @@ impl TileError {
             TileError::Page { .. } => ErrorCode::PageFailed,
             TileError::Sink(_) => ErrorCode::StoreFailed,
         }
+    }
+}
+
+impl Coded for TileError {
+    fn error_code(&self) -> ErrorCode {
+        self.code()
     }
 }
 

@@ -1,8 +1,8 @@
 //! `sphinx run <files or folders> --out <dir>`: the whole service on one machine.
 //!
 //! The same code as the cloud path, over a filesystem store (`<out>/`) and in-process
-//! queues: inputs are linked into `<out>/inbox/`, the tiler Lambda's handler tiles them
-//! into `<out>/work/` and enqueues page jobs, and the queue worker of `sphinx serve`
+//! queues: inputs are linked into `<out>/inbox/`, the ingestion library the tiler Lambda
+//! runs (`sphinx_core::ingest`) tiles them into `<out>/work/` and enqueues page jobs, and the queue worker of `sphinx serve`
 //! writes `<out>/results/<doc_id>/page-NNNN.json` and the merged `<out>/results/<doc_id>.json`.
 //! Keys and results are therefore those of the cloud. A rerun skips finished pages.
 
@@ -13,20 +13,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use sphinx_core::ingest::{self, IngestConfig, IngestOutcome, Ingestor};
 use sphinx_core::isolate::{render_page, Isolation};
-use sphinx_core::job::{PageJob, Task};
+use sphinx_core::job::Task;
 use sphinx_core::keys;
 use sphinx_core::limits::Limits;
 use sphinx_core::manifest::DocumentManifest;
 use sphinx_core::output::OutputFormats;
 use sphinx_core::pipeline::TileOptions;
-use sphinx_core::queue::{MemoryQueue, Queue};
+use sphinx_core::queue::MemoryQueue;
 use sphinx_core::result::{DocumentResult, PageResult};
 use sphinx_core::settings::LimitArgs;
 use sphinx_core::store::{LocalStore, ObjectStore};
-use sphinx_tiler::config::Config as TilerConfig;
-use sphinx_tiler::event::ObjectRef;
-use sphinx_tiler::handler::{IngestOutcome, Tiler};
 use tch::Device;
 
 use crate::batch::BatchOptions;
@@ -139,21 +137,22 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
     let limits = args.limits.limits();
     let started = Instant::now();
 
-    // 1. Tile, through the tiler Lambda's own handler.
+    // 1. Tile, through the ingestion library the tiler Lambda runs.
     let sources = stage_inputs(&files, &args.inputs, &store)?;
-    let ingest = Arc::new(MemoryQueue::new());
-    let tiler = local_tiler(
+    let tile = TileOptions {
+        tile: loaded.tile.clone(),
+        limits: limits.clone(),
+        isolation: Isolation::this_binary(),
+    };
+    let ingestor = Ingestor::new(
         store.clone(),
-        infer.clone(),
-        ingest.clone(),
-        &loaded,
-        &args.tasks,
-        &limits,
-    )?;
+        Some(infer.clone()),
+        None,
+        IngestConfig::local(LOCAL_BUCKET, args.tasks.clone(), tile),
+    );
     let mut docs: Vec<DocumentOutcome> = Vec::new();
     for source in &sources {
-        let queues: (&dyn Queue, &MemoryQueue) = (infer.as_ref(), ingest.as_ref());
-        docs.push(tile_one(&tiler, store.as_ref(), queues, source, &args.tasks).await?);
+        docs.push(tile_one(&ingestor, store.as_ref(), source).await?);
     }
     let pages_queued = infer.len() as u64;
 
@@ -301,7 +300,7 @@ fn stage_inputs(files: &[PathBuf], roots: &[PathBuf], store: &LocalStore) -> Res
     let mut sources = Vec::with_capacity(files.len());
     for file in files {
         let source = source_name(file, roots);
-        let key = format!("inbox/{source}");
+        let key = keys::upload(ingest::DEFAULT_INBOX_PREFIX, &source);
         let dest = store.path_of(&key)?;
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
@@ -328,54 +327,14 @@ fn stage_inputs(files: &[PathBuf], roots: &[PathBuf], store: &LocalStore) -> Res
     Ok(sources)
 }
 
-/// The tiler handler over the local store, tiling for `loaded`'s layout.
-fn local_tiler(
-    store: Arc<LocalStore>,
-    infer: Arc<MemoryQueue>,
-    ingest: Arc<MemoryQueue>,
-    loaded: &Loaded,
-    tasks: &[Task],
-    limits: &Limits,
-) -> Result<Tiler> {
-    use sphinx_tiler::config as tiler;
-    let config = TilerConfig {
-        bucket: LOCAL_BUCKET.to_string(),
-        infer_queue_url: "memory://infer".to_string(),
-        ingest_queue_url: "memory://ingest".to_string(),
-        default_tasks: tasks.to_vec(),
-        inbox_prefix: tiler::DEFAULT_INBOX_PREFIX.to_string(),
-        pages_per_invocation: tiler::DEFAULT_PAGES_PER_INVOCATION,
-        time_reserve: tiler::DEFAULT_TIME_RESERVE,
-        retry: tiler::RetryPolicy {
-            attempts: 1,
-            base: tiler::DEFAULT_RETRY_BASE,
-        },
-        tile: TileOptions {
-            tile: loaded.tile.clone(),
-            limits: limits.clone(),
-            isolation: Isolation::this_binary(),
-        },
-        s3_force_path_style: false,
-    };
-    Ok(Tiler::new(store, infer, ingest, config))
-}
-
-/// Tiles one staged input (long documents through the tiler's continuation messages,
-/// handled here as the ingest queue would hand them to the Lambda). A document tiled by
-/// an earlier run gets jobs for the pages that have no result yet (the tiler enqueues
-/// only on first tiling).
+/// Tiles one staged input through the ingestion library the tiler Lambda runs (a long
+/// document is finished in one call; a document tiled by an earlier run gets jobs again
+/// for its pages that have no result yet).
 async fn tile_one(
-    tiler: &Tiler,
+    ingestor: &Ingestor,
     store: &dyn ObjectStore,
-    (infer, ingest): (&dyn Queue, &MemoryQueue),
     source: &str,
-    tasks: &[Task],
 ) -> Result<DocumentOutcome> {
-    let object = ObjectRef {
-        bucket: LOCAL_BUCKET.to_string(),
-        key: format!("inbox/{source}"),
-    };
-    let far = tokio::time::Instant::now() + Duration::from_secs(24 * 3600);
     let mut outcome = DocumentOutcome {
         source: source.to_string(),
         doc_id: None,
@@ -385,13 +344,9 @@ async fn tile_one(
         preview: String::new(),
         outputs: Vec::new(),
     };
-    let doc_id = match tiler.process_upload(&object, far).await {
-        Ok(IngestOutcome::Rejected { doc_id, code }) => {
-            let record = store.get(&keys::error_record(&doc_id)).await.ok();
-            let message = record
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v["message"].as_str().map(str::to_owned))
-                .unwrap_or_default();
+    let key = keys::upload(&ingestor.config().inbox_prefix, source);
+    let doc_id = match ingestor.ingest_upload(&key, ingest::far_deadline()).await {
+        Ok(IngestOutcome::Rejected { code, message, .. }) => {
             outcome.error = Some(format!("{code}: {message}"));
             return Ok(outcome);
         }
@@ -399,38 +354,11 @@ async fn tile_one(
             outcome.error = Some(format!("ignored: {reason}"));
             return Ok(outcome);
         }
-        Ok(IngestOutcome::AlreadyDone { doc_id }) => {
-            let manifest =
-                DocumentManifest::from_json(&store.get(&keys::document_manifest(&doc_id)).await?)?;
-            let mut jobs = Vec::new();
-            for page in 0..manifest.page_count {
-                if store.head(&keys::page_result(&doc_id, page)).await.is_err() {
-                    let job =
-                        PageJob::new(&doc_id, source, page, manifest.page_count, tasks.to_vec());
-                    jobs.push(job.to_json());
-                }
-            }
-            if !jobs.is_empty() {
-                infer.send_batch(&jobs).await?;
-            }
-            doc_id
-        }
-        Ok(IngestOutcome::Continued { doc_id, .. }) => {
-            while !ingest.is_empty() {
-                for m in ingest
-                    .receive(10, Duration::ZERO, Duration::from_secs(3600))
-                    .await?
-                {
-                    if let Err(e) = tiler.handle_message(&m.body, far).await {
-                        outcome.error = Some(e.to_string());
-                        return Ok(outcome);
-                    }
-                    ingest.delete(&m.receipt).await?;
-                }
-            }
-            doc_id
-        }
-        Ok(IngestOutcome::Enqueued { doc_id, .. }) => doc_id,
+        Ok(
+            IngestOutcome::AlreadyDone { doc_id }
+            | IngestOutcome::Continued { doc_id, .. }
+            | IngestOutcome::Enqueued { doc_id, .. },
+        ) => doc_id,
         Err(e) => {
             outcome.error = Some(e.to_string());
             return Ok(outcome);
