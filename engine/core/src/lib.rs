@@ -13,6 +13,7 @@ pub mod bundle;
 pub mod document;
 pub mod error;
 pub mod error_record;
+#[cfg(feature = "io")]
 pub mod ingest;
 pub mod isolate;
 pub mod job;
@@ -22,9 +23,11 @@ pub mod manifest;
 pub mod output;
 pub mod pipeline;
 pub mod prompts;
+#[cfg(feature = "io")]
 pub mod queue;
 pub mod resize;
 pub mod result;
+#[cfg(feature = "io")]
 pub mod retry;
 #[cfg(feature = "cli")]
 pub mod settings;

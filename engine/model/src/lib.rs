@@ -3,9 +3,11 @@
 //!
 //! One file per component, each readable next to its paragraph of the SPHINX-X paper.
 
+pub mod char_tokenizer;
 pub mod config;
 pub mod conversation;
 pub mod convnext;
+pub mod dataset;
 pub mod decoder;
 pub mod dinov2;
 pub mod generate;
@@ -17,6 +19,7 @@ pub mod seeded;
 pub mod sphinx;
 mod splitmix;
 pub mod tokenizer;
+#[cfg(feature = "train")]
 pub mod train;
 pub mod vision_error;
 pub mod weights;

@@ -37,8 +37,20 @@ fn spec(data: &str, extra: &str) -> TrainSpec {
     TrainSpec::from_json(&text, "test").unwrap()
 }
 
+/// The runtime the outputs' store calls run on (the caller's, as in `sphinx train`).
+fn runtime() -> tokio::runtime::Handle {
+    static RT: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    RT.handle().clone()
+}
+
 fn output(dir: &Path) -> Output {
-    Output::new(Arc::new(LocalStore::new(dir).unwrap()), "").unwrap()
+    Output::new(Arc::new(LocalStore::new(dir).unwrap()), "", runtime()).unwrap()
 }
 
 fn losses(metrics: &[String]) -> Vec<f64> {

@@ -15,9 +15,9 @@ use anyhow::{bail, Context, Result};
 use image::{Rgb, RgbImage};
 use serde_json::json;
 use sphinx_core::job::Task;
+use sphinx_model::char_tokenizer;
 use sphinx_model::config::ModelConfig;
 use sphinx_model::sphinx::Sphinx;
-use sphinx_model::train::char_tokenizer;
 use sphinx_worker::batch::{run_batch, BatchOptions, PreparedPage};
 use tch::{nn, Device, Tensor};
 

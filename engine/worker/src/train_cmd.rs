@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -12,7 +13,7 @@ use sphinx_core::settings::S3Args;
 use sphinx_core::store::{LocalStore, ObjectStore, S3Store};
 use sphinx_model::train::checkpoint::Output;
 use sphinx_model::train::spec::TrainSpec;
-use sphinx_model::train::trainer::{stop_on_signals, RunControl, TrainOutcome, Trainer};
+use sphinx_model::train::trainer::{RunControl, TrainOutcome, Trainer};
 use tch::Device;
 
 /// Output root when neither `--out` nor the spec's `output` names one.
@@ -49,14 +50,36 @@ pub struct TrainArgs {
 }
 
 /// The object store and prefix of an output root: a local folder or `s3://bucket/prefix`.
-pub fn open_output(root: &str, s3: &S3Args) -> Result<Output> {
+/// Its store calls run on `rt`.
+pub fn open_output(root: &str, s3: &S3Args, rt: tokio::runtime::Handle) -> Result<Output> {
     if let Some((bucket, prefix)) = parse_s3(root) {
         let store = s3_store(&bucket, s3)?;
-        return Ok(Output::new(Arc::new(store), &prefix)?);
+        return Ok(Output::new(Arc::new(store), &prefix, rt)?);
     }
     std::fs::create_dir_all(root).with_context(|| format!("cannot create output {root}"))?;
     let store = LocalStore::new(Path::new(root)).with_context(|| format!("output {root}"))?;
-    Ok(Output::new(Arc::new(store), "")?)
+    Ok(Output::new(Arc::new(store), "", rt)?)
+}
+
+/// A flag that turns true on SIGTERM (a Spot interruption notice, `docker stop`) or
+/// ctrl-c, watched by a task on `rt`, for [`RunControl::stop`].
+fn stop_on_signals(rt: &tokio::runtime::Runtime) -> Result<Arc<AtomicBool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let mut term = {
+        let _entered = rt.enter();
+        signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?
+    };
+    rt.spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::warn!("stop requested: checkpointing after this step");
+        set.store(true, Ordering::SeqCst);
+    });
+    Ok(flag)
 }
 
 /// `s3://bucket/some/prefix` -> (`bucket`, `some/prefix`).
@@ -154,11 +177,18 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     } else {
         Device::cuda_if_available()
     };
+    // The process's runtime: the checkpoint store's calls and the signal watch run on its
+    // worker thread while this thread trains.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     let ctl = RunControl {
-        stop: stop_on_signals()?,
+        stop: stop_on_signals(&rt)?,
         halt_at: None,
     };
-    let mut trainer = Trainer::new(spec, open_output(&root, &args.s3)?, device, args.resume)?
+    let output = open_output(&root, &args.s3, rt.handle().clone())?;
+    let mut trainer = Trainer::new(spec, output, device, args.resume)?
         .with_isolation(sphinx_core::isolate::Isolation::this_binary());
     eprintln!(
         "training {} on {device:?} from step {} to {}",

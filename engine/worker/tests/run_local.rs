@@ -10,9 +10,9 @@ use sphinx_core::keys;
 use sphinx_core::output::OutputFormat;
 use sphinx_core::result::{DocumentResult, PageResult};
 use sphinx_core::settings::LimitArgs;
+use sphinx_model::char_tokenizer;
 use sphinx_model::config::ModelConfig;
 use sphinx_model::sphinx::Sphinx;
-use sphinx_model::train::char_tokenizer;
 use sphinx_worker::run_cmd::{self, RunArgs};
 use tch::{nn, Device, Tensor};
 

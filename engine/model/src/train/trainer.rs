@@ -23,14 +23,14 @@ use sphinx_core::limits::Limits;
 use sphinx_core::tiling::{tile_page, TileConfig};
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
-use super::char_tokenizer;
 use super::checkpoint::{Output, TrainState, METRICS};
-use super::dataset::{tokenize, Cursor, Dataset, Mixture, IGNORE};
 use super::optimizer::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
 use super::spec::{Precision, TrainSpec};
+use crate::char_tokenizer;
 use crate::config::ModelConfig;
 use crate::conversation::Template;
+use crate::dataset::{tokenize, Cursor, Dataset, Mixture, IGNORE};
 use crate::model_folder;
 use crate::mov::{canvas_tensor, ViewLayout};
 use crate::sphinx::Sphinx;
@@ -201,9 +201,7 @@ impl Trainer {
             weights::load_files(&mut vs, &[path.as_path()])
                 .with_context(|| format!("cannot load weights {}", path.display()))?;
         }
-        let tok_file = tempfile::NamedTempFile::new()?;
-        std::fs::write(tok_file.path(), &tokenizer_json)?;
-        let tokenizer = Tokenizer::from_file(tok_file.path())?;
+        let tokenizer = Tokenizer::from_bytes(&tokenizer_json, Path::new("model.tokenizer"))?;
         if tokenizer.vocab_size() as i64 > config.sphinx.llm.vocab_size {
             bail!(
                 "the tokenizer has {} pieces but the model's vocab_size is {}",
@@ -752,38 +750,6 @@ fn model_source(spec: &TrainSpec) -> Result<(ModelConfig, Vec<u8>, Option<PathBu
         path => std::fs::read(path).with_context(|| format!("model.tokenizer {path}"))?,
     };
     Ok((config, tok, None))
-}
-
-/// A flag that turns true on SIGTERM (a Spot interruption notice, `docker stop`) or
-/// ctrl-c, watched by a background thread, for [`RunControl::stop`].
-pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                #[cfg(unix)]
-                {
-                    use tokio::signal::unix::{signal, SignalKind};
-                    let Ok(mut term) = signal(SignalKind::terminate()) else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = tokio::signal::ctrl_c() => {}
-                    }
-                }
-                #[cfg(not(unix))]
-                let _ = tokio::signal::ctrl_c().await;
-                tracing::warn!("stop requested: checkpointing after this step");
-                set.store(true, Ordering::SeqCst);
-            })
-        })?;
-    Ok(flag)
 }
 
 #[cfg(test)]
