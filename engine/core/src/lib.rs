@@ -35,3 +35,30 @@ pub mod source_kind;
 pub mod store;
 pub mod synth;
 pub mod tiling;
+
+// The types other crates use, at the root: `sphinx_core::PageJob`, not its module path.
+pub use bundle::PageBundle;
+pub use error::DocError;
+pub use error_record::{ErrorCode, ErrorRecord};
+#[cfg(feature = "io")]
+pub use ingest::{Continuation, IngestConfig, IngestError, IngestOutcome, Ingestor};
+pub use isolate::Isolation;
+pub use job::{PageJob, SidecarSpec, Task};
+pub use limits::Limits;
+pub use manifest::{DocumentManifest, PageManifest};
+pub use output::{OutputFormat, OutputFormats};
+pub use pipeline::{tile_document, PageOutput, TileError, TileOptions};
+#[cfg(feature = "aws")]
+pub use queue::SqsQueue;
+#[cfg(feature = "io")]
+pub use queue::{MemoryQueue, Queue};
+pub use result::{DocumentResult, PageResult};
+#[cfg(feature = "io")]
+pub use retry::RetryPolicy;
+#[cfg(feature = "cli")]
+pub use settings::{LayoutArgs, LimitArgs, S3Args};
+pub use source_kind::SourceKind;
+#[cfg(feature = "aws")]
+pub use store::S3Store;
+pub use store::{LocalStore, ObjectStore, StoreError};
+pub use tiling::{Align, TileConfig};

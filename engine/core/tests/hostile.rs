@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sphinx_core::document::{renders_past_deadline, sniff, Document, SourceKind};
-use sphinx_core::error::DocError;
-use sphinx_core::limits::Limits;
+use sphinx_core::DocError;
+use sphinx_core::Limits;
 
 fn data(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sphinx_core::isolate::{Isolation, Renderer};
-use sphinx_core::limits::Limits;
-use sphinx_core::pipeline::{tile_document, TileOptions};
-use sphinx_core::tiling::TileConfig;
+use sphinx_core::Limits;
+use sphinx_core::TileConfig;
+use sphinx_core::{tile_document, TileOptions};
 
 const GENERATOR: &str = ".venv/bin/python scripts/make_hostile_corpus.py";
 /// The child's heap in this test: far below the machine, far above any real page.

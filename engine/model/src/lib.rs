@@ -23,3 +23,18 @@ pub mod tokenizer;
 pub mod train;
 pub mod vision_error;
 pub mod weights;
+
+// The types other crates use, at the root: `sphinx_model::Sphinx`, not its module path.
+pub use config::{ModelConfig, SphinxConfig};
+pub use conversation::Template;
+pub use decoder::{generate, Decoder};
+pub use generate::{GenerateConfig, Generated, Sampling};
+pub use model_folder::Loaded;
+pub use mov::{MovConfig, ViewLayout};
+pub use sphinx::{page_input, PageInput, Sphinx};
+pub use tokenizer::Tokenizer;
+#[cfg(feature = "train")]
+pub use train::{
+    checkpoint::Output, spec::TrainSpec, trainer::RunControl, trainer::TrainOutcome,
+    trainer::Trainer,
+};

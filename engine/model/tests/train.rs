@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sphinx_core::store::LocalStore;
 use sphinx_core::synth::{self, SynthConfig};
-use sphinx_model::config::ModelConfig;
+use sphinx_core::LocalStore;
 use sphinx_model::train::checkpoint::Output;
 use sphinx_model::train::spec::TrainSpec;
 use sphinx_model::train::trainer::{RunControl, TrainOutcome, Trainer};
+use sphinx_model::ModelConfig;
 use tch::Device;
 
 /// 16 synthetic pages (seed 11) and their conversations in `dir`.

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sphinx_core::output::OutputFormats;
-use sphinx_core::queue::{Queue, SqsQueue};
 use sphinx_core::settings::S3Args;
 use sphinx_core::store::{ObjectStore, S3Store};
+use sphinx_core::OutputFormats;
+use sphinx_core::{Queue, SqsQueue};
 use tch::Device;
 
 use crate::batch::BatchOptions;

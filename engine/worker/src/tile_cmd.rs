@@ -10,13 +10,13 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::ProgressBar;
 use sphinx_core::bundle;
-use sphinx_core::ingest::{IngestConfig, IngestOutcome, Ingestor};
-use sphinx_core::isolate::Isolation;
 use sphinx_core::keys;
-use sphinx_core::manifest::DocumentManifest;
-use sphinx_core::pipeline::TileOptions;
-use sphinx_core::settings::{LayoutArgs, LimitArgs};
-use sphinx_core::store::LocalStore;
+use sphinx_core::DocumentManifest;
+use sphinx_core::Isolation;
+use sphinx_core::LocalStore;
+use sphinx_core::TileOptions;
+use sphinx_core::{IngestConfig, IngestOutcome, Ingestor};
+use sphinx_core::{LayoutArgs, LimitArgs};
 
 use crate::inputs;
 

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::{Args, FromArgMatches};
 use sphinx_core::job::{parse_tasks, Task};
-use sphinx_core::pipeline::TileOptions;
 use sphinx_core::settings::{parse_seconds, LayoutArgs, LimitArgs, RenderProgramArgs, S3Args};
+use sphinx_core::TileOptions;
 
 pub use sphinx_core::retry::RetryPolicy;
 pub use sphinx_core::settings::{

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use sphinx_core::ingest::{IngestConfig, IngestError, IngestOutcome, Ingestor, WhenTiled};
-use sphinx_core::queue::Queue;
-use sphinx_core::store::ObjectStore;
+use sphinx_core::ObjectStore;
+use sphinx_core::Queue;
 use tokio::time::Instant;
 
 use crate::config::Config;

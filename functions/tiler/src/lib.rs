@@ -7,11 +7,13 @@ pub mod config;
 pub mod event;
 pub mod handler;
 
+pub use config::{Config, Settings};
+pub use handler::{RecordError, Tiler};
+
 use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::event::Invocation;
-use crate::handler::Tiler;
 
 /// Handles one invocation payload of either kind: an SQS batch answers with its
 /// `batchItemFailures`; a plain S3 event fails as a whole if any record must be retried.

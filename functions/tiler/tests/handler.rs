@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use sphinx_core::error_record::ErrorRecord;
-use sphinx_core::job::{PageJob, Task};
 use sphinx_core::keys;
-use sphinx_core::queue::{MemoryQueue, Queue};
-use sphinx_core::store::{LocalStore, ObjectStore};
+use sphinx_core::ErrorRecord;
+use sphinx_core::{LocalStore, ObjectStore};
+use sphinx_core::{MemoryQueue, Queue};
+use sphinx_core::{PageJob, Task};
 use sphinx_tiler::handler::Tiler;
 use tokio::time::Instant;
 

@@ -26,21 +26,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use sphinx_core::bundle::PageBundle;
-use sphinx_core::error_record::{ErrorCode, ErrorRecord};
-use sphinx_core::job::PageJob;
 use sphinx_core::keys;
 use sphinx_core::queue::{Message, Queue, MAX_BATCH, MAX_WAIT};
-use sphinx_core::result::PageResult;
 use sphinx_core::retry::{retry, RetryPolicy};
-use sphinx_core::store::ObjectStore;
+use sphinx_core::ObjectStore;
+use sphinx_core::PageBundle;
+use sphinx_core::PageJob;
+use sphinx_core::PageResult;
+use sphinx_core::{ErrorCode, ErrorRecord};
 use tokio::sync::Notify;
 
 pub use complete::{complete_document, Completion, Outputs};
 use metrics::BatchReport;
 
 use crate::batch::{run_batch, BatchOptions, BatchStats, PreparedPage};
-use sphinx_model::model_folder::Loaded;
+use sphinx_model::Loaded;
 
 /// What happens to a job that can never succeed, after its error record is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
