@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 
 use sphinx_core::isolate::Renderer;
 use sphinx_core::keys;
-use sphinx_core::output::{OutputFormat, OutputFormats};
 use sphinx_core::result::{DocumentResult, OutputRecord};
+use sphinx_core::{OutputFormat, OutputFormats};
 
 pub use pages::{ocr_pages, Line, Page, PageSize, PageText};
 pub use searchable_pdf::{searchable_pdf, Upload};

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use sphinx_core::job::Task;
-use sphinx_core::result::DocumentResult;
+use sphinx_core::DocumentResult;
+use sphinx_core::Task;
 
 /// Most lines taken from one page: an answer is bounded by the token budget, this bounds
 /// what a format may hold whatever produced the result.

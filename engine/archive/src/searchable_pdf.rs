@@ -19,9 +19,9 @@ use std::sync::Arc;
 use lopdf::content::{Content, Operation};
 use lopdf::{dictionary, Dictionary, Document, IncrementalDocument, Object, ObjectId, Stream};
 use sphinx_core::document::{jpeg_passthrough, SourceKind};
-use sphinx_core::error::DocError;
 use sphinx_core::isolate::{Isolation, Renderer};
-use sphinx_core::limits::Limits;
+use sphinx_core::DocError;
+use sphinx_core::Limits;
 
 use crate::pages::{Line, Page, PageText};
 use crate::pdf_font::{self, TextFont};

@@ -14,14 +14,14 @@ use serde_json::{json, Value};
 use sphinx_archive::{make, Request, Upload};
 use sphinx_core::boxes::PageFrame;
 use sphinx_core::document::{sniff, Document};
-use sphinx_core::isolate::Isolation;
-use sphinx_core::job::Task;
-use sphinx_core::limits::Limits;
-use sphinx_core::output::{OutputFormat, OutputFormats};
 use sphinx_core::result::{
     DocumentResult, ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts,
 };
 use sphinx_core::tiling::{plan, TileConfig};
+use sphinx_core::Isolation;
+use sphinx_core::Limits;
+use sphinx_core::Task;
+use sphinx_core::{OutputFormat, OutputFormats};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -1,9 +1,10 @@
 //! Typed errors for document decoding.
 //!
 //! Every way an upload can be refused has its own variant, a human-readable
-//! message naming the reason, and a stable snake_case [`DocError::code`] that the
+//! message naming the reason, and an [`ErrorCode`] ([`DocError::code`]) that the
 //! tiler writes into error records (so dashboards and retries can branch on it).
 
+use crate::error_record::{Coded, ErrorCode};
 use crate::source_kind::SourceKind;
 
 /// Why a document (or one of its pages) could not be decoded. Serializable, so a render
@@ -119,23 +120,23 @@ fn what(page: Option<u32>) -> String {
 }
 
 impl DocError {
-    /// Stable snake_case code for error records; never changes once published.
-    pub fn code(&self) -> &'static str {
+    /// The code for error records ([`ErrorCode`] holds the published strings).
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Empty => "empty",
-            Self::UnknownFormat { .. } => "unknown_format",
-            Self::TooLarge { .. } => "too_large",
-            Self::TooManyPages { .. } => "too_many_pages",
-            Self::TooManyPixels { .. } => "too_many_pixels",
-            Self::Encrypted => "encrypted",
-            Self::NoPages => "no_pages",
-            Self::Malformed { .. } => "malformed",
-            Self::Unsupported { .. } => "unsupported",
-            Self::RenderTimeout { .. } | Self::OpenTimeout { .. } => "render_timeout",
-            Self::RenderMemory { .. } => "render_memory",
-            Self::RenderCrashed { .. } => "render_crashed",
-            Self::PageOutOfRange { .. } => "page_out_of_range",
-            Self::InvalidRenderSize { .. } => "invalid_render_size",
+            Self::Empty => ErrorCode::Empty,
+            Self::UnknownFormat { .. } => ErrorCode::UnknownFormat,
+            Self::TooLarge { .. } => ErrorCode::TooLarge,
+            Self::TooManyPages { .. } => ErrorCode::TooManyPages,
+            Self::TooManyPixels { .. } => ErrorCode::TooManyPixels,
+            Self::Encrypted => ErrorCode::Encrypted,
+            Self::NoPages => ErrorCode::NoPages,
+            Self::Malformed { .. } => ErrorCode::Malformed,
+            Self::Unsupported { .. } => ErrorCode::Unsupported,
+            Self::RenderTimeout { .. } | Self::OpenTimeout { .. } => ErrorCode::RenderTimeout,
+            Self::RenderMemory { .. } => ErrorCode::RenderMemory,
+            Self::RenderCrashed { .. } => ErrorCode::RenderCrashed,
+            Self::PageOutOfRange { .. } => ErrorCode::PageOutOfRange,
+            Self::InvalidRenderSize { .. } => ErrorCode::InvalidRenderSize,
         }
     }
 
@@ -144,5 +145,11 @@ impl DocError {
         Self::Malformed {
             reason: format!("{kind:?}: {reason}"),
         }
+    }
+}
+
+impl Coded for DocError {
+    fn error_code(&self) -> ErrorCode {
+        self.code()
     }
 }

@@ -1,5 +1,5 @@
 //! What to run on a page: the [`PageJob`] message the tiler sends per page and the
-//! worker consumes, the [`Task`] list it carries, and the per-upload [`JobSpec`]
+//! worker consumes, the [`Task`] list it carries, and the per-upload [`SidecarSpec`]
 //! sidecar. Defined once here so the Lambda, the worker and local mode agree.
 //!
 //! Tasks come from three places, most specific first: S3 object metadata
@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the [`PageJob`] JSON schema; bumped on any incompatible change.
 pub const PAGE_JOB_VERSION: u32 = 1;
-/// Version of the [`JobSpec`] sidecar schema.
+/// Version of the [`SidecarSpec`] sidecar schema.
 pub const JOB_SPEC_VERSION: u32 = 1;
 /// Suffix of a job sidecar: the spec for `inbox/a.pdf` is `inbox/a.pdf.job.json`.
 pub const JOB_SPEC_SUFFIX: &str = ".job.json";
@@ -132,7 +132,7 @@ impl fmt::Display for Task {
 
 /// Parses a comma list such as `"ocr,caption"` (the form used in S3 metadata and
 /// environment variables). Duplicates are dropped, order is kept. Arguments cannot
-/// contain commas; use a [`JobSpec`] sidecar for those.
+/// contain commas; use a [`SidecarSpec`] sidecar for those.
 pub fn parse_tasks(list: &str) -> Result<Vec<Task>, JobError> {
     let mut tasks: Vec<Task> = Vec::new();
     for part in list.split(',').filter(|p| !p.trim().is_empty()) {
@@ -159,15 +159,15 @@ pub fn format_tasks(tasks: &[Task]) -> String {
 /// A `<key>.job.json` sidecar: what to run on the document uploaded as `<key>`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JobSpec {
+pub struct SidecarSpec {
     pub schema_version: u32,
     pub tasks: Vec<Task>,
 }
 
-impl JobSpec {
+impl SidecarSpec {
     /// Parses and checks a sidecar (known version, at least one task).
     pub fn from_json(bytes: &[u8]) -> Result<Self, JobError> {
-        let spec: JobSpec =
+        let spec: SidecarSpec =
             serde_json::from_slice(bytes).map_err(|e| JobError::InvalidSpec(e.to_string()))?;
         if spec.schema_version != JOB_SPEC_VERSION {
             return Err(JobError::Version {
@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn sidecars_are_checked() {
-        let spec = JobSpec::from_json(
+        let spec = SidecarSpec::from_json(
             br#"{"schema_version":1,"tasks":[{"task":"caption","detail":"short"},{"task":"ask","question":"a, b?"}]}"#,
         )
         .unwrap();
@@ -355,15 +355,15 @@ mod tests {
             }
         );
         assert!(matches!(
-            JobSpec::from_json(br#"{"schema_version":1,"tasks":[]}"#),
+            SidecarSpec::from_json(br#"{"schema_version":1,"tasks":[]}"#),
             Err(JobError::NoTasks)
         ));
         assert!(matches!(
-            JobSpec::from_json(br#"{"schema_version":1,"tasks":[{"task":"paint"}]}"#),
+            SidecarSpec::from_json(br#"{"schema_version":1,"tasks":[{"task":"paint"}]}"#),
             Err(JobError::InvalidSpec(_))
         ));
         assert!(matches!(
-            JobSpec::from_json(br#"{"schema_version":2,"tasks":[{"task":"ocr"}]}"#),
+            SidecarSpec::from_json(br#"{"schema_version":2,"tasks":[{"task":"ocr"}]}"#),
             Err(JobError::Version { .. })
         ));
         assert_eq!(sidecar_key("inbox/a.pdf"), "inbox/a.pdf.job.json");

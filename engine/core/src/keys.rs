@@ -36,6 +36,23 @@ pub fn page_error(doc_id: &str, page_index: u32) -> String {
     format!("{ERRORS_PREFIX}/{doc_id}/page-{page_index:04}.json")
 }
 
+/// `errors/jobs/<message id>.json`: why a queue message that names no page (it is not
+/// a page job) was dropped. Characters other than ASCII letters, digits and `-` in the
+/// id (SQS ids are UUIDs) become `_`.
+pub fn job_error(message_id: &str) -> String {
+    let safe: String = message_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{ERRORS_PREFIX}/jobs/{safe}.json")
+}
+
 /// Prefix of a document's page results (for listing which pages are done).
 pub fn page_results_prefix(doc_id: &str) -> String {
     format!("{RESULTS_PREFIX}/{doc_id}/")
@@ -106,5 +123,6 @@ mod tests {
             format!("results/{id}.alto.xml")
         );
         assert_eq!(upload("inbox/", "a/b.pdf"), "inbox/a/b.pdf");
+        assert_eq!(job_error("ab-12/x.y"), "errors/jobs/ab-12_x_y.json");
     }
 }

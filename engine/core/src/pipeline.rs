@@ -7,11 +7,10 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
 use crate::bundle::PageBundle;
 use crate::document::SourceKind;
 use crate::error::DocError;
+use crate::error_record::{Coded, ErrorCode};
 use crate::isolate::{Isolation, Renderer};
 use crate::keys;
 use crate::limits::Limits;
@@ -64,49 +63,20 @@ impl TileError {
         !matches!(self, TileError::Sink(_))
     }
 
-    /// Stable snake_case code written into error records.
-    pub fn code(&self) -> &'static str {
+    /// The code written into error records.
+    pub fn code(&self) -> ErrorCode {
         match self {
             TileError::Document(e) => e.code(),
-            TileError::Options(_) => "invalid_options",
-            TileError::Page { .. } => "page_failed",
-            TileError::Sink(_) => "store_failed",
+            TileError::Options(_) => ErrorCode::InvalidOptions,
+            TileError::Page { .. } => ErrorCode::PageFailed,
+            TileError::Sink(_) => ErrorCode::StoreFailed,
         }
     }
 }
 
-/// Version of the [`ErrorRecord`] JSON schema.
-pub const ERROR_RECORD_VERSION: u32 = 1;
-
-/// What `errors/<doc_id>.json` holds: enough for a person to see which upload failed
-/// and why, and for a program to branch on `code`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ErrorRecord {
-    pub schema_version: u32,
-    pub doc_id: String,
-    pub source: String,
-    pub code: String,
-    pub message: String,
-    /// The page, for a record of one page that failed (`errors/<doc_id>/page-NNNN.json`);
-    /// absent when the whole document failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub page: Option<u32>,
-}
-
-impl ErrorRecord {
-    pub fn from_error(doc_id: &str, source: &str, err: &TileError) -> Self {
-        ErrorRecord {
-            schema_version: ERROR_RECORD_VERSION,
-            doc_id: doc_id.to_string(),
-            source: source.to_string(),
-            code: err.code().to_string(),
-            message: err.to_string(),
-            page: None,
-        }
-    }
-
-    pub fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec_pretty(self).expect("error record serializes")
+impl Coded for TileError {
+    fn error_code(&self) -> ErrorCode {
+        self.code()
     }
 }
 

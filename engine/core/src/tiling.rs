@@ -54,6 +54,49 @@ pub enum Align {
     Center,
 }
 
+impl Align {
+    /// Where a model needs the page: top-left when it has a skip token (padding then fills
+    /// whole cells it can skip), centred otherwise (the released checkpoints).
+    pub fn for_model(has_skip_token: bool) -> Self {
+        if has_skip_token {
+            Align::TopLeft
+        } else {
+            Align::Center
+        }
+    }
+
+    /// The name flags, settings and messages use: `top-left` or `center`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Align::TopLeft => "top-left",
+            Align::Center => "center",
+        }
+    }
+}
+
+impl std::fmt::Display for Align {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// `top-left` (also `top_left`, the environment's historical spelling) or `center`.
+impl std::str::FromStr for Align {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "top-left" | "top_left" => Ok(Align::TopLeft),
+            "center" => Ok(Align::Center),
+            _ => Err(
+                "must be top-left (models with skip tokens) or center (released \
+                      checkpoints)"
+                    .into(),
+            ),
+        }
+    }
+}
+
 /// Canvas and grid of the high-resolution views (`tile = canvas / grid`) and where the
 /// page sits on the canvas.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

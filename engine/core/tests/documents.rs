@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use image::RgbImage;
 use sphinx_core::document::{Document, SourceKind};
-use sphinx_core::error::DocError;
-use sphinx_core::limits::Limits;
+use sphinx_core::DocError;
+use sphinx_core::Limits;
 
 const FIXTURE_COMMAND: &str = ".venv/bin/python scripts/make_document_fixtures.py";
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sphinx_core::isolate::{Isolation, Renderer};
-use sphinx_core::limits::Limits;
-use sphinx_core::pipeline::{tile_document, TileOptions};
-use sphinx_core::tiling::TileConfig;
+use sphinx_core::Limits;
+use sphinx_core::TileConfig;
+use sphinx_core::{tile_document, TileOptions};
 
 const GENERATOR: &str = ".venv/bin/python scripts/make_hostile_corpus.py";
 /// The child's heap in this test: far below the machine, far above any real page.
@@ -89,11 +89,11 @@ fn run_corpus(limits: &Limits) -> Vec<(String, Result<u32, &'static str>)> {
                     "unsupported",
                     "no_pages",
                 ]
-                .contains(&e.code()),
+                .contains(&e.code().as_str()),
                 "{name}: unexpected error {e}"
             );
         }
-        outcomes.push((name, outcome.map_err(|e| e.code())));
+        outcomes.push((name, outcome.map_err(|e| e.code().as_str())));
     }
     outcomes
 }
@@ -169,7 +169,7 @@ fn a_child_that_dies_is_replaced_for_the_next_document() {
         isolation: child(),
     };
     let err = tile_document(bomb, "bomb.pdf", &opts, None, &mut |_| Ok(())).unwrap_err();
-    let code = sphinx_core::pipeline::ErrorRecord::from_error("x", "bomb.pdf", &err).code;
+    let code = sphinx_core::error_record::ErrorRecord::from_error("x", "bomb.pdf", &err).code;
     assert_eq!(code, "render_memory", "{err}");
     assert!(err.to_string().contains("page 0"), "{err}");
     let good =

@@ -3,12 +3,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use sphinx_core::bundle::PageBundle;
 use sphinx_core::document::Document;
-use sphinx_core::isolate::Isolation;
-use sphinx_core::limits::Limits;
-use sphinx_core::pipeline::{tile_document, ErrorRecord, PageOutput, TileOptions};
-use sphinx_core::tiling::TileConfig;
+use sphinx_core::ErrorRecord;
+use sphinx_core::Isolation;
+use sphinx_core::Limits;
+use sphinx_core::PageBundle;
+use sphinx_core::TileConfig;
+use sphinx_core::{tile_document, PageOutput, TileOptions};
 
 fn data(rel: &str) -> Arc<Vec<u8>> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -13,10 +13,10 @@
 
 use std::time::Instant;
 
-use sphinx_model::config::ModelConfig;
-use sphinx_model::decoder::Decoder;
 use sphinx_model::generate::{GenerateConfig, Sampling, READ_EVERY};
 use sphinx_model::llama::Llama;
+use sphinx_model::Decoder;
+use sphinx_model::ModelConfig;
 use tch::{nn, Device, Kind, Tensor};
 
 const SEQ_LEN: i64 = 470;

@@ -24,9 +24,9 @@ use anyhow::{bail, Context, Result};
 use sphinx_model::config::LlamaConfig;
 use sphinx_model::convnext::{ConvNext, ConvNextConfig};
 use sphinx_model::dinov2::{DinoConfig, DinoV2};
-use sphinx_model::mov::MovConfig;
 use sphinx_model::sphinx::{self, PageInput, Sphinx};
 use sphinx_model::weights;
+use sphinx_model::MovConfig;
 use tch::{nn, Device, Kind, Tensor};
 
 /// The bfloat16 acceptance bound (relative error against the float32 reference).

@@ -453,7 +453,7 @@ impl ModelConfig {
     /// ConvNeXt (stride 16, so each 128 px view gives 8x8 tokens and a token covers
     /// about one character of the nano's 22-28 px text) and a two-block DINOv2 at 112 px,
     /// and a 4-layer LLM over the character vocabulary of
-    /// [`crate::train::char_tokenizer`]. A one-line page (256x64) keeps the global view and
+    /// [`crate::char_tokenizer`]. A one-line page (256x64) keeps the global view and
     /// the two top cells (3 x 67 tokens) and skips the two bottom cells: ~200 image tokens.
     pub fn nano() -> Self {
         use crate::convnext::ConvNextConfig;

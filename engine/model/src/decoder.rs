@@ -19,9 +19,10 @@ use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
 use crate::generate::{
-    check_config, GenerateConfig, GenerateError, Generated, Sampling, SplitMix64, Stop, READ_EVERY,
+    check_config, GenerateConfig, GenerateError, Generated, Sampling, Stop, READ_EVERY,
 };
 use crate::llama::{KvCache, Llama, ROPE_TABLE_FACTOR};
+use crate::splitmix::SplitMix64;
 
 /// Host bookkeeping of an occupied slot (what the host knows without reading the device).
 #[derive(Debug, Clone)]

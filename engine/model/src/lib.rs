@@ -3,10 +3,12 @@
 //!
 //! One file per component, each readable next to its paragraph of the SPHINX-X paper.
 
+pub mod char_tokenizer;
 pub mod clip;
 pub mod config;
 pub mod conversation;
 pub mod convnext;
+pub mod dataset;
 pub mod decoder;
 pub mod dinov2;
 pub mod generate;
@@ -18,7 +20,24 @@ pub mod mov;
 pub mod qformer;
 pub mod seeded;
 pub mod sphinx;
+mod splitmix;
 pub mod tokenizer;
+#[cfg(feature = "train")]
 pub mod train;
 pub mod vision_error;
 pub mod weights;
+
+// The types other crates use, at the root: `sphinx_model::Sphinx`, not its module path.
+pub use config::{ModelConfig, SphinxConfig};
+pub use conversation::Template;
+pub use decoder::{generate, Decoder};
+pub use generate::{GenerateConfig, Generated, Sampling};
+pub use model_folder::Loaded;
+pub use mov::{MovConfig, ViewLayout};
+pub use sphinx::{page_input, PageInput, Sphinx};
+pub use tokenizer::Tokenizer;
+#[cfg(feature = "train")]
+pub use train::{
+    checkpoint::Output, spec::TrainSpec, trainer::RunControl, trainer::TrainOutcome,
+    trainer::Trainer,
+};

@@ -27,11 +27,10 @@ use crate::convnext::{ConvNext, ConvNextConfig};
 use crate::dinov2::{DinoConfig, DinoV2};
 use crate::qformer::{QFormer, QFormerConfig};
 
-/// CLIP's per-channel pixel mean (OpenAI CLIP `_transform`, used by the reference's
-/// `clip_mean`): the views arrive normalized with it.
-pub const CLIP_MEAN: [f64; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-/// CLIP's per-channel pixel standard deviation (reference `clip_std`).
-pub const CLIP_STD: [f64; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+/// CLIP's per-channel pixel mean and standard deviation (the reference's `clip_mean` and
+/// `clip_std`): the views arrive normalized with them. Their one home is the tiler's
+/// (`sphinx_core::tiling`), which writes them into every manifest.
+pub use sphinx_core::tiling::{CLIP_MEAN, CLIP_STD};
 /// ImageNet mean DINOv2 was trained with (reference `dinov2_mean`).
 pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 /// ImageNet standard deviation DINOv2 was trained with (reference `dinov2_std`).
@@ -197,12 +196,8 @@ impl MovConfig {
             ViewLayout::Single => 1,
             ViewLayout::GlobalAndGrid { grid } => grid,
         };
-        let align = if skip_tokens {
-            Align::TopLeft
-        } else {
-            Align::Center
-        };
-        TileConfig::new(self.canvas_size() as u32, grid as u32).aligned(align)
+        TileConfig::new(self.canvas_size() as u32, grid as u32)
+            .aligned(Align::for_model(skip_tokens))
     }
 
     /// Width of the concatenated features that `visual_proj` maps (3072 + 1536 = 4608 for
@@ -419,11 +414,7 @@ pub fn normalize_canvas(canvas: &Tensor) -> Result<Tensor, VisionError> {
         )));
     }
     let dev = canvas.device();
-    let f32s = |v: [f64; 3]| {
-        Tensor::from_slice(&v.map(|x| x as f32))
-            .view([3, 1, 1])
-            .to_device(dev)
-    };
+    let f32s = |v: [f32; 3]| Tensor::from_slice(&v).view([3, 1, 1]).to_device(dev);
     let x = canvas.to_kind(Kind::Float) / 255.0;
     Ok((x - f32s(CLIP_MEAN)) / f32s(CLIP_STD))
 }
@@ -480,10 +471,10 @@ impl Mov {
         // x_imagenet = (x_clip * clip_std + clip_mean - imagenet_mean) / imagenet_std,
         // written as the reference does: x * (clip_std / dino_std) + (clip_mean - dino_mean) / dino_std.
         let scale: Vec<f32> = (0..3)
-            .map(|c| CLIP_STD[c] as f32 / IMAGENET_STD[c] as f32)
+            .map(|c| CLIP_STD[c] / IMAGENET_STD[c] as f32)
             .collect();
         let shift: Vec<f32> = (0..3)
-            .map(|c| (CLIP_MEAN[c] as f32 - IMAGENET_MEAN[c] as f32) / IMAGENET_STD[c] as f32)
+            .map(|c| (CLIP_MEAN[c] - IMAGENET_MEAN[c] as f32) / IMAGENET_STD[c] as f32)
             .collect();
         let device = p.device();
         Ok(Self {
@@ -626,7 +617,7 @@ mod tests {
         let x = normalize_canvas(&canvas).unwrap();
         assert_eq!(x.kind(), Kind::Float);
         for (c, i, byte) in [(0, 0, 0u8), (0, 1, 122), (1, 0, 255), (2, 1, 7)] {
-            let want = (f32::from(byte) / 255.0 - CLIP_MEAN[c] as f32) / CLIP_STD[c] as f32;
+            let want = (f32::from(byte) / 255.0 - CLIP_MEAN[c]) / CLIP_STD[c];
             let got = x.double_value(&[c as i64, 0, i]) as f32;
             assert!((got - want).abs() < 1e-6, "{got} vs {want}");
         }

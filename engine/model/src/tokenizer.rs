@@ -56,6 +56,20 @@ impl Tokenizer {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
+        Self::from_inner(inner, path)
+    }
+
+    /// Loads the JSON of a `tokenizer.json` held in memory; `name` stands for its path in
+    /// errors.
+    pub fn from_bytes(json: &[u8], name: &Path) -> Result<Self, TokenizerError> {
+        let inner = tokenizers::Tokenizer::from_bytes(json).map_err(|e| TokenizerError::Load {
+            path: name.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::from_inner(inner, name)
+    }
+
+    fn from_inner(inner: tokenizers::Tokenizer, path: &Path) -> Result<Self, TokenizerError> {
         let id = |piece: &'static str, role: &'static str| {
             inner
                 .token_to_id(piece)

@@ -3,10 +3,10 @@
 
 use sphinx_core::tiling::{plan, TileConfig};
 use sphinx_model::config::LlamaConfig;
-use sphinx_model::decoder::generate;
+use sphinx_model::generate;
 use sphinx_model::generate::{GenerateConfig, GenerateError, Generated, Sampling, Stop};
-use sphinx_model::mov::MovConfig;
-use sphinx_model::sphinx::{PageInput, Sphinx};
+use sphinx_model::MovConfig;
+use sphinx_model::{PageInput, Sphinx};
 use tch::{nn, Device, Kind, Tensor};
 
 /// Pages in the batch: the "batch of 16 pages".

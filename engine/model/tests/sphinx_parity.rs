@@ -7,9 +7,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use sphinx_model::config::LlamaConfig;
-use sphinx_model::mov::{MovConfig, ViewLayout};
 use sphinx_model::sphinx::{cast_for_gpu, PageInput, Sphinx};
 use sphinx_model::weights;
+use sphinx_model::{MovConfig, ViewLayout};
 use tch::{nn, Device, Kind, Tensor};
 
 /// Parity bound on encoder features and logits (the float32 acceptance criterion).

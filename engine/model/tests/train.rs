@@ -6,12 +6,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sphinx_core::store::LocalStore;
 use sphinx_core::synth::{self, SynthConfig};
-use sphinx_model::config::ModelConfig;
+use sphinx_core::LocalStore;
 use sphinx_model::train::checkpoint::Output;
-use sphinx_model::train::spec::JobSpec;
-use sphinx_model::train::trainer::{Outcome, RunControl, Trainer};
+use sphinx_model::train::spec::TrainSpec;
+use sphinx_model::train::trainer::{RunControl, TrainOutcome, Trainer};
+use sphinx_model::ModelConfig;
 use tch::Device;
 
 /// 16 synthetic pages (seed 11) and their conversations in `dir`.
@@ -27,18 +27,30 @@ fn synth_pages(dir: &Path) -> String {
     dir.join(synth::CONVERSATIONS_FILE).display().to_string()
 }
 
-fn spec(data: &str, extra: &str) -> JobSpec {
+fn spec(data: &str, extra: &str) -> TrainSpec {
     let text = format!(
         r#"{{"run": "tiny", "model": {{"config": "tiny-train", "seed": 3}},
             "datasets": [{{"path": "{data}", "weight": 1.0}}],
             "batch_size": 8, "grad_accum": 2, "max_text_tokens": 300, "cache_pages": 16,
             "precision": "f32", {extra}}}"#
     );
-    JobSpec::from_json(&text, "test").unwrap()
+    TrainSpec::from_json(&text, "test").unwrap()
+}
+
+/// The runtime the outputs' store calls run on (the caller's, as in `sphinx train`).
+fn runtime() -> tokio::runtime::Handle {
+    static RT: std::sync::LazyLock<tokio::runtime::Runtime> = std::sync::LazyLock::new(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    });
+    RT.handle().clone()
 }
 
 fn output(dir: &Path) -> Output {
-    Output::new(Arc::new(LocalStore::new(dir).unwrap()), "").unwrap()
+    Output::new(Arc::new(LocalStore::new(dir).unwrap()), "", runtime()).unwrap()
 }
 
 fn losses(metrics: &[String]) -> Vec<f64> {
@@ -81,7 +93,7 @@ fn tiny_model_overfits_sixteen_pages_and_exports_a_loadable_model() {
     // The export is a model folder with a `latest` pointer to it.
     assert_eq!(
         outcome,
-        Outcome::Finished {
+        TrainOutcome::Finished {
             model: "models/tiny/".into()
         }
     );
@@ -124,7 +136,7 @@ fn resumed_run_matches_an_uninterrupted_one() {
         .unwrap();
     assert_eq!(
         halted,
-        Outcome::Stopped {
+        TrainOutcome::Stopped {
             step: 5,
             checkpoint: None
         }
@@ -147,7 +159,7 @@ fn bad_job_specs_name_the_field() {
     let base = r#""run": "r", "model": {"config": "tiny-train"}, "datasets": [{"path": "d.jsonl"}],
                   "batch_size": 1, "lr": 0.001"#;
     let err = |extra: &str| {
-        JobSpec::from_json(&format!("{{{base}{extra}}}"), "job.json")
+        TrainSpec::from_json(&format!("{{{base}{extra}}}"), "job.json")
             .unwrap_err()
             .to_string()
     };
@@ -159,7 +171,7 @@ fn bad_job_specs_name_the_field() {
     assert!(e.contains("`warmup_steps`"), "{e}");
     let e = err(r#", "steps": 5, "learning_rate": 1"#);
     assert!(e.contains("learning_rate"), "{e}");
-    let e = JobSpec::from_json(
+    let e = TrainSpec::from_json(
         r#"{"run": "r", "model": {"config": "x"}, "datasets": [{"path": "d", "weight": 0}],
             "steps": 1, "batch_size": 1, "lr": 0.1}"#,
         "j",

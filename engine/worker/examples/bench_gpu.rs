@@ -14,10 +14,10 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use image::{Rgb, RgbImage};
 use serde_json::json;
-use sphinx_core::job::Task;
-use sphinx_model::config::ModelConfig;
-use sphinx_model::sphinx::Sphinx;
-use sphinx_model::train::char_tokenizer;
+use sphinx_core::Task;
+use sphinx_model::char_tokenizer;
+use sphinx_model::ModelConfig;
+use sphinx_model::Sphinx;
 use sphinx_worker::batch::{run_batch, BatchOptions, PreparedPage};
 use tch::{nn, Device, Tensor};
 

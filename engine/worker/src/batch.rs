@@ -17,20 +17,20 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
 use sphinx_core::boxes::PageFrame;
-use sphinx_core::bundle::PageBundle;
-use sphinx_core::job::{PageJob, Task};
 use sphinx_core::manifest::Preprocess;
 use sphinx_core::prompts;
 use sphinx_core::result::{ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts};
-use sphinx_core::tiling::{tile_page, Align, TileConfig, TiledPage};
+use sphinx_core::tiling::{tile_page, TileConfig, TiledPage};
+use sphinx_core::PageBundle;
+use sphinx_core::{PageJob, Task};
 use sphinx_model::conversation::{Template, Turn};
-use sphinx_model::decoder::Decoder;
 use sphinx_model::generate::{GenerateConfig, Generated, Sampling, Stop, READ_EVERY};
 use sphinx_model::mov::{canvas_tensor, MovConfig, MovViews};
 use sphinx_model::sphinx::{self, PageViews, Sphinx};
+use sphinx_model::Decoder;
 use tch::{Device, Tensor};
 
-use sphinx_model::model_folder::Loaded;
+use sphinx_model::Loaded;
 
 /// One page ready for the model.
 #[derive(Debug, Clone)]
@@ -85,10 +85,7 @@ impl PreparedPage {
                 job.bundle_key,
                 m.preprocess.align,
                 tile.align,
-                match tile.align {
-                    Align::TopLeft => "top-left",
-                    Align::Center => "center",
-                }
+                tile.align.name()
             );
         }
         if m.preprocess != Preprocess::for_config(tile) {

@@ -18,11 +18,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use sphinx_core::isolate::{render_page, Isolation};
-use sphinx_core::job::Task;
-use sphinx_core::limits::Limits;
 use sphinx_core::prompts;
-use sphinx_model::generate::Sampling;
-use sphinx_model::train::dataset::Dataset;
+use sphinx_core::Limits;
+use sphinx_core::Task;
+use sphinx_model::dataset::Dataset;
+use sphinx_model::Sampling;
 use tch::Device;
 
 use crate::batch::{run_batch, BatchOptions, PreparedPage};

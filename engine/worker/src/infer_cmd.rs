@@ -19,12 +19,12 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use image::RgbImage;
 use sphinx_core::isolate::{render_page, Isolation};
-use sphinx_core::job::Task;
 use sphinx_core::keys;
-use sphinx_core::limits::Limits;
-use sphinx_core::result::PageResult;
-use sphinx_model::generate::Sampling;
+use sphinx_core::Limits;
+use sphinx_core::PageResult;
+use sphinx_core::Task;
 use sphinx_model::model_folder::{self, Loaded};
+use sphinx_model::Sampling;
 use tch::Device;
 
 use crate::batch::{run_batch, BatchOptions, PreparedPage, DEFAULT_MAX_NEW_TOKENS};

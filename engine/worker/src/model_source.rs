@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sphinx_core::store::ObjectStore;
+use sphinx_core::ObjectStore;
 
 /// Files of a model folder, as `sphinx infer` loads them.
 pub const MODEL_FILES: [&str; 3] = sphinx_model::model_folder::FILES;

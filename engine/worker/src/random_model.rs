@@ -6,10 +6,10 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use sphinx_model::config::ModelConfig;
+use sphinx_model::char_tokenizer;
 use sphinx_model::model_folder;
-use sphinx_model::sphinx::Sphinx;
-use sphinx_model::train::char_tokenizer;
+use sphinx_model::ModelConfig;
+use sphinx_model::Sphinx;
 use tch::{nn, Device, Tensor};
 
 /// The folder name, hence the model id written into every result.

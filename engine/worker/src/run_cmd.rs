@@ -1,12 +1,11 @@
 //! `sphinx run <files or folders> --out <dir>`: the whole service on one machine.
 //!
 //! The same code as the cloud path, over a filesystem store (`<out>/`) and in-process
-//! queues: inputs are linked into `<out>/inbox/`, the tiler Lambda's handler tiles them
-//! into `<out>/work/` and enqueues page jobs, and the queue worker of `sphinx serve`
+//! queues: inputs are linked into `<out>/inbox/`, the ingestion library the tiler Lambda
+//! runs (`sphinx_core::ingest`) tiles them into `<out>/work/` and enqueues page jobs, and the queue worker of `sphinx serve`
 //! writes `<out>/results/<doc_id>/page-NNNN.json` and the merged `<out>/results/<doc_id>.json`.
 //! Keys and results are therefore those of the cloud. A rerun skips finished pages.
 
-use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,23 +13,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use sphinx_core::ingest::{self, IngestConfig, IngestOutcome, Ingestor};
 use sphinx_core::isolate::{render_page, Isolation};
-use sphinx_core::job::{format_tasks, PageJob, Task};
 use sphinx_core::keys;
-use sphinx_core::limits::Limits;
-use sphinx_core::manifest::DocumentManifest;
-use sphinx_core::output::OutputFormats;
-use sphinx_core::queue::{MemoryQueue, Queue};
-use sphinx_core::result::{DocumentResult, PageResult};
-use sphinx_core::store::{LocalStore, ObjectStore};
-use sphinx_tiler::config::Config as TilerConfig;
-use sphinx_tiler::event::ObjectRef;
-use sphinx_tiler::handler::{Outcome, Tiler};
+use sphinx_core::DocumentManifest;
+use sphinx_core::LimitArgs;
+use sphinx_core::Limits;
+use sphinx_core::MemoryQueue;
+use sphinx_core::OutputFormats;
+use sphinx_core::Task;
+use sphinx_core::TileOptions;
+use sphinx_core::{DocumentResult, PageResult};
+use sphinx_core::{LocalStore, ObjectStore};
 use tch::Device;
 
 use crate::batch::BatchOptions;
 use crate::batch::DEFAULT_MAX_NEW_TOKENS;
-use crate::limit_args::LimitArgs;
 use crate::overlay;
 use crate::random_model;
 use crate::tile_cmd::source_name;
@@ -139,21 +137,22 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
     let limits = args.limits.limits();
     let started = Instant::now();
 
-    // 1. Tile, through the tiler Lambda's own handler.
+    // 1. Tile, through the ingestion library the tiler Lambda runs.
     let sources = stage_inputs(&files, &args.inputs, &store)?;
-    let ingest = Arc::new(MemoryQueue::new());
-    let tiler = local_tiler(
+    let tile = TileOptions {
+        tile: loaded.tile.clone(),
+        limits: limits.clone(),
+        isolation: Isolation::this_binary(),
+    };
+    let ingestor = Ingestor::new(
         store.clone(),
-        infer.clone(),
-        ingest.clone(),
-        &loaded,
-        &args.tasks,
-        &limits,
-    )?;
+        Some(infer.clone()),
+        None,
+        IngestConfig::local(LOCAL_BUCKET, args.tasks.clone(), tile),
+    );
     let mut docs: Vec<DocumentOutcome> = Vec::new();
     for source in &sources {
-        let queues: (&dyn Queue, &MemoryQueue) = (infer.as_ref(), ingest.as_ref());
-        docs.push(tile_one(&tiler, store.as_ref(), queues, source, &args.tasks).await?);
+        docs.push(tile_one(&ingestor, store.as_ref(), source).await?);
     }
     let pages_queued = infer.len() as u64;
 
@@ -301,7 +300,7 @@ fn stage_inputs(files: &[PathBuf], roots: &[PathBuf], store: &LocalStore) -> Res
     let mut sources = Vec::with_capacity(files.len());
     for file in files {
         let source = source_name(file, roots);
-        let key = format!("inbox/{source}");
+        let key = keys::upload(ingest::DEFAULT_INBOX_PREFIX, &source);
         let dest = store.path_of(&key)?;
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
@@ -328,47 +327,14 @@ fn stage_inputs(files: &[PathBuf], roots: &[PathBuf], store: &LocalStore) -> Res
     Ok(sources)
 }
 
-/// The tiler handler over the local store, tiling for `loaded`'s layout.
-fn local_tiler(
-    store: Arc<LocalStore>,
-    infer: Arc<MemoryQueue>,
-    ingest: Arc<MemoryQueue>,
-    loaded: &Loaded,
-    tasks: &[Task],
-    limits: &Limits,
-) -> Result<Tiler> {
-    let vars: HashMap<String, String> = [
-        ("SPHINX_BUCKET", LOCAL_BUCKET.to_string()),
-        ("SPHINX_INFER_QUEUE_URL", "memory://infer".to_string()),
-        ("SPHINX_INGEST_QUEUE_URL", "memory://ingest".to_string()),
-        ("SPHINX_TASKS", format_tasks(tasks)),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let mut config = TilerConfig::from_vars(&vars)?;
-    config.tile.tile = loaded.tile.clone();
-    config.tile.limits = limits.clone();
-    config.retry.attempts = 1;
-    Ok(Tiler::new(store, infer, ingest, config))
-}
-
-/// Tiles one staged input (long documents through the tiler's continuation messages,
-/// handled here as the ingest queue would hand them to the Lambda). A document tiled by
-/// an earlier run gets jobs for the pages that have no result yet (the tiler enqueues
-/// only on first tiling).
+/// Tiles one staged input through the ingestion library the tiler Lambda runs (a long
+/// document is finished in one call; a document tiled by an earlier run gets jobs again
+/// for its pages that have no result yet).
 async fn tile_one(
-    tiler: &Tiler,
+    ingestor: &Ingestor,
     store: &dyn ObjectStore,
-    (infer, ingest): (&dyn Queue, &MemoryQueue),
     source: &str,
-    tasks: &[Task],
 ) -> Result<DocumentOutcome> {
-    let object = ObjectRef {
-        bucket: LOCAL_BUCKET.to_string(),
-        key: format!("inbox/{source}"),
-    };
-    let far = tokio::time::Instant::now() + Duration::from_secs(24 * 3600);
     let mut outcome = DocumentOutcome {
         source: source.to_string(),
         doc_id: None,
@@ -378,52 +344,21 @@ async fn tile_one(
         preview: String::new(),
         outputs: Vec::new(),
     };
-    let doc_id = match tiler.process_upload(&object, far).await {
-        Ok(Outcome::Rejected { doc_id, code }) => {
-            let record = store.get(&keys::error_record(&doc_id)).await.ok();
-            let message = record
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-                .and_then(|v| v["message"].as_str().map(str::to_owned))
-                .unwrap_or_default();
+    let key = keys::upload(&ingestor.config().inbox_prefix, source);
+    let doc_id = match ingestor.ingest_upload(&key, ingest::far_deadline()).await {
+        Ok(IngestOutcome::Rejected { code, message, .. }) => {
             outcome.error = Some(format!("{code}: {message}"));
             return Ok(outcome);
         }
-        Ok(Outcome::Ignored { reason }) => {
+        Ok(IngestOutcome::Ignored { reason }) => {
             outcome.error = Some(format!("ignored: {reason}"));
             return Ok(outcome);
         }
-        Ok(Outcome::AlreadyDone { doc_id }) => {
-            let manifest =
-                DocumentManifest::from_json(&store.get(&keys::document_manifest(&doc_id)).await?)?;
-            let mut jobs = Vec::new();
-            for page in 0..manifest.page_count {
-                if store.head(&keys::page_result(&doc_id, page)).await.is_err() {
-                    let job =
-                        PageJob::new(&doc_id, source, page, manifest.page_count, tasks.to_vec());
-                    jobs.push(job.to_json());
-                }
-            }
-            if !jobs.is_empty() {
-                infer.send_batch(&jobs).await?;
-            }
-            doc_id
-        }
-        Ok(Outcome::Continued { doc_id, .. }) => {
-            while !ingest.is_empty() {
-                for m in ingest
-                    .receive(10, Duration::ZERO, Duration::from_secs(3600))
-                    .await?
-                {
-                    if let Err(e) = tiler.handle_message(&m.body, far).await {
-                        outcome.error = Some(e.to_string());
-                        return Ok(outcome);
-                    }
-                    ingest.delete(&m.receipt).await?;
-                }
-            }
-            doc_id
-        }
-        Ok(Outcome::Enqueued { doc_id, .. }) => doc_id,
+        Ok(
+            IngestOutcome::AlreadyDone { doc_id }
+            | IngestOutcome::Continued { doc_id, .. }
+            | IngestOutcome::Enqueued { doc_id, .. },
+        ) => doc_id,
         Err(e) => {
             outcome.error = Some(e.to_string());
             return Ok(outcome);

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sphinx_core::output::OutputFormats;
-use sphinx_core::queue::{Queue, SqsQueue};
+use sphinx_core::settings::S3Args;
 use sphinx_core::store::{ObjectStore, S3Store};
+use sphinx_core::OutputFormats;
+use sphinx_core::{Queue, SqsQueue};
 use tch::Device;
 
 use crate::batch::BatchOptions;
@@ -66,16 +67,8 @@ pub struct ServeArgs {
     /// Most tokens generated per task.
     #[arg(long, env = "SPHINX_MAX_NEW_TOKENS", default_value_t = DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
-    /// Address S3 path-style (local S3 servers); the variable takes 1/0, true/false.
-    #[arg(
-        long,
-        env = "SPHINX_S3_FORCE_PATH_STYLE",
-        value_parser = clap::builder::BoolishValueParser::new(),
-        num_args = 0..=1,
-        default_value_t = false,
-        default_missing_value = "true"
-    )]
-    pub s3_force_path_style: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Result files per document beside the JSON: a comma list of txt, hocr, alto, pdf
     /// (or all); JSON is always written.
     #[arg(long, env = "SPHINX_OUTPUT_FORMATS", default_value = "json")]
@@ -127,7 +120,7 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let sdk = aws_config::load_from_env().await;
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(args.s3_force_path_style)
+            .force_path_style(args.s3.s3_force_path_style)
             .build(),
     );
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3.clone(), args.bucket.clone()));

@@ -10,15 +10,15 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::ProgressBar;
 use sphinx_core::bundle;
-use sphinx_core::error::DocError;
-use sphinx_core::isolate::Isolation;
 use sphinx_core::keys;
-use sphinx_core::pipeline::{self, ErrorRecord, TileError, TileOptions};
-use sphinx_core::store::LocalStore;
-use sphinx_core::tiling::{Align, TileConfig};
+use sphinx_core::DocumentManifest;
+use sphinx_core::Isolation;
+use sphinx_core::LocalStore;
+use sphinx_core::TileOptions;
+use sphinx_core::{IngestConfig, IngestOutcome, Ingestor};
+use sphinx_core::{LayoutArgs, LimitArgs};
 
 use crate::inputs;
-use crate::limit_args::LimitArgs;
 
 #[derive(Debug, Args)]
 pub struct TileArgs {
@@ -47,38 +47,8 @@ pub struct TileArgs {
     pub render_in_process: bool,
 }
 
-/// Canvas and grid of the SPHINX-X high-resolution views.
-#[derive(Debug, Args)]
-pub struct LayoutArgs {
-    /// Canvas side in pixels (SPHINX-Tiny-1k: 1024; SPHINX-Tiny: 512).
-    #[arg(long, default_value_t = TileConfig::default().canvas)]
-    pub canvas: u32,
-    /// Cells per side of the canvas (SPHINX-Tiny-1k: 2; SPHINX-Tiny: 1).
-    #[arg(long, default_value_t = TileConfig::default().grid)]
-    pub grid: u32,
-    /// Where the page sits on the canvas: top-left (models with skip tokens) or center
-    /// (released checkpoints, as the reference's PadToSquare).
-    #[arg(long, value_enum, default_value_t = AlignArg::TopLeft)]
-    pub align: AlignArg,
-}
-
-/// `--align` values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AlignArg {
-    TopLeft,
-    Center,
-}
-
-impl LayoutArgs {
-    pub fn config(&self) -> TileConfig {
-        let align = match self.align {
-            AlignArg::TopLeft => Align::TopLeft,
-            AlignArg::Center => Align::Center,
-        };
-        TileConfig::new(self.canvas, self.grid).aligned(align)
-    }
-}
-
+/// The store name ingestion gives local documents (nothing is sent anywhere).
+const LOCAL_BUCKET: &str = "local";
 /// Exit status when at least one document failed (the others are still done).
 const EXIT_SOME_FAILED: u8 = 2;
 
@@ -113,9 +83,21 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    let store = LocalStore::new(&out).with_context(|| format!("cannot use {}", out.display()))?;
+    let store =
+        Arc::new(LocalStore::new(&out).with_context(|| format!("cannot use {}", out.display()))?);
     let progress = crate::progress::bar(files.len() as u64, "documents", args.quiet);
-    let summary = tile_files(&files, &args.inputs, &store, &opts, threads, &progress)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.min(4))
+        .enable_all()
+        .build()?;
+    let summary = runtime.block_on(tile_files(
+        &files,
+        &args.inputs,
+        store,
+        opts,
+        threads,
+        &progress,
+    ));
     progress.finish_and_clear();
     println!("{summary}");
     for failure in summary.failures.lock().unwrap().iter() {
@@ -130,7 +112,7 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
 
 /// Totals printed at the end of a run.
 #[derive(Default)]
-pub struct Summary {
+pub struct TileTotals {
     documents: AtomicU64,
     pages: AtomicU64,
     views: AtomicU64,
@@ -139,7 +121,7 @@ pub struct Summary {
     failures: Mutex<Vec<String>>,
 }
 
-impl std::fmt::Display for Summary {
+impl std::fmt::Display for TileTotals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
@@ -153,38 +135,63 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Tiles every file with `threads` documents in flight; a failed document is counted
-/// and recorded, never allowed to stop the others.
-fn tile_files(
+/// Tiles every file with `threads` documents in flight, through the ingestion library
+/// the tiler Lambda runs (no job queue: bundles, manifests and error records only); a
+/// failed document is counted and recorded, never allowed to stop the others.
+async fn tile_files(
     files: &[PathBuf],
     roots: &[PathBuf],
-    store: &LocalStore,
-    opts: &TileOptions,
+    store: Arc<LocalStore>,
+    opts: TileOptions,
     threads: usize,
     progress: &ProgressBar,
-) -> Result<Summary> {
-    let summary = Summary::default();
-    let next = AtomicU64::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..threads.min(files.len()) {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
-                let Some(file) = files.get(i) else { break };
-                let source = source_name(file, roots);
-                progress.set_message(source.clone());
-                if let Err(err) = tile_file(file, &source, store, opts, &summary) {
-                    summary.errors.fetch_add(1, Ordering::Relaxed);
-                    summary
-                        .failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("{}: {err:#}", file.display()));
-                }
-                progress.inc(1);
+) -> TileTotals {
+    // Without a job queue the tasks are never used.
+    let config = IngestConfig::local(LOCAL_BUCKET, Vec::new(), opts);
+    let ingestor = Arc::new(Ingestor::new(store.clone(), None, None, config));
+    let summary = TileTotals::default();
+    let mut running = tokio::task::JoinSet::new();
+    let mut next = files.iter();
+    loop {
+        while running.len() < threads {
+            let Some(file) = next.next() else { break };
+            let source = source_name(file, roots);
+            progress.set_message(source.clone());
+            let (ingestor, file) = (ingestor.clone(), file.clone());
+            running.spawn(async move {
+                let outcome = tile_file(&ingestor, &file, &source).await;
+                (file, outcome)
             });
         }
-    });
-    Ok(summary)
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        let (file, outcome) = match joined {
+            Ok(done) => done,
+            Err(e) => (
+                PathBuf::from("?"),
+                Err(anyhow::anyhow!("tiling task failed: {e}")),
+            ),
+        };
+        match outcome.and_then(|o| tiled_document(&store, o)) {
+            Ok(totals) => {
+                summary.documents.fetch_add(1, Ordering::Relaxed);
+                summary.pages.fetch_add(totals.0, Ordering::Relaxed);
+                summary.views.fetch_add(totals.1, Ordering::Relaxed);
+                summary.skips.fetch_add(totals.2, Ordering::Relaxed);
+            }
+            Err(err) => {
+                summary.errors.fetch_add(1, Ordering::Relaxed);
+                summary
+                    .failures
+                    .lock()
+                    .unwrap()
+                    .push(format!("{}: {err:#}", file.display()));
+            }
+        }
+        progress.inc(1);
+    }
+    summary
 }
 
 /// The name a document is known by in manifests: its path relative to the folder it
@@ -204,67 +211,39 @@ pub fn source_name(file: &Path, roots: &[PathBuf]) -> String {
         })
 }
 
-fn tile_file(
-    file: &Path,
-    source: &str,
-    store: &LocalStore,
-    opts: &TileOptions,
-    summary: &Summary,
-) -> Result<()> {
+/// One file through [`Ingestor::ingest_bytes`]; a file over the byte limit is never
+/// read whole: its error record is written under the id of its streamed hash.
+async fn tile_file(ingestor: &Ingestor, file: &Path, source: &str) -> Result<IngestOutcome> {
     let size = std::fs::metadata(file)
         .with_context(|| format!("cannot read {}", file.display()))?
         .len();
-    let bytes = if size > opts.limits.max_bytes {
-        // Too big to read: record it under the id of its first bytes' hash would be
-        // wrong, so hash the file in a streaming fashion instead of loading it.
-        return record_too_large(file, source, size, store, opts);
-    } else {
-        Arc::new(std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?)
-    };
-    let doc_id = keys::doc_id(&bytes);
-    let mut pages = 0u64;
-    let mut sink = |page: pipeline::PageOutput| -> anyhow::Result<()> {
-        store.put_blocking(&page.key, &page.bundle)?;
-        pages += 1;
-        summary.pages.fetch_add(1, Ordering::Relaxed);
-        summary
-            .views
-            .fetch_add(u64::from(page.views), Ordering::Relaxed);
-        summary
-            .skips
-            .fetch_add(u64::from(page.skipped), Ordering::Relaxed);
-        Ok(())
-    };
-    match pipeline::tile_document(bytes, source, opts, None, &mut sink) {
-        Ok(manifest) => {
-            store.put_blocking(&keys::document_manifest(&doc_id), &manifest.to_json())?;
-            summary.documents.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        Err(err) => {
-            if err.is_invalid_input() {
-                let record = ErrorRecord::from_error(&doc_id, source, &err);
-                store.put_blocking(&keys::error_record(&doc_id), &record.to_json())?;
-            }
-            Err(anyhow::Error::new(err)).with_context(|| format!("errors/{doc_id}.json"))
-        }
+    if size > ingestor.config().tile.limits.max_bytes {
+        let doc_id = keys::doc_id_of_reader(std::fs::File::open(file)?)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        return Ok(ingestor.reject_too_large(&doc_id, source, size).await?);
     }
+    let bytes =
+        Arc::new(std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?);
+    Ok(ingestor.ingest_bytes(source, bytes).await?)
 }
 
-fn record_too_large(
-    file: &Path,
-    source: &str,
-    size: u64,
-    store: &LocalStore,
-    opts: &TileOptions,
-) -> Result<()> {
-    let doc_id = keys::doc_id_of_reader(std::fs::File::open(file)?)
-        .with_context(|| format!("cannot read {}", file.display()))?;
-    let err = TileError::Document(DocError::TooLarge {
-        bytes: size,
-        limit: opts.limits.max_bytes,
-    });
-    let record = ErrorRecord::from_error(&doc_id, source, &err);
-    store.put_blocking(&keys::error_record(&doc_id), &record.to_json())?;
-    Err(anyhow::Error::new(err))
+/// Pages, views and skips of a tiled document (from its manifest), or why it failed.
+fn tiled_document(store: &LocalStore, outcome: IngestOutcome) -> Result<(u64, u64, u64)> {
+    let doc_id = match outcome {
+        IngestOutcome::Enqueued { doc_id, .. } | IngestOutcome::AlreadyDone { doc_id } => doc_id,
+        IngestOutcome::Rejected {
+            doc_id, message, ..
+        } => {
+            anyhow::bail!("{}: {message}", keys::error_record(&doc_id))
+        }
+        IngestOutcome::Continued { doc_id, next } => {
+            anyhow::bail!("{doc_id}: pages {next:?} were left untiled")
+        }
+        IngestOutcome::Ignored { reason } => anyhow::bail!("ignored: {reason}"),
+    };
+    let path = store.path_of(&keys::document_manifest(&doc_id))?;
+    let manifest = DocumentManifest::from_json(&std::fs::read(&path)?)?;
+    let views = manifest.pages.iter().map(|p| u64::from(p.views)).sum();
+    let skips = manifest.pages.iter().map(|p| u64::from(p.skipped)).sum();
+    Ok((u64::from(manifest.page_count), views, skips))
 }

@@ -5,13 +5,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use sphinx_core::settings::S3Args;
 use sphinx_core::store::{LocalStore, ObjectStore, S3Store};
 use sphinx_model::train::checkpoint::Output;
-use sphinx_model::train::spec::JobSpec;
-use sphinx_model::train::trainer::{stop_on_signals, Outcome, RunControl, Trainer};
+use sphinx_model::train::spec::TrainSpec;
+use sphinx_model::train::trainer::{RunControl, TrainOutcome, Trainer};
 use tch::Device;
 
 /// Output root when neither `--out` nor the spec's `output` names one.
@@ -36,20 +38,48 @@ pub struct TrainArgs {
     /// Where datasets named by s3:// URIs are copied before training.
     #[arg(long, env = "SPHINX_DATA_CACHE", default_value = "/tmp/sphinx-data")]
     pub data_cache: PathBuf,
+    /// The stack's bucket: without `--out` or the spec's `output`, the run writes to
+    /// s3://<bucket>.
+    #[arg(long, env = "SPHINX_BUCKET")]
+    pub bucket: Option<String>,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Train on the CPU even when a GPU is available.
     #[arg(long)]
     pub cpu: bool,
 }
 
 /// The object store and prefix of an output root: a local folder or `s3://bucket/prefix`.
-pub fn open_output(root: &str) -> Result<Output> {
+/// Its store calls run on `rt`.
+pub fn open_output(root: &str, s3: &S3Args, rt: tokio::runtime::Handle) -> Result<Output> {
     if let Some((bucket, prefix)) = parse_s3(root) {
-        let store = s3_store(&bucket)?;
-        return Ok(Output::new(Arc::new(store), &prefix)?);
+        let store = s3_store(&bucket, s3)?;
+        return Ok(Output::new(Arc::new(store), &prefix, rt)?);
     }
     std::fs::create_dir_all(root).with_context(|| format!("cannot create output {root}"))?;
     let store = LocalStore::new(Path::new(root)).with_context(|| format!("output {root}"))?;
-    Ok(Output::new(Arc::new(store), "")?)
+    Ok(Output::new(Arc::new(store), "", rt)?)
+}
+
+/// A flag that turns true on SIGTERM (a Spot interruption notice, `docker stop`) or
+/// ctrl-c, watched by a task on `rt`, for [`RunControl::stop`].
+fn stop_on_signals(rt: &tokio::runtime::Runtime) -> Result<Arc<AtomicBool>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let flag = Arc::new(AtomicBool::new(false));
+    let set = flag.clone();
+    let mut term = {
+        let _entered = rt.enter();
+        signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?
+    };
+    rt.spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::warn!("stop requested: checkpointing after this step");
+        set.store(true, Ordering::SeqCst);
+    });
+    Ok(flag)
 }
 
 /// `s3://bucket/some/prefix` -> (`bucket`, `some/prefix`).
@@ -60,7 +90,7 @@ fn parse_s3(uri: &str) -> Option<(String, String)> {
 }
 
 /// An S3 store from the environment's AWS settings (region, credentials, endpoint).
-fn s3_store(bucket: &str) -> Result<S3Store> {
+fn s3_store(bucket: &str, s3: &S3Args) -> Result<S3Store> {
     if bucket.is_empty() {
         bail!("an s3:// location needs a bucket");
     }
@@ -68,11 +98,9 @@ fn s3_store(bucket: &str) -> Result<S3Store> {
         .enable_all()
         .build()?;
     let sdk = rt.block_on(aws_config::load_from_env());
-    let path_style = std::env::var("SPHINX_S3_FORCE_PATH_STYLE")
-        .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     let client = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(path_style)
+            .force_path_style(s3.s3_force_path_style)
             .build(),
     );
     Ok(S3Store::new(client, bucket))
@@ -87,9 +115,9 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> Result<T> {
 }
 
 /// Reads the job spec from a file or `s3://bucket/key`.
-fn read_spec(uri: &str) -> Result<String> {
+fn read_spec(uri: &str, s3: &S3Args) -> Result<String> {
     if let Some((bucket, key)) = parse_s3(uri) {
-        let bytes = block_on(s3_store(&bucket)?.get(&key))?
+        let bytes = block_on(s3_store(&bucket, s3)?.get(&key))?
             .with_context(|| format!("cannot read job spec {uri}"))?;
         return String::from_utf8(bytes).with_context(|| format!("job spec {uri} is not UTF-8"));
     }
@@ -99,11 +127,11 @@ fn read_spec(uri: &str) -> Result<String> {
 /// Copies a dataset under `s3://bucket/prefix/name.jsonl` (the JSONL and everything
 /// beside it: its images) into `cache`, returning the local JSONL path. Files already
 /// cached with the same size are kept.
-fn fetch_dataset(uri: &str, cache: &Path) -> Result<String> {
+fn fetch_dataset(uri: &str, cache: &Path, s3: &S3Args) -> Result<String> {
     let Some((bucket, key)) = parse_s3(uri) else {
         return Ok(uri.to_string());
     };
-    let store = s3_store(&bucket)?;
+    let store = s3_store(&bucket, s3)?;
     let folder = key.rsplit_once('/').map_or("", |(f, _)| f).to_string();
     let listed = block_on(store.list(&folder))??;
     let local_root = cache.join(&bucket);
@@ -128,18 +156,18 @@ fn fetch_dataset(uri: &str, cache: &Path) -> Result<String> {
 
 /// Runs `sphinx train`.
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
-    let text = read_spec(&args.config)?;
-    let mut spec = JobSpec::from_json(&text, &args.config)?;
+    let text = read_spec(&args.config, &args.s3)?;
+    let mut spec = TrainSpec::from_json(&text, &args.config)?;
     for d in &mut spec.datasets {
-        d.path = fetch_dataset(&d.path, &args.data_cache)?;
+        d.path = fetch_dataset(&d.path, &args.data_cache, &args.s3)?;
     }
     let root = args
         .out
         .clone()
         .or_else(|| spec.output.clone())
         .or_else(|| {
-            std::env::var("SPHINX_BUCKET")
-                .ok()
+            args.bucket
+                .as_ref()
                 .filter(|b| !b.is_empty())
                 .map(|b| format!("s3://{b}"))
         })
@@ -149,11 +177,18 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
     } else {
         Device::cuda_if_available()
     };
+    // The process's runtime: the checkpoint store's calls and the signal watch run on its
+    // worker thread while this thread trains.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
     let ctl = RunControl {
-        stop: stop_on_signals()?,
+        stop: stop_on_signals(&rt)?,
         halt_at: None,
     };
-    let mut trainer = Trainer::new(spec, open_output(&root)?, device, args.resume)?
+    let output = open_output(&root, &args.s3, rt.handle().clone())?;
+    let mut trainer = Trainer::new(spec, output, device, args.resume)?
         .with_isolation(sphinx_core::isolate::Isolation::this_binary());
     eprintln!(
         "training {} on {device:?} from step {} to {}",
@@ -165,11 +200,11 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string(m).unwrap_or_default());
     })?;
     match outcome {
-        Outcome::Finished { model } => {
+        TrainOutcome::Finished { model } => {
             eprintln!("model written to {root}/{model}");
             Ok(ExitCode::SUCCESS)
         }
-        Outcome::Stopped { step, checkpoint } => {
+        TrainOutcome::Stopped { step, checkpoint } => {
             eprintln!(
                 "stopped at step {step}; checkpoint {}",
                 checkpoint.as_deref().unwrap_or("none")

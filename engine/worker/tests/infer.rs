@@ -5,14 +5,14 @@
 
 use std::path::PathBuf;
 
-use sphinx_core::job::Task;
-use sphinx_core::result::PageResult;
+use sphinx_core::PageResult;
+use sphinx_core::Task;
 use sphinx_model::config::{LlamaConfig, LlamaType, SphinxConfig};
 use sphinx_model::conversation::{Template, Turn};
-use sphinx_model::generate::Sampling;
 use sphinx_model::model_folder;
-use sphinx_model::mov::MovConfig;
-use sphinx_model::sphinx::Sphinx;
+use sphinx_model::MovConfig;
+use sphinx_model::Sampling;
+use sphinx_model::Sphinx;
 use sphinx_worker::{infer_cmd, overlay};
 use tch::{nn, Device, Tensor};
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use sphinx_core::boxes::{parse, PageFrame};
 use sphinx_core::document::Document;
-use sphinx_core::limits::Limits;
 use sphinx_core::tiling::{plan, TileConfig};
+use sphinx_core::Limits;
 use sphinx_worker::overlay;
 
 /// Long side the corpus page is rendered at (the tiler's default scale for a 1k canvas).

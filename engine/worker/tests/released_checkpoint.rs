@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sphinx_model::char_tokenizer;
 use sphinx_model::model_folder;
-use sphinx_model::sphinx::PageInput;
-use sphinx_model::train::char_tokenizer;
+use sphinx_model::PageInput;
 use tch::{Device, Tensor};
 
 /// The float32 parity bound on logits.

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use sphinx_core::keys;
-use sphinx_core::output::OutputFormat;
-use sphinx_core::result::{DocumentResult, PageResult};
-use sphinx_model::config::ModelConfig;
-use sphinx_model::sphinx::Sphinx;
-use sphinx_model::train::char_tokenizer;
-use sphinx_worker::limit_args::LimitArgs;
+use sphinx_core::LimitArgs;
+use sphinx_core::OutputFormat;
+use sphinx_core::{DocumentResult, PageResult};
+use sphinx_model::char_tokenizer;
+use sphinx_model::ModelConfig;
+use sphinx_model::Sphinx;
 use sphinx_worker::run_cmd::{self, RunArgs};
 use tch::{nn, Device, Tensor};
 

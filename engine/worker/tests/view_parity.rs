@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use sphinx_core::bundle::PageBundle;
 use sphinx_core::document::Document;
-use sphinx_core::isolate::Isolation;
-use sphinx_core::job::{PageJob, Task};
-use sphinx_core::limits::Limits;
-use sphinx_core::pipeline::{tile_document, TileOptions};
-use sphinx_model::mov::MovConfig;
+use sphinx_core::Isolation;
+use sphinx_core::Limits;
+use sphinx_core::PageBundle;
+use sphinx_core::{tile_document, TileOptions};
+use sphinx_core::{PageJob, Task};
+use sphinx_model::MovConfig;
 use sphinx_worker::batch::PreparedPage;
 use tch::{Device, Kind, Tensor};
 

@@ -1,14 +1,21 @@
-//! Everything the tiler reads from its environment, parsed once at cold start.
-//! Each variable is documented in `functions/tiler/README.md`.
+//! The tiler's settings: one clap struct ([`Settings`]) read from its `SPHINX_*`
+//! environment variables (the Lambda has no command line) or from the same names as
+//! flags, parsed once at cold start by the value parsers every service shares
+//! (`sphinx_core::settings`). Each variable is documented in `functions/tiler/README.md`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sphinx_core::isolate::{Isolation, ENV_RENDER_PROGRAM};
+use clap::{Args, FromArgMatches};
 use sphinx_core::job::{parse_tasks, Task};
-use sphinx_core::limits::{self, Limits};
-use sphinx_core::pipeline::TileOptions;
-use sphinx_core::tiling::{Align, TileConfig};
+use sphinx_core::settings::{parse_seconds, LayoutArgs, LimitArgs, RenderProgramArgs, S3Args};
+use sphinx_core::TileOptions;
+
+pub use sphinx_core::retry::RetryPolicy;
+pub use sphinx_core::settings::{
+    ENV_CANVAS_PX, ENV_GRID, ENV_MAX_BYTES, ENV_MAX_PAGES, ENV_MAX_PIXELS, ENV_MAX_RENDER_SIDE,
+    ENV_PAD_ALIGN, ENV_PAGE_TIMEOUT_S, ENV_RENDER_MEMORY_MB, ENV_S3_FORCE_PATH_STYLE,
+};
 
 /// Bucket holding `inbox/`, `work/` and `errors/` (required).
 pub const ENV_BUCKET: &str = "SPHINX_BUCKET";
@@ -28,26 +35,8 @@ pub const ENV_TIME_RESERVE_S: &str = "SPHINX_TIME_RESERVE_S";
 pub const ENV_RETRY_ATTEMPTS: &str = "SPHINX_RETRY_ATTEMPTS";
 /// First retry pause in milliseconds; doubles per attempt.
 pub const ENV_RETRY_BASE_MS: &str = "SPHINX_RETRY_BASE_MS";
-/// `1`/`true`: address S3 path-style (`endpoint/bucket/key`), as local S3 servers need.
-pub const ENV_S3_FORCE_PATH_STYLE: &str = "SPHINX_S3_FORCE_PATH_STYLE";
-/// Document limits (see `sphinx_core::limits`).
-pub const ENV_MAX_BYTES: &str = "SPHINX_MAX_BYTES";
-pub const ENV_MAX_PAGES: &str = "SPHINX_MAX_PAGES";
-pub const ENV_MAX_PIXELS: &str = "SPHINX_MAX_PIXELS";
-pub const ENV_MAX_RENDER_SIDE: &str = "SPHINX_MAX_RENDER_SIDE";
-pub const ENV_PAGE_TIMEOUT_S: &str = "SPHINX_PAGE_TIMEOUT_S";
-/// The served model's view layout: canvas side in pixels and sub-image grid. Bundles
-/// tiled for another layout are refused by the worker, so these follow the model
-/// (defaults: SPHINX-Tiny-1k's 1024 px, 2x2).
-pub const ENV_CANVAS_PX: &str = "SPHINX_CANVAS_PX";
-/// Where the page sits on the canvas: `top_left` (models with skip tokens, the default) or
-/// `center` (released checkpoints, as the reference's `PadToSquare`).
-pub const ENV_PAD_ALIGN: &str = "SPHINX_PAD_ALIGN";
-/// Heap of the render child in MiB (default: from [`ENV_LAMBDA_MEMORY_MB`]).
-pub const ENV_RENDER_MEMORY_MB: &str = "SPHINX_RENDER_MEMORY_MB";
 /// The function's memory setting in MiB, set by the Lambda runtime itself.
 pub const ENV_LAMBDA_MEMORY_MB: &str = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE";
-pub const ENV_GRID: &str = "SPHINX_GRID";
 
 /// Default tasks when neither the environment, object metadata nor a sidecar says.
 pub const DEFAULT_TASKS: &str = "ocr";
@@ -68,18 +57,64 @@ pub const DEFAULT_RETRY_BASE: Duration = Duration::from_millis(200);
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("environment variable {0} is required")]
-    Missing(&'static str),
+    Missing(String),
     #[error("environment variable {name}={value:?} is invalid: {reason}")]
     Invalid {
-        name: &'static str,
+        name: String,
         value: String,
         reason: String,
     },
 }
 
-pub use sphinx_core::retry::RetryPolicy;
+/// A comma list of tasks (`ocr,caption:short`), as one setting.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskList(pub Vec<Task>);
 
-/// The tiler's settings.
+impl std::str::FromStr for TaskList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_tasks(s).map(TaskList).map_err(|e| e.to_string())
+    }
+}
+
+/// Everything the tiler reads, each from its variable (or the flag of the same name).
+#[derive(Clone, Debug, Args)]
+pub struct Settings {
+    #[arg(long, env = ENV_BUCKET)]
+    pub bucket: String,
+    #[arg(long, env = ENV_INFER_QUEUE_URL)]
+    pub infer_queue_url: String,
+    #[arg(long, env = ENV_INGEST_QUEUE_URL)]
+    pub ingest_queue_url: String,
+    #[arg(long, env = ENV_TASKS, default_value = DEFAULT_TASKS)]
+    pub tasks: TaskList,
+    #[arg(long, env = ENV_INBOX_PREFIX, default_value = DEFAULT_INBOX_PREFIX)]
+    pub inbox_prefix: String,
+    #[arg(long, env = ENV_PAGES_PER_INVOCATION, default_value_t = DEFAULT_PAGES_PER_INVOCATION,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub pages_per_invocation: u32,
+    #[arg(long, env = ENV_TIME_RESERVE_S, value_parser = parse_seconds,
+          default_value = "20")]
+    pub time_reserve: Duration,
+    #[arg(long, env = ENV_RETRY_ATTEMPTS, default_value_t = DEFAULT_RETRY_ATTEMPTS)]
+    pub retry_attempts: u32,
+    #[arg(long, env = ENV_RETRY_BASE_MS, default_value_t = DEFAULT_RETRY_BASE.as_millis() as u64)]
+    pub retry_base_ms: u64,
+    /// Set by Lambda from the function's `MemorySize`: the render child gets it minus
+    /// the parent's headroom unless `SPHINX_RENDER_MEMORY_MB` says otherwise.
+    #[arg(long, env = ENV_LAMBDA_MEMORY_MB, hide = true)]
+    pub lambda_memory_mb: Option<u64>,
+    #[command(flatten)]
+    pub s3: S3Args,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    #[command(flatten)]
+    pub layout: LayoutArgs,
+    #[command(flatten)]
+    pub render: RenderProgramArgs,
+}
+
+/// The tiler's resolved settings.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub bucket: String,
@@ -94,167 +129,120 @@ pub struct Config {
     pub s3_force_path_style: bool,
 }
 
-impl Config {
+impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(&std::env::vars().collect())
     }
 
-    /// Reads settings from a variable map (the environment, or a test's map).
+    /// Reads the variables of `vars` (the environment, or a test's map) that name a
+    /// setting, through the same parsers as flags; the process environment is not
+    /// consulted, so a map is all there is. An empty variable counts as unset.
     pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
-        let required = |name: &'static str| {
-            vars.get(name)
-                .filter(|v| !v.is_empty())
-                .cloned()
-                .ok_or(ConfigError::Missing(name))
-        };
-        let tasks_list = vars.get(ENV_TASKS).map_or(DEFAULT_TASKS, String::as_str);
-        let default_tasks = parse_tasks(tasks_list).map_err(|e| ConfigError::Invalid {
-            name: ENV_TASKS,
-            value: tasks_list.to_string(),
+        let command = Self::augment_args(clap::Command::new("sphinx-tiler").no_binary_name(true))
+            .mut_args(|a| a.env(None::<&str>));
+        let mut argv = Vec::new();
+        for arg in Self::augment_args(clap::Command::new("names")).get_arguments() {
+            let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
+                continue;
+            };
+            if let Some(value) = env.to_str().and_then(|name| vars.get(name)) {
+                if !value.is_empty() {
+                    argv.push(format!("--{long}={value}"));
+                }
+            }
+        }
+        let matches = command
+            .try_get_matches_from(&argv)
+            .map_err(|e| name_the_variable(e, vars))?;
+        Self::from_arg_matches(&matches).map_err(|e| name_the_variable(e, vars))
+    }
+
+    /// The settings resolved; the layout is checked like the worker checks it.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        let tile = self.layout.config();
+        tile.validate().map_err(|e| ConfigError::Invalid {
+            name: ENV_CANVAS_PX.into(),
+            value: format!("{} ({ENV_GRID}={})", tile.canvas, tile.grid),
             reason: e.to_string(),
         })?;
-        let defaults = Limits::default();
-        let limits = Limits {
-            max_bytes: number(vars, ENV_MAX_BYTES, defaults.max_bytes)?,
-            max_pages: number(vars, ENV_MAX_PAGES, defaults.max_pages)?,
-            max_pixels: number(vars, ENV_MAX_PIXELS, defaults.max_pixels)?,
-            max_render_side: number(vars, ENV_MAX_RENDER_SIDE, defaults.max_render_side)?,
-            page_timeout: Duration::from_secs(number(
-                vars,
-                ENV_PAGE_TIMEOUT_S,
-                defaults.page_timeout.as_secs(),
-            )?),
-            render_memory: render_memory(vars)?,
-        };
-        let pages_per_invocation =
-            number(vars, ENV_PAGES_PER_INVOCATION, DEFAULT_PAGES_PER_INVOCATION)?;
-        if pages_per_invocation == 0 {
-            return Err(ConfigError::Invalid {
-                name: ENV_PAGES_PER_INVOCATION,
-                value: "0".into(),
-                reason: "must be at least 1".into(),
-            });
-        }
         Ok(Config {
-            bucket: required(ENV_BUCKET)?,
-            infer_queue_url: required(ENV_INFER_QUEUE_URL)?,
-            ingest_queue_url: required(ENV_INGEST_QUEUE_URL)?,
-            default_tasks,
-            inbox_prefix: vars
-                .get(ENV_INBOX_PREFIX)
-                .cloned()
-                .unwrap_or_else(|| DEFAULT_INBOX_PREFIX.to_string()),
-            pages_per_invocation,
-            time_reserve: Duration::from_secs(number(
-                vars,
-                ENV_TIME_RESERVE_S,
-                DEFAULT_TIME_RESERVE.as_secs(),
-            )?),
+            bucket: self.bucket.clone(),
+            infer_queue_url: self.infer_queue_url.clone(),
+            ingest_queue_url: self.ingest_queue_url.clone(),
+            default_tasks: self.tasks.0.clone(),
+            inbox_prefix: self.inbox_prefix.clone(),
+            pages_per_invocation: self.pages_per_invocation,
+            time_reserve: self.time_reserve,
             retry: RetryPolicy {
-                attempts: number(vars, ENV_RETRY_ATTEMPTS, DEFAULT_RETRY_ATTEMPTS)?.max(1),
-                base: Duration::from_millis(number(
-                    vars,
-                    ENV_RETRY_BASE_MS,
-                    DEFAULT_RETRY_BASE.as_millis() as u64,
-                )?),
+                attempts: self.retry_attempts.max(1),
+                base: Duration::from_millis(self.retry_base_ms),
             },
             tile: TileOptions {
-                tile: tile_config(vars)?,
-                limits,
-                isolation: match vars.get(ENV_RENDER_PROGRAM) {
-                    Some(program) => Isolation::Child {
-                        program: program.into(),
-                    },
-                    None => Isolation::this_binary(),
-                },
+                tile,
+                limits: self
+                    .limits
+                    .limits_within(self.lambda_memory_mb.map(|mb| mb << 20)),
+                isolation: self.render.isolation(),
             },
-            s3_force_path_style: flag(vars, ENV_S3_FORCE_PATH_STYLE)?,
+            s3_force_path_style: self.s3.s3_force_path_style,
         })
     }
 }
 
-/// The render child's heap: [`ENV_RENDER_MEMORY_MB`] when set, else what the function's
-/// memory setting (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, set by Lambda) leaves after the
-/// parent's headroom ([`limits::render_memory_within`]), else the default.
-fn render_memory(vars: &HashMap<String, String>) -> Result<u64, ConfigError> {
-    if vars.contains_key(ENV_RENDER_MEMORY_MB) {
-        return Ok(number::<u64>(vars, ENV_RENDER_MEMORY_MB, 0)? << 20);
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Settings::from_env()?.config()
     }
-    if vars.contains_key(ENV_LAMBDA_MEMORY_MB) {
-        let total = number::<u64>(vars, ENV_LAMBDA_MEMORY_MB, 0)? << 20;
-        return Ok(limits::render_memory_within(total));
+
+    /// Reads settings from a variable map (the environment, or a test's map).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        Settings::from_vars(vars)?.config()
     }
-    Ok(limits::DEFAULT_RENDER_MEMORY)
 }
 
-/// The layout from [`ENV_CANVAS_PX`], [`ENV_GRID`] and [`ENV_PAD_ALIGN`], checked like
-/// the worker checks it.
-fn tile_config(vars: &HashMap<String, String>) -> Result<TileConfig, ConfigError> {
-    let defaults = TileOptions::default().tile;
-    let align = match vars.get(ENV_PAD_ALIGN).map(String::as_str) {
-        None | Some("top_left") => Align::TopLeft,
-        Some("center") => Align::Center,
-        Some(other) => {
-            return Err(ConfigError::Invalid {
-                name: ENV_PAD_ALIGN,
-                value: other.to_string(),
-                reason: "must be top_left (models with skip tokens) or center (released \
-                         checkpoints)"
-                    .into(),
-            })
+/// A clap error in terms of the variables: which one is missing or invalid.
+fn name_the_variable(err: clap::Error, vars: &HashMap<String, String>) -> ConfigError {
+    let rendered = err.render().to_string();
+    // The message, without the usage line (which names every required flag).
+    let text = rendered.split("Usage:").next().unwrap_or_default();
+    let reason = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ")
+        .to_string();
+    let names = Settings::augment_args(clap::Command::new("names"));
+    let named = names.get_arguments().find_map(|a| {
+        let long = a.get_long()?;
+        let env = a.get_env()?.to_str()?;
+        (text.contains(&format!("--{long} ")) || text.contains(&format!("--{long}=")))
+            .then(|| env.to_string())
+    });
+    match named {
+        Some(name) if err.kind() == clap::error::ErrorKind::MissingRequiredArgument => {
+            ConfigError::Missing(name)
         }
-    };
-    let tile = TileConfig::new(
-        number(vars, ENV_CANVAS_PX, defaults.canvas)?,
-        number(vars, ENV_GRID, defaults.grid)?,
-    )
-    .aligned(align);
-    tile.validate().map_err(|e| ConfigError::Invalid {
-        name: ENV_CANVAS_PX,
-        value: format!("{} ({ENV_GRID}={})", tile.canvas, tile.grid),
-        reason: e.to_string(),
-    })?;
-    Ok(tile)
-}
-
-fn flag(vars: &HashMap<String, String>, name: &'static str) -> Result<bool, ConfigError> {
-    match vars
-        .get(name)
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("" | "0" | "false") => Ok(false),
-        Some("1" | "true") => Ok(true),
-        Some(other) => Err(ConfigError::Invalid {
+        Some(name) => ConfigError::Invalid {
+            value: vars.get(&name).cloned().unwrap_or_default(),
             name,
-            value: other.to_string(),
-            reason: "expected 1, 0, true or false".into(),
-        }),
-    }
-}
-
-fn number<T: std::str::FromStr>(
-    vars: &HashMap<String, String>,
-    name: &'static str,
-    default: T,
-) -> Result<T, ConfigError>
-where
-    T::Err: std::fmt::Display,
-{
-    match vars.get(name) {
-        None => Ok(default),
-        Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
-            name,
-            value: v.clone(),
-            reason: e.to_string(),
-        }),
+            reason,
+        },
+        None => ConfigError::Invalid {
+            name: "settings".into(),
+            value: String::new(),
+            reason,
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sphinx_core::isolate::{Isolation, ENV_RENDER_PROGRAM};
+    use sphinx_core::limits::{self, Limits};
+    use sphinx_core::tiling::{Align, TileConfig};
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs
@@ -276,6 +264,12 @@ mod tests {
         assert_eq!(c.inbox_prefix, "inbox/");
         assert_eq!(c.tile.limits, Limits::default());
         assert_eq!(c.tile.tile, TileConfig::tiny_1k());
+        assert_eq!(c.time_reserve, DEFAULT_TIME_RESERVE);
+        assert_eq!(
+            (c.retry.attempts, c.retry.base),
+            (DEFAULT_RETRY_ATTEMPTS, DEFAULT_RETRY_BASE)
+        );
+        assert!(!c.s3_force_path_style);
         let mut v = vars(BASE);
         v.insert(ENV_CANVAS_PX.into(), "640".into());
         assert_eq!(
@@ -286,9 +280,23 @@ mod tests {
         v.insert(ENV_TASKS.into(), "caption:short,ocr".into());
         v.insert(ENV_MAX_PAGES.into(), "7".into());
         v.insert(ENV_PAGES_PER_INVOCATION.into(), "2".into());
+        v.insert(ENV_PAD_ALIGN.into(), "center".into());
+        v.insert(ENV_S3_FORCE_PATH_STYLE.into(), "1".into());
         let c = Config::from_vars(&v).unwrap();
         assert_eq!(c.default_tasks.len(), 2);
         assert_eq!((c.tile.limits.max_pages, c.pages_per_invocation), (7, 2));
+        assert_eq!(c.tile.tile.align, Align::Center);
+        assert!(c.s3_force_path_style);
+    }
+
+    #[test]
+    fn the_page_timeout_takes_whole_or_fractional_seconds() {
+        for (text, want) in [("30", 30_000), ("2.5", 2_500)] {
+            let mut v = vars(BASE);
+            v.insert(ENV_PAGE_TIMEOUT_S.into(), text.into());
+            let c = Config::from_vars(&v).unwrap();
+            assert_eq!(c.tile.limits.page_timeout, Duration::from_millis(want));
+        }
     }
 
     #[test]
@@ -330,6 +338,10 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains(ENV_TASKS));
+        let mut v = vars(BASE);
+        v.insert(ENV_PAGES_PER_INVOCATION.into(), "0".into());
+        let err = Config::from_vars(&v).unwrap_err().to_string();
+        assert!(err.contains(ENV_PAGES_PER_INVOCATION), "{err}");
         // A layout no model can have: 641 px does not split into a 2x2 grid.
         let mut v = vars(BASE);
         v.insert(ENV_CANVAS_PX.into(), "641".into());

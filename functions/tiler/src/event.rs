@@ -4,8 +4,8 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use percent_encoding::percent_decode_str;
-use serde::{Deserialize, Serialize};
-use sphinx_core::job::Task;
+use serde::Deserialize;
+pub use sphinx_core::ingest::{Continuation, CONTINUATION_VERSION};
 
 /// `eventSource` of an SQS record.
 const SQS_SOURCE: &str = "aws:sqs";
@@ -13,8 +13,6 @@ const SQS_SOURCE: &str = "aws:sqs";
 const S3_SOURCE: &str = "aws:s3";
 /// `Event` of the test message S3 sends when a notification is configured.
 const S3_TEST_EVENT: &str = "s3:TestEvent";
-/// Version of the [`Continuation`] message schema.
-pub const CONTINUATION_VERSION: u32 = 1;
 
 /// A payload the tiler cannot use.
 #[derive(Debug, thiserror::Error)]
@@ -37,22 +35,6 @@ pub struct ObjectRef {
     pub bucket: String,
     /// The decoded key (`my+scan.pdf` in the notification is `my scan.pdf`).
     pub key: String,
-}
-
-/// The rest of a document too long for one invocation: tile `start..end` next.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Continuation {
-    /// Marks the body as a continuation and versions its schema.
-    pub sphinx_continuation: u32,
-    pub bucket: String,
-    pub key: String,
-    /// The document the pages belong to (the upload must still hash to it).
-    pub doc_id: String,
-    pub start: u32,
-    pub end: u32,
-    pub page_count: u32,
-    /// Tasks resolved for the upload, so later chunks need not resolve them again.
-    pub tasks: Vec<Task>,
 }
 
 /// What one ingest-queue message asks for.
@@ -209,6 +191,7 @@ fn short(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sphinx_core::job::Task;
 
     #[test]
     fn keys_are_form_decoded() {

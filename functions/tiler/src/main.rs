@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
-use sphinx_core::queue::SqsQueue;
 use sphinx_core::store::S3Store;
+use sphinx_core::SqsQueue;
 use sphinx_tiler::config::Config;
 use sphinx_tiler::handler::{deadline_from_epoch_ms, Tiler};
 

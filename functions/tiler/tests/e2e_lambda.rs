@@ -20,10 +20,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use sphinx_core::job::PageJob;
 use sphinx_core::keys;
-use sphinx_core::queue::{Queue, SqsQueue};
 use sphinx_core::store::{LocalStore, ObjectStore, S3Store};
+use sphinx_core::PageJob;
+use sphinx_core::{Queue, SqsQueue};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 

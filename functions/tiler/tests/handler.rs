@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use sphinx_core::job::{PageJob, Task};
 use sphinx_core::keys;
-use sphinx_core::pipeline::ErrorRecord;
-use sphinx_core::queue::{MemoryQueue, Queue};
-use sphinx_core::store::{LocalStore, ObjectStore};
+use sphinx_core::ErrorRecord;
+use sphinx_core::{LocalStore, ObjectStore};
+use sphinx_core::{MemoryQueue, Queue};
+use sphinx_core::{PageJob, Task};
 use sphinx_tiler::handler::Tiler;
 use tokio::time::Instant;
 
@@ -127,7 +127,7 @@ async fn mixed_batch_tiles_like_sphinx_tile_and_enqueues_one_job_per_page() {
         (record.doc_id.as_str(), record.source.as_str()),
         (bad_id.as_str(), CORRUPT)
     );
-    assert!(!record.code.is_empty() && !record.message.is_empty());
+    assert!(!record.code.as_str().is_empty() && !record.message.is_empty());
     assert!(rig
         .local
         .list(&format!("work/{bad_id}/"))

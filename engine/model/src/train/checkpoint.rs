@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use sphinx_core::store::{ObjectStore, StoreError};
 use tch::Tensor;
 
-use super::dataset::Cursor;
+use crate::dataset::Cursor;
 
 /// Object names inside a checkpoint and a model folder.
 pub const STATE: &str = "state.json";
@@ -30,8 +30,6 @@ pub enum CheckpointError {
     Store(#[from] StoreError),
     #[error("checkpoint {key}: {reason}")]
     Bad { key: String, reason: String },
-    #[error("cannot start the I/O runtime: {0}")]
-    Runtime(std::io::Error),
 }
 
 /// The small part of a checkpoint: where the run is.
@@ -48,11 +46,11 @@ pub struct TrainState {
 }
 
 /// A store plus a key prefix (`""` or ending in `/`), used synchronously from the
-/// training loop (a private current-thread runtime drives the async store).
+/// training loop: the caller's runtime (`sphinx train` owns it) drives the async store.
 pub struct Output {
     store: Arc<dyn ObjectStore>,
     prefix: String,
-    rt: tokio::runtime::Runtime,
+    rt: tokio::runtime::Handle,
 }
 
 impl std::fmt::Debug for Output {
@@ -69,12 +67,13 @@ pub fn step_dir(step: u64) -> String {
 }
 
 impl Output {
-    /// Keys under `prefix` in `store`.
-    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Self, CheckpointError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(CheckpointError::Runtime)?;
+    /// Keys under `prefix` in `store`, whose calls run on `rt` (a runtime the caller
+    /// keeps; the training loop must not run on one of its worker threads).
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        rt: tokio::runtime::Handle,
+    ) -> Result<Self, CheckpointError> {
         let prefix = match prefix.trim_matches('/') {
             "" => String::new(),
             p => format!("{p}/"),

@@ -2,14 +2,14 @@
 //! dataset in one conversation format, mixed in one run; the LLM, `visual_proj` and the
 //! start/end/skip tokens train while the two encoders stay frozen.
 //!
-//! One file per concept: [`spec`] (the job JSON), [`dataset`] (records, mixture,
-//! `to_predict` labels), [`optimizer`] (checkpointable AdamW), [`schedule`] (warmup +
-//! cosine), [`checkpoint`] (state in the object store), [`trainer`] (the loop),
-//! [`char_tokenizer`] (a small vocabulary for models trained from scratch).
+//! One file per concept: [`spec`] (the job JSON), [`optimizer`] (checkpointable AdamW),
+//! [`schedule`] (warmup + cosine), [`checkpoint`] (state in the object store), [`trainer`]
+//! (the loop). The records and their mixture ([`crate::dataset`]) and the small vocabulary
+//! for models trained from scratch ([`crate::char_tokenizer`]) are shared with inference
+//! and evaluation, so they live beside the model. Behind the `train` feature; the process
+//! concerns (runtime, signals, S3) are the caller's (`sphinx train`).
 
-pub mod char_tokenizer;
 pub mod checkpoint;
-pub mod dataset;
 pub mod optimizer;
 pub mod schedule;
 pub mod spec;

@@ -64,7 +64,7 @@ pub enum Precision {
 /// The whole job.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct JobSpec {
+pub struct TrainSpec {
     /// Run name: checkpoints go to `<output>/checkpoints/<run>/`, the model to
     /// `<output>/models/<run>/`.
     pub run: String,
@@ -140,7 +140,7 @@ pub enum SpecError {
     },
 }
 
-impl JobSpec {
+impl TrainSpec {
     /// Parses and validates spec JSON; `source_name` names it in errors.
     pub fn from_json(text: &str, source_name: &str) -> Result<Self, SpecError> {
         let spec: Self = serde_json::from_str(text).map_err(|error| SpecError::Parse {

@@ -23,14 +23,14 @@ use sphinx_core::limits::Limits;
 use sphinx_core::tiling::{tile_page, TileConfig};
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
-use super::char_tokenizer;
 use super::checkpoint::{Output, TrainState, METRICS};
-use super::dataset::{tokenize, Cursor, Dataset, Mixture, IGNORE};
 use super::optimizer::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
-use super::spec::{JobSpec, Precision};
+use super::spec::{Precision, TrainSpec};
+use crate::char_tokenizer;
 use crate::config::ModelConfig;
 use crate::conversation::Template;
+use crate::dataset::{tokenize, Cursor, Dataset, Mixture, IGNORE};
 use crate::model_folder;
 use crate::mov::{canvas_tensor, ViewLayout};
 use crate::sphinx::Sphinx;
@@ -90,7 +90,7 @@ pub struct RunControl {
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum TrainOutcome {
     /// All steps done; the model folder's key.
     Finished { model: String },
     /// Stopped at `step`, with the checkpoint written then (if any).
@@ -133,7 +133,7 @@ struct Example {
 
 /// A training run.
 pub struct Trainer {
-    pub spec: JobSpec,
+    pub spec: TrainSpec,
     pub config: ModelConfig,
     pub device: Device,
     vs: nn::VarStore,
@@ -184,7 +184,7 @@ fn render_canvas(
 
 impl Trainer {
     /// Builds the run; with `resume`, continues from the newest checkpoint if any.
-    pub fn new(spec: JobSpec, output: Output, device: Device, resume: bool) -> Result<Self> {
+    pub fn new(spec: TrainSpec, output: Output, device: Device, resume: bool) -> Result<Self> {
         let (config, tokenizer_json, weights_dir) = model_source(&spec)?;
         let vision = config.vision();
         if let Some(dir) = &weights_dir {
@@ -207,9 +207,7 @@ impl Trainer {
             weights::load_files(&mut vs, &[path.as_path()])
                 .with_context(|| format!("cannot load weights {}", path.display()))?;
         }
-        let tok_file = tempfile::NamedTempFile::new()?;
-        std::fs::write(tok_file.path(), &tokenizer_json)?;
-        let tokenizer = Tokenizer::from_file(tok_file.path())?;
+        let tokenizer = Tokenizer::from_bytes(&tokenizer_json, Path::new("model.tokenizer"))?;
         if tokenizer.vocab_size() as i64 > config.sphinx.llm.vocab_size {
             bail!(
                 "the tokenizer has {} pieces but the model's vocab_size is {}",
@@ -658,7 +656,7 @@ impl Trainer {
         &mut self,
         ctl: &RunControl,
         on_step: &mut dyn FnMut(&StepMetrics),
-    ) -> Result<Outcome> {
+    ) -> Result<TrainOutcome> {
         if self.spec.cache_pages > 0 && self.step < self.spec.steps {
             let started = std::time::Instant::now();
             let n = self.warm_page_cache()?;
@@ -677,14 +675,14 @@ impl Trainer {
                 self.save_checkpoint()?;
             }
             if ctl.halt_at == Some(self.step) {
-                return Ok(Outcome::Stopped {
+                return Ok(TrainOutcome::Stopped {
                     step: self.step,
                     checkpoint: None,
                 });
             }
             if ctl.stop.load(Ordering::SeqCst) {
                 let dir = self.save_checkpoint()?;
-                return Ok(Outcome::Stopped {
+                return Ok(TrainOutcome::Stopped {
                     step: self.step,
                     checkpoint: Some(dir),
                 });
@@ -692,7 +690,7 @@ impl Trainer {
         }
         self.save_checkpoint()?;
         let model = self.export()?;
-        Ok(Outcome::Finished { model })
+        Ok(TrainOutcome::Finished { model })
     }
 
     /// Publishes `models/<run>/` (config.json, model.safetensors, tokenizer.json,
@@ -734,7 +732,7 @@ impl Trainer {
 }
 
 /// The model config, tokenizer JSON and (to fine-tune) weights folder of a spec.
-fn model_source(spec: &JobSpec) -> Result<(ModelConfig, Vec<u8>, Option<PathBuf>)> {
+fn model_source(spec: &TrainSpec) -> Result<(ModelConfig, Vec<u8>, Option<PathBuf>)> {
     if let Some(dir) = &spec.model.dir {
         let dir = PathBuf::from(dir);
         let config = ModelConfig::from_json_file(&dir.join(model_folder::CONFIG_FILE))
@@ -759,38 +757,6 @@ fn model_source(spec: &JobSpec) -> Result<(ModelConfig, Vec<u8>, Option<PathBuf>
         path => std::fs::read(path).with_context(|| format!("model.tokenizer {path}"))?,
     };
     Ok((config, tok, None))
-}
-
-/// A flag that turns true on SIGTERM (a Spot interruption notice, `docker stop`) or
-/// ctrl-c, watched by a background thread, for [`RunControl::stop`].
-pub fn stop_on_signals() -> Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let set = flag.clone();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            rt.block_on(async move {
-                #[cfg(unix)]
-                {
-                    use tokio::signal::unix::{signal, SignalKind};
-                    let Ok(mut term) = signal(SignalKind::terminate()) else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = term.recv() => {}
-                        _ = tokio::signal::ctrl_c() => {}
-                    }
-                }
-                #[cfg(not(unix))]
-                let _ = tokio::signal::ctrl_c().await;
-                tracing::warn!("stop requested: checkpointing after this step");
-                set.store(true, Ordering::SeqCst);
-            })
-        })?;
-    Ok(flag)
 }
 
 #[cfg(test)]

@@ -13,14 +13,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use sphinx_archive::{Request, Upload};
 use sphinx_core::document::sniff;
-use sphinx_core::isolate::Isolation;
 use sphinx_core::keys;
-use sphinx_core::limits::Limits;
-use sphinx_core::output::OutputFormats;
-use sphinx_core::pipeline::ErrorRecord;
 use sphinx_core::result::{DocumentResult, OutputRecord, PageResult};
 use sphinx_core::retry::{retry, RetryPolicy};
-use sphinx_core::store::ObjectStore;
+use sphinx_core::ErrorRecord;
+use sphinx_core::Isolation;
+use sphinx_core::Limits;
+use sphinx_core::ObjectStore;
+use sphinx_core::OutputFormats;
 
 /// What the completion step writes beside the merged JSON, and what it needs for it.
 #[derive(Debug, Clone)]

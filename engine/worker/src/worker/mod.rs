@@ -26,21 +26,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use sphinx_core::bundle::PageBundle;
-use sphinx_core::job::PageJob;
 use sphinx_core::keys;
-use sphinx_core::pipeline::{ErrorRecord, ERROR_RECORD_VERSION};
 use sphinx_core::queue::{Message, Queue, MAX_BATCH, MAX_WAIT};
-use sphinx_core::result::PageResult;
 use sphinx_core::retry::{retry, RetryPolicy};
-use sphinx_core::store::ObjectStore;
+use sphinx_core::ObjectStore;
+use sphinx_core::PageBundle;
+use sphinx_core::PageJob;
+use sphinx_core::PageResult;
+use sphinx_core::{ErrorCode, ErrorRecord};
 use tokio::sync::Notify;
 
 pub use complete::{complete_document, Completion, Outputs};
 use metrics::BatchReport;
 
 use crate::batch::{run_batch, BatchOptions, BatchStats, PreparedPage};
-use sphinx_model::model_folder::Loaded;
+use sphinx_model::Loaded;
 
 /// What happens to a job that can never succeed, after its error record is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,7 +159,7 @@ impl InFlight {
 
 /// Totals over a worker's life.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Summary {
+pub struct WorkerSummary {
     pub batches: usize,
     pub pages_done: usize,
     pub pages_failed: usize,
@@ -179,7 +179,7 @@ type Computed = (Item, Result<PageResult, PageFailure>);
 /// Why a page could not be processed.
 enum PageFailure {
     /// Will fail the same way every time: recorded, then [`Poison`] applies.
-    Permanent { code: &'static str, message: String },
+    Permanent { code: ErrorCode, message: String },
     /// May succeed later (store/queue outage): the message is released.
     Transient(String),
 }
@@ -218,13 +218,13 @@ impl<'a> Worker<'a> {
     }
 
     /// Runs until shutdown or idle exit; `on_batch` sees every batch report.
-    pub async fn run(&self, on_batch: &mut dyn FnMut(&BatchReport)) -> Result<Summary> {
+    pub async fn run(&self, on_batch: &mut dyn FnMut(&BatchReport)) -> Result<WorkerSummary> {
         let _keeper = AbortOnDrop(tokio::spawn(keep_visible(
             self.queue.clone(),
             self.inflight.clone(),
             self.cfg.visibility,
         )));
-        let mut summary = Summary::default();
+        let mut summary = WorkerSummary::default();
         let mut last_work = Instant::now();
         while !self.shutdown.requested() {
             let messages = self.gather().await;
@@ -306,7 +306,7 @@ impl<'a> Worker<'a> {
     }
 
     /// One micro-batch: parse, skip finished pages, download, run, write, complete, delete.
-    async fn process(&self, messages: Vec<Message>, summary: &mut Summary) -> BatchReport {
+    async fn process(&self, messages: Vec<Message>, summary: &mut WorkerSummary) -> BatchReport {
         let started = Instant::now();
         let mut report = BatchReport::default();
         let mut items = Vec::new();
@@ -315,7 +315,7 @@ impl<'a> Worker<'a> {
                 Ok(job) => items.push(Item { msg, job }),
                 Err(e) => {
                     let failure = PageFailure::Permanent {
-                        code: "invalid_job",
+                        code: ErrorCode::InvalidJob,
                         message: format!("message {}: {e}", msg.id),
                     };
                     self.fail(None, &msg, failure, &mut report).await;
@@ -360,7 +360,7 @@ impl<'a> Worker<'a> {
                         .map_err(|e| PageFailure::Transient(e.to_string()))
                     }
                     Err(e) => Err(PageFailure::Permanent {
-                        code: "result_encoding",
+                        code: ErrorCode::ResultEncoding,
                         message: e.to_string(),
                     }),
                 },
@@ -432,7 +432,7 @@ impl<'a> Worker<'a> {
             fetched[i] = Some(got.map_err(|e| {
                 if e.is_not_found() {
                     PageFailure::Permanent {
-                        code: "missing_bundle",
+                        code: ErrorCode::MissingBundle,
                         message: e.to_string(),
                     }
                 } else {
@@ -456,12 +456,12 @@ impl<'a> Worker<'a> {
 
     fn prepare(&self, job: &PageJob, bytes: Vec<u8>) -> Result<PreparedPage, PageFailure> {
         let bundle = PageBundle::decode(bytes).map_err(|e| PageFailure::Permanent {
-            code: "bad_bundle",
+            code: ErrorCode::BadBundle,
             message: format!("{}: {e}", job.bundle_key),
         })?;
         PreparedPage::from_bundle(&bundle, job, &self.loaded.tile, &self.loaded.id).map_err(|e| {
             PageFailure::Permanent {
-                code: "bad_bundle",
+                code: ErrorCode::BadBundle,
                 message: format!("{e:#}"),
             }
         })
@@ -534,28 +534,26 @@ impl<'a> Worker<'a> {
                 let (key, record) = match job {
                     Some(job) => (
                         keys::page_error(&job.doc_id, job.page_index),
-                        ErrorRecord {
-                            schema_version: ERROR_RECORD_VERSION,
-                            doc_id: job.doc_id.clone(),
-                            source: job.source.clone(),
-                            code: code.to_string(),
-                            message: message.clone(),
-                            page: Some(job.page_index),
-                        },
+                        ErrorRecord::new(
+                            &job.doc_id,
+                            &job.source,
+                            code,
+                            message.clone(),
+                            Some(job.page_index),
+                        ),
                     ),
                     None => (
-                        format!("{}/jobs/{}.json", keys::ERRORS_PREFIX, safe_name(&msg.id)),
-                        ErrorRecord {
-                            schema_version: ERROR_RECORD_VERSION,
-                            doc_id: String::new(),
-                            source: format!("infer queue message {}", msg.id),
-                            code: code.to_string(),
-                            message: message.clone(),
-                            page: None,
-                        },
+                        keys::job_error(&msg.id),
+                        ErrorRecord::new(
+                            "",
+                            &format!("infer queue message {}", msg.id),
+                            code,
+                            message.clone(),
+                            None,
+                        ),
                     ),
                 };
-                tracing::error!(message_id = %msg.id, code, %message, key, "page failed for good");
+                tracing::error!(message_id = %msg.id, code = code.as_str(), %message, key, "page failed for good");
                 let body = record.to_json();
                 let written = retry(self.cfg.retry, "write error record", || {
                     self.store.put(&key, body.clone())
@@ -606,7 +604,7 @@ impl<'a> Worker<'a> {
 
 fn model_failure(e: anyhow::Error) -> PageFailure {
     PageFailure::Permanent {
-        code: "model_error",
+        code: ErrorCode::ModelError,
         message: format!("{e:#}"),
     }
 }
@@ -629,19 +627,6 @@ fn add_stats(total: &mut BatchStats, s: &BatchStats) {
     total.encode += s.encode;
     total.prefill += s.prefill;
     total.decode += s.decode;
-}
-
-/// A message id as a key segment (SQS ids are UUIDs; anything else is made safe).
-fn safe_name(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 /// Renews the visibility of every held message every third of `visibility`.

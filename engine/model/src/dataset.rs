@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::conversation::{Template, Turn};
+use crate::splitmix::SplitMix64;
 use crate::tokenizer::Tokenizer;
 
 /// Label of a position that is not supervised (PyTorch's `ignore_index` default).
@@ -239,18 +240,15 @@ pub struct Mixture {
     lens: Vec<usize>,
 }
 
-/// SplitMix64's output function (Steele, Lea & Flood, OOPSLA 2014): a well-mixed 64-bit
-/// hash of a counter, so every draw is addressable without replaying a stream.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// SplitMix64's output function as a hash of a counter, so every draw is addressable
+/// without replaying a stream.
+fn mix(z: u64) -> u64 {
+    SplitMix64::hash(z)
 }
 
 /// Uniform in [0, 1) from a hash (top 53 bits).
 fn unit(h: u64) -> f64 {
-    (h >> 11) as f64 / (1u64 << 53) as f64
+    SplitMix64::unit(h)
 }
 
 impl Mixture {
