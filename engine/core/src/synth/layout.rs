@@ -117,9 +117,8 @@ const MIN_BAND_PX: f64 = 18.0;
 const MAX_SHAPES: usize = 3;
 
 /// Optional bounds on what a page holds. The defaults (none) give document-like pages;
-/// the nano model is trained on small strips with one short line of large text (`sphinx
-/// synth --page 256x64 --max-lines 1 --min-em 22 --max-em 28 --no-shapes --ocr-only`,
-/// docs/nano.md). Without any bound no random draw changes, so pages are those of earlier
+/// the nano model is trained on small strips with one short aligned monospaced line
+/// (`scripts/train-nano.sh` PAGE_FLAGS, docs/nano.md). Without any bound no random draw changes, so pages are those of earlier
 /// versions.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TextBounds {
