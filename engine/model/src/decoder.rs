@@ -126,6 +126,16 @@ impl<'m> Decoder<'m> {
         })
     }
 
+    /// Decode slots in all (rows generated at once).
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Positions (prompt and answer) each slot's rows of the cache hold.
+    pub fn capacity(&self) -> i64 {
+        self.cache.capacity()
+    }
+
     /// Slots free for [`Self::admit`].
     pub fn free_slots(&self) -> usize {
         self.slots.iter().filter(|s| s.is_none()).count()

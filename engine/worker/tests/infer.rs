@@ -169,3 +169,102 @@ fn fewer_decode_slots_give_the_same_answers() {
         }
     }
 }
+
+/// Pages submitted while others decode join the running decode (the worker feeds its
+/// next micro-batch in this way) and answer exactly as each page does alone.
+#[test]
+fn pages_submitted_mid_decode_join_it_and_answer_as_alone() {
+    use sphinx_worker::batch::{run_batch, BatchOptions, PreparedPage};
+    use sphinx_worker::stream::{Isolation, PageStream};
+    let (dir, cfg) = model_dir();
+    let loaded =
+        model_folder::load_with(dir.path(), Device::Cpu, &cfg, &MovConfig::tiny_test()).unwrap();
+    let page = |i: u32| {
+        let img = image::RgbImage::from_fn(180 + 30 * i, 240, |x, y| {
+            image::Rgb([(x * 5 + y * i) as u8, (y * 7) as u8, (x | y) as u8])
+        });
+        PreparedPage::from_image(
+            &img,
+            [180.0, 240.0],
+            ("d".into(), i, 6),
+            vec![Task::Ocr],
+            &loaded.tile,
+        )
+        .unwrap()
+    };
+    let opts = BatchOptions {
+        // Longer than one advance (8 steps), so the first group is still decoding.
+        max_new_tokens: 20,
+        ..BatchOptions::default()
+    };
+    let mut stream = PageStream::new(&loaded, &opts, Isolation::FailAll).unwrap();
+    stream.expect(3);
+    let mut done = stream.submit((0..3).map(|i| (i, page(i))).collect());
+    done.extend(stream.advance());
+    let first_group_decoding = stream.rows_decoding();
+    assert!(
+        first_group_decoding > 0,
+        "the first group must still be decoding for this test to mean anything"
+    );
+    done.extend(stream.submit((3..6).map(|i| (i, page(i))).collect()));
+    done.extend(stream.advance());
+    while !stream.is_idle() {
+        done.extend(stream.advance());
+    }
+    let stats = stream.take_stats();
+    assert_eq!(stats.slots, 6, "one decoder, sized for both groups");
+    assert!(
+        stats.joined >= 3,
+        "the second group's rows joined a running decode ({} joined)",
+        stats.joined
+    );
+    assert_eq!(stats.pages, 6);
+    assert_eq!(done.len(), 6);
+    for (i, result) in done {
+        let streamed = result.unwrap();
+        let (alone, _) = run_batch(&loaded, &[page(i)], &opts).unwrap();
+        assert_eq!(streamed.page_index, i);
+        let (a, b) = (&streamed.tasks[0], &alone[0].tasks[0]);
+        assert_eq!((&a.raw_text, a.tokens), (&b.raw_text, b.tokens), "page {i}");
+    }
+}
+
+/// A page the model cannot take fails alone: the rest of its group is encoded page by
+/// page and answers.
+#[test]
+fn a_bad_page_in_a_submitted_group_fails_only_itself() {
+    use sphinx_worker::batch::{BatchOptions, PreparedPage};
+    use sphinx_worker::stream::{Isolation, PageStream};
+    let (dir, cfg) = model_dir();
+    let loaded =
+        model_folder::load_with(dir.path(), Device::Cpu, &cfg, &MovConfig::tiny_test()).unwrap();
+    let page = |i: u32, tasks: Vec<Task>| {
+        let img = image::RgbImage::from_fn(200, 200, |x, y| image::Rgb([x as u8, y as u8, 9]));
+        PreparedPage::from_image(
+            &img,
+            [200.0, 200.0],
+            ("d".into(), i, 3),
+            tasks,
+            &loaded.tile,
+        )
+        .unwrap()
+    };
+    let opts = BatchOptions {
+        max_new_tokens: MAX_NEW,
+        ..BatchOptions::default()
+    };
+    let mut stream = PageStream::new(&loaded, &opts, Isolation::PageByPage).unwrap();
+    let mut done = stream.submit(vec![
+        (0, page(0, vec![Task::Ocr])),
+        (1, page(1, Vec::new())),
+        (2, page(2, vec![Task::Ocr])),
+    ]);
+    while !stream.is_idle() {
+        done.extend(stream.advance());
+    }
+    done.sort_by_key(|(i, _)| *i);
+    let outcome: Vec<(u32, bool)> = done.iter().map(|(i, r)| (*i, r.is_ok())).collect();
+    assert_eq!(outcome, vec![(0, true), (1, false), (2, true)]);
+    let err = format!("{:#}", done[1].1.as_ref().unwrap_err());
+    assert!(err.contains("page 1 of d has no task"), "{err}");
+}

@@ -39,7 +39,8 @@ use tokio::sync::Notify;
 pub use complete::{complete_document, Completion, Outputs};
 use metrics::BatchReport;
 
-use crate::batch::{run_batch, BatchOptions, BatchStats, PreparedPage};
+use crate::batch::{BatchOptions, PreparedPage};
+use crate::stream::{Isolation, PageStream};
 use sphinx_model::Loaded;
 
 /// What happens to a job that can never succeed, after its error record is written.
@@ -171,6 +172,8 @@ pub struct WorkerSummary {
 struct Item {
     msg: Message,
     job: PageJob,
+    /// The micro-batch it was received in (for its report).
+    batch: u64,
 }
 
 /// A page after the model: its result or why it has none.
@@ -184,14 +187,55 @@ enum PageFailure {
     Transient(String),
 }
 
-/// The worker over its store, queue and model.
-pub struct Worker<'a> {
-    loaded: &'a Loaded,
+/// A micro-batch received from the queue: pages ready for the model, and pages that need
+/// none (finished before: deleted once their document is checked).
+struct Intake {
+    batch: u64,
+    messages: usize,
+    ready: Vec<(Item, PreparedPage)>,
+    finished: Vec<Item>,
+    /// Failures met on the way (already recorded or released).
+    report: BatchReport,
+}
+
+/// What writing a group of pages did, per micro-batch.
+#[derive(Default)]
+struct Written {
+    /// Per micro-batch: pages settled, and the counts for its report.
+    batches: BTreeMap<u64, (usize, BatchReport)>,
+    documents_completed: usize,
+}
+
+impl Written {
+    fn entry(&mut self, batch: u64) -> &mut (usize, BatchReport) {
+        self.batches.entry(batch).or_default()
+    }
+}
+
+/// A micro-batch whose pages are not all settled yet.
+struct Open {
+    left: usize,
+    started: Instant,
+    report: BatchReport,
+}
+
+/// The store and queue side of the worker: receiving, downloading, writing results and
+/// deleting messages. Owned (not borrowed) so it runs in background tasks while the
+/// model computes.
+struct Io {
     store: Arc<dyn ObjectStore>,
     queue: Arc<dyn Queue>,
     cfg: WorkerConfig,
     shutdown: Arc<Shutdown>,
     inflight: Arc<InFlight>,
+    tile: sphinx_core::tiling::TileConfig,
+    model_id: String,
+}
+
+/// The worker over its store, queue and model.
+pub struct Worker<'a> {
+    loaded: &'a Loaded,
+    io: Arc<Io>,
 }
 
 impl<'a> Worker<'a> {
@@ -204,67 +248,222 @@ impl<'a> Worker<'a> {
     ) -> Self {
         Self {
             loaded,
-            store,
-            queue,
-            cfg,
-            shutdown,
-            inflight: Arc::new(InFlight::default()),
+            io: Arc::new(Io {
+                store,
+                queue,
+                cfg,
+                shutdown,
+                inflight: Arc::new(InFlight::default()),
+                tile: loaded.tile.clone(),
+                model_id: loaded.id.clone(),
+            }),
         }
     }
 
     /// The messages held right now (for a grace-period release from a signal handler).
     pub fn inflight(&self) -> Arc<InFlight> {
-        self.inflight.clone()
+        self.io.inflight.clone()
     }
 
-    /// Runs until shutdown or idle exit; `on_batch` sees every batch report.
+    /// Runs until shutdown or idle exit; `on_batch` sees the report of every micro-batch
+    /// once all its pages are settled.
+    ///
+    /// Pages stream through the model ([`PageStream`]): while it decodes, the next
+    /// micro-batch is received and downloaded in the background and its pages join the
+    /// running decode as slots free; results are written and messages deleted in the
+    /// background too. When the model has nothing to do, the worker long-polls.
     pub async fn run(&self, on_batch: &mut dyn FnMut(&BatchReport)) -> Result<WorkerSummary> {
+        let io = &self.io;
         let _keeper = AbortOnDrop(tokio::spawn(keep_visible(
-            self.queue.clone(),
-            self.inflight.clone(),
-            self.cfg.visibility,
+            io.queue.clone(),
+            io.inflight.clone(),
+            io.cfg.visibility,
         )));
+        let mut stream = PageStream::new(self.loaded, &io.cfg.batch, Isolation::PageByPage)?;
         let mut summary = WorkerSummary::default();
+        let mut open: BTreeMap<u64, Open> = BTreeMap::new();
+        let mut receiving: Option<tokio::task::JoinHandle<Intake>> = None;
+        let mut writing: tokio::task::JoinSet<Written> = tokio::task::JoinSet::new();
+        let mut next_batch = 0u64;
         let mut last_work = Instant::now();
-        while !self.shutdown.requested() {
-            let messages = self.gather().await;
-            if messages.is_empty() {
-                if self
-                    .cfg
-                    .idle_exit
-                    .is_some_and(|idle| last_work.elapsed() >= idle)
-                {
-                    tracing::info!("queue idle, stopping");
-                    break;
+        loop {
+            while let Some(joined) = writing.try_join_next() {
+                settle(joined, &mut open, &mut stream, &mut summary, on_batch);
+                last_work = Instant::now();
+            }
+            if stream.is_idle() {
+                let intake = match receiving.take() {
+                    Some(handle) => handle.await.ok(),
+                    None if io.shutdown.requested() => break,
+                    None => {
+                        next_batch += 1;
+                        let messages = io.gather(io.cfg.max_batch_pages, true).await;
+                        Some(io.clone().intake(next_batch, messages).await)
+                    }
+                };
+                let Some(intake) = intake else { continue };
+                if intake.messages == 0 {
+                    let idle = io.cfg.idle_exit.is_some_and(|t| last_work.elapsed() >= t);
+                    if io.shutdown.requested() || (idle && writing.is_empty()) {
+                        if idle {
+                            tracing::info!("queue idle, stopping");
+                        }
+                        break;
+                    }
+                    if idle {
+                        // Results still being written: wait for them before exiting.
+                        if let Some(joined) = writing.join_next().await {
+                            settle(joined, &mut open, &mut stream, &mut summary, on_batch);
+                        }
+                    }
+                    continue;
                 }
+                last_work = Instant::now();
+                self.accept(intake, &mut stream, &mut open, &mut writing)
+                    .await;
                 continue;
             }
-            if self.shutdown.requested() {
-                summary.released += self.inflight.release_all(self.queue.as_ref()).await;
-                break;
+
+            // The model is busy: fetch the next micro-batch meanwhile, if there is room.
+            if receiving.is_none() && !io.shutdown.requested() {
+                let want = stream.room().min(io.cfg.max_batch_pages);
+                if want > 0 {
+                    next_batch += 1;
+                    let (io, batch) = (io.clone(), next_batch);
+                    receiving = Some(tokio::spawn(async move {
+                        let messages = io.gather(want, false).await;
+                        io.intake(batch, messages).await
+                    }));
+                }
             }
-            let report = self.process(messages, &mut summary).await;
-            summary.batches += 1;
-            summary.pages_done += report.pages_done;
-            summary.pages_failed += report.pages_failed;
-            summary.released += report.released;
-            on_batch(&report);
-            last_work = Instant::now();
+            if receiving.as_ref().is_some_and(|h| h.is_finished()) {
+                // Finished: this await does not wait.
+                if let Some(handle) = receiving.take() {
+                    if let Ok(intake) = handle.await {
+                        if intake.messages > 0 {
+                            last_work = Instant::now();
+                            self.accept(intake, &mut stream, &mut open, &mut writing)
+                                .await;
+                        }
+                    }
+                }
+            }
+            let done = tokio::task::block_in_place(|| stream.advance());
+            if !done.is_empty() {
+                let io = io.clone();
+                writing
+                    .spawn(async move { io.write(done.into_iter().map(computed).collect()).await });
+            }
         }
-        summary.released += self.inflight.release_all(self.queue.as_ref()).await;
+        while let Some(joined) = writing.join_next().await {
+            settle(joined, &mut open, &mut stream, &mut summary, on_batch);
+        }
+        summary.released += io.inflight.release_all(io.queue.as_ref()).await;
         Ok(summary)
     }
 
-    /// Receives up to `max_batch_pages` messages: a long poll for the first, then at most
-    /// `batch_wait` more to fill the batch. Receive faults are logged and retried later.
-    async fn gather(&self) -> Vec<Message> {
+    /// Opens a received micro-batch: pages for the model go into the stream (or back to
+    /// the queue after a shutdown request); finished ones and failures are settled.
+    async fn accept(
+        &self,
+        intake: Intake,
+        stream: &mut PageStream<'_, Item>,
+        open: &mut BTreeMap<u64, Open>,
+        writing: &mut tokio::task::JoinSet<Written>,
+    ) {
+        let io = &self.io;
+        let Intake {
+            batch,
+            mut ready,
+            finished,
+            mut report,
+            ..
+        } = intake;
+        if io.shutdown.requested() {
+            for (item, _) in ready.drain(..) {
+                io.release(&item.msg, Duration::ZERO).await;
+                report.released += 1;
+            }
+        }
+        open.insert(
+            batch,
+            Open {
+                left: ready.len() + finished.len(),
+                started: Instant::now(),
+                report,
+            },
+        );
+        let mut settled: Vec<Computed> = Vec::new();
+        let failed = tokio::task::block_in_place(|| stream.submit(ready));
+        settled.extend(failed.into_iter().map(computed));
+        let io2 = io.clone();
+        writing.spawn(async move {
+            let mut written = io2.write(settled).await;
+            // Present even when empty, so a micro-batch with nothing to write is reported.
+            written.entry(batch);
+            written.documents_completed += io2.settle_finished(finished, &mut written).await;
+            written
+        });
+    }
+}
+
+/// A page out of the stream as the worker records it.
+fn computed((item, result): (Item, Result<PageResult>)) -> Computed {
+    (item, result.map_err(model_failure))
+}
+
+/// Folds what a writer did into the open micro-batches; reports the ones now settled.
+fn settle(
+    joined: Result<Written, tokio::task::JoinError>,
+    open: &mut BTreeMap<u64, Open>,
+    stream: &mut PageStream<'_, Item>,
+    summary: &mut WorkerSummary,
+    on_batch: &mut dyn FnMut(&BatchReport),
+) {
+    let written = match joined {
+        Ok(w) => w,
+        Err(e) => {
+            // Its messages stay held until the visibility timeout: redelivered, not lost.
+            tracing::error!(error = %e, "a result writer died");
+            return;
+        }
+    };
+    summary.documents_completed += written.documents_completed;
+    for (batch, (pages, part)) in written.batches {
+        let Some(o) = open.get_mut(&batch) else {
+            continue;
+        };
+        o.left = o.left.saturating_sub(pages);
+        o.report.pages_done += part.pages_done;
+        o.report.pages_failed += part.pages_failed;
+        o.report.released += part.released;
+        if o.left == 0 {
+            let mut o = open.remove(&batch).expect("looked up above");
+            o.report.stats = stream.take_stats();
+            o.report.wall = o.started.elapsed();
+            summary.batches += 1;
+            summary.pages_done += o.report.pages_done;
+            summary.pages_failed += o.report.pages_failed;
+            summary.released += o.report.released;
+            on_batch(&o.report);
+        }
+    }
+}
+
+impl Io {
+    /// Receives up to `max` messages. `long`: a long poll for the first, then at most
+    /// `batch_wait` more to fill the batch (the model is idle); otherwise one short poll
+    /// (the model is busy; it must not wait on the queue). Receive faults are logged and
+    /// retried later.
+    async fn gather(&self, max: usize, long: bool) -> Vec<Message> {
         let mut got: Vec<Message> = Vec::new();
         let mut fill_until = None;
         loop {
-            let want = (self.cfg.max_batch_pages - got.len()).min(MAX_BATCH);
-            let wait = match fill_until {
-                None => self.cfg.poll_wait,
-                Some(t) => {
+            let want = (max - got.len()).min(MAX_BATCH);
+            let wait = match (long, fill_until) {
+                (false, _) => Duration::ZERO,
+                (true, None) => self.cfg.poll_wait,
+                (true, Some(t)) => {
                     let left: Duration = t - Instant::now().min(t);
                     // SQS waits in whole seconds; 0 is a short poll.
                     Duration::from_secs(left.as_secs())
@@ -281,11 +480,11 @@ impl<'a> Worker<'a> {
                     }
                     let empty = batch.is_empty();
                     got.extend(batch);
-                    if got.is_empty() {
+                    if got.is_empty() || !long {
                         return got;
                     }
                     let until = *fill_until.get_or_insert(Instant::now() + self.cfg.batch_wait);
-                    if got.len() >= self.cfg.max_batch_pages
+                    if got.len() >= max
                         || Instant::now() >= until
                         || (empty && wait.is_zero())
                         || self.shutdown.requested()
@@ -298,21 +497,25 @@ impl<'a> Worker<'a> {
                     if !got.is_empty() {
                         return got;
                     }
-                    tokio::time::sleep(self.cfg.release_backoff.min(Duration::from_secs(5))).await;
+                    if long {
+                        tokio::time::sleep(self.cfg.release_backoff.min(Duration::from_secs(5)))
+                            .await;
+                    }
                     return got;
                 }
             }
         }
     }
 
-    /// One micro-batch: parse, skip finished pages, download, run, write, complete, delete.
-    async fn process(&self, messages: Vec<Message>, summary: &mut WorkerSummary) -> BatchReport {
-        let started = Instant::now();
+    /// Parses the messages, sets aside pages finished before, downloads and prepares
+    /// the rest.
+    async fn intake(self: Arc<Self>, batch: u64, messages: Vec<Message>) -> Intake {
         let mut report = BatchReport::default();
+        let count = messages.len();
         let mut items = Vec::new();
         for msg in messages {
             match PageJob::from_json(&msg.body) {
-                Ok(job) => items.push(Item { msg, job }),
+                Ok(job) => items.push(Item { msg, job, batch }),
                 Err(e) => {
                     let failure = PageFailure::Permanent {
                         code: ErrorCode::InvalidJob,
@@ -345,9 +548,20 @@ impl<'a> Worker<'a> {
                 Err(f) => self.fail(Some(&item.job), &item.msg, f, &mut report).await,
             }
         }
+        Intake {
+            batch,
+            messages: count,
+            ready,
+            finished,
+            report,
+        }
+    }
 
-        let (computed, stats) = self.compute(ready);
-        report.stats = stats;
+    /// Writes each page's result (or records its failure), completes the documents whose
+    /// pages are now all durable, then deletes the messages of the pages written.
+    async fn write(&self, computed: Vec<Computed>) -> Written {
+        let mut written = Written::default();
+        let mut finished = Vec::new();
         for (item, outcome) in computed {
             let write = match outcome {
                 Ok(result) => match result.to_json() {
@@ -368,11 +582,21 @@ impl<'a> Worker<'a> {
             };
             match write {
                 Ok(()) => finished.push(item),
-                Err(f) => self.fail(Some(&item.job), &item.msg, f, &mut report).await,
+                Err(f) => {
+                    let entry = written.entry(item.batch);
+                    entry.0 += 1;
+                    self.fail(Some(&item.job), &item.msg, f, &mut entry.1).await;
+                }
             }
         }
+        written.documents_completed += self.settle_finished(finished, &mut written).await;
+        written
+    }
 
-        // Results are durable: complete documents, then delete the messages.
+    /// Pages whose results are durable: complete their documents, then delete their
+    /// messages. Returns the documents completed.
+    async fn settle_finished(&self, finished: Vec<Item>, written: &mut Written) -> usize {
+        let mut completed = 0;
         let mut docs = BTreeMap::new();
         for item in &finished {
             docs.insert(
@@ -391,7 +615,7 @@ impl<'a> Worker<'a> {
             );
             match done.await {
                 Ok(Completion::Written) => {
-                    summary.documents_completed += 1;
+                    completed += 1;
                     tracing::info!(doc_id, "document complete, merged result written");
                 }
                 Ok(other) => tracing::debug!(doc_id, ?other, "document completion"),
@@ -401,11 +625,12 @@ impl<'a> Worker<'a> {
             }
         }
         for item in finished {
-            report.pages_done += 1;
+            let entry = written.entry(item.batch);
+            entry.0 += 1;
+            entry.1.pages_done += 1;
             self.delete(&item.msg).await;
         }
-        report.wall = started.elapsed();
-        report
+        completed
     }
 
     /// Downloads the bundles of `items`, `downloads` at a time, keeping their order.
@@ -459,56 +684,12 @@ impl<'a> Worker<'a> {
             code: ErrorCode::BadBundle,
             message: format!("{}: {e}", job.bundle_key),
         })?;
-        PreparedPage::from_bundle(&bundle, job, &self.loaded.tile, &self.loaded.id).map_err(|e| {
+        PreparedPage::from_bundle(&bundle, job, &self.tile, &self.model_id).map_err(|e| {
             PageFailure::Permanent {
                 code: ErrorCode::BadBundle,
                 message: format!("{e:#}"),
             }
         })
-    }
-
-    /// Runs the batch; if it fails as a whole, each page alone, so one page the model
-    /// refuses fails only itself.
-    fn compute(&self, ready: Vec<(Item, PreparedPage)>) -> (Vec<Computed>, BatchStats) {
-        if ready.is_empty() {
-            return (Vec::new(), BatchStats::default());
-        }
-        let (items, pages): (Vec<Item>, Vec<PreparedPage>) = ready.into_iter().unzip();
-        let batch = tokio::task::block_in_place(|| run_batch(self.loaded, &pages, &self.cfg.batch));
-        match batch {
-            Ok((results, stats)) => (
-                items.into_iter().zip(results.into_iter().map(Ok)).collect(),
-                stats,
-            ),
-            Err(e) if pages.len() > 1 => {
-                tracing::warn!(error = %format!("{e:#}"), pages = pages.len(), "batch failed, retrying page by page");
-                let mut stats = BatchStats::default();
-                let mut out = Vec::new();
-                for (item, page) in items.into_iter().zip(pages) {
-                    let one = tokio::task::block_in_place(|| {
-                        run_batch(self.loaded, std::slice::from_ref(&page), &self.cfg.batch)
-                    });
-                    out.push((
-                        item,
-                        match one {
-                            Ok((mut r, s)) => {
-                                add_stats(&mut stats, &s);
-                                Ok(r.remove(0))
-                            }
-                            Err(e) => Err(model_failure(e)),
-                        },
-                    ));
-                }
-                (out, stats)
-            }
-            Err(e) => (
-                items
-                    .into_iter()
-                    .map(|item| (item, Err(model_failure(e.clone_display()))))
-                    .collect(),
-                BatchStats::default(),
-            ),
-        }
     }
 
     /// Records a failure and applies the poison policy or releases the message.
@@ -589,6 +770,14 @@ impl<'a> Worker<'a> {
         }
     }
 
+    /// Makes a held message visible again after `after`.
+    async fn release(&self, msg: &Message, after: Duration) {
+        if let Err(e) = self.queue.change_visibility(&msg.receipt, after).await {
+            tracing::warn!(error = %e, "could not release a message");
+        }
+        self.inflight.remove(&msg.receipt);
+    }
+
     async fn delete(&self, msg: &Message) {
         if let Err(e) = retry(self.cfg.retry, "delete message", || {
             self.queue.delete(&msg.receipt)
@@ -607,26 +796,6 @@ fn model_failure(e: anyhow::Error) -> PageFailure {
         code: ErrorCode::ModelError,
         message: format!("{e:#}"),
     }
-}
-
-trait CloneDisplay {
-    fn clone_display(&self) -> anyhow::Error;
-}
-
-impl CloneDisplay for anyhow::Error {
-    fn clone_display(&self) -> anyhow::Error {
-        anyhow::anyhow!("{self:#}")
-    }
-}
-
-fn add_stats(total: &mut BatchStats, s: &BatchStats) {
-    total.pages += s.pages;
-    total.views += s.views;
-    total.rows += s.rows;
-    total.generated_tokens += s.generated_tokens;
-    total.encode += s.encode;
-    total.prefill += s.prefill;
-    total.decode += s.decode;
 }
 
 /// Renews the visibility of every held message every third of `visibility`.
