@@ -15,7 +15,9 @@
 # batch sizes 1/8/32/64. Peers: the same LLM shape in transformers, from input
 # embeddings of our sequence length, greedy, SDPA, the same number of new tokens, eager
 # with its dynamic cache and with its static cache + torch.compile. Ours is timed end to
-# end (encoders included); the peers run the LLM only, so the ratios favour them.
+# end (encoders included); the peers run the LLM only, so the ratios favour them. The
+# encoders get their own table: our encode phase against timm's ConvNeXt-XXL
+# (channels-last) + transformers' DINOv2-g on the same 5 views per page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 STAGE=target/bench-gpu
@@ -52,6 +54,7 @@ ours = {r["batch"]: r for r in map(json.loads, open(sys.argv[1]))}
 peers = {}
 for r in map(json.loads, open(sys.argv[2])):
     peers.setdefault(r["peer"], {})[r["batch"]] = r
+enc = peers.pop("encoders", {})
 price, card, new = float(sys.argv[3]), sys.argv[4], sys.argv[5]
 usd = lambda ms: ms / 1000 / 3600 * price * 1e6
 print(f"### {datetime.date.today()}: {card}, {new} new tokens per page, ${price}/GPU-hour\n")
@@ -67,8 +70,17 @@ for b in sorted(ours):
         h = p.get(b)
         cells += [f"{h['ms_per_page']:.1f}", f"{h['tokens_per_s']:.0f}", f"{h['ms_per_page'] / ms:.2f}x"] if h else ["", "", ""]
     print("| " + " | ".join(cells) + " |")
+if enc:
+    print("\n| batch | ours encoders ms/page | timm ConvNeXt-XXL + transformers DINOv2-g ms/page | ours vs peer |")
+    print("|---|---|---|---|")
+    for b in sorted(ours):
+        e = enc.get(b)
+        mine = 1000 * ours[b]["encode_s"] / b
+        if e:
+            print(f"| {b} | {mine:.1f} | {e['ms_per_page']:.1f} | {e['ms_per_page'] / mine:.2f}x |")
 print("\nPhases of ours (s): " + "; ".join(
-    f"batch {b}: encode {o['encode_s']:.2f}, prefill {o['prefill_s']:.2f}, decode {o['decode_s']:.2f}"
+    f"batch {b}: encode {o['encode_s']:.2f}, prefill {o['prefill_s']:.2f}, decode {o['decode_s']:.2f}, "
+    f"host {o['wall_s'] - o['encode_s'] - o['prefill_s'] - o['decode_s']:.2f}"
     for b, o in sorted(ours.items())))
 PY
   cat "$LOG/table.md"
