@@ -192,6 +192,8 @@ enum PageFailure {
 struct Intake {
     batch: u64,
     messages: usize,
+    /// As many messages as were asked for: the queue likely holds more.
+    full: bool,
     ready: Vec<(Item, PreparedPage)>,
     finished: Vec<Item>,
     /// Failures met on the way (already recorded or released).
@@ -297,8 +299,9 @@ impl<'a> Worker<'a> {
                     None if io.shutdown.requested() => break,
                     None => {
                         next_batch += 1;
-                        let messages = io.gather(io.cfg.max_batch_pages, true).await;
-                        Some(io.clone().intake(next_batch, messages).await)
+                        let want = io.cfg.max_batch_pages;
+                        let messages = io.gather(want).await;
+                        Some(io.clone().intake(next_batch, want, messages).await)
                     }
                 };
                 let Some(intake) = intake else { continue };
@@ -331,8 +334,8 @@ impl<'a> Worker<'a> {
                     next_batch += 1;
                     let (io, batch) = (io.clone(), next_batch);
                     receiving = Some(tokio::spawn(async move {
-                        let messages = io.gather(want, false).await;
-                        io.intake(batch, messages).await
+                        let messages = io.gather(want).await;
+                        io.intake(batch, want, messages).await
                     }));
                 }
             }
@@ -374,11 +377,14 @@ impl<'a> Worker<'a> {
         let io = &self.io;
         let Intake {
             batch,
+            full,
             mut ready,
             finished,
             mut report,
             ..
         } = intake;
+        // A full micro-batch means a backlog: a decoder made now gets slots for the next.
+        stream.expect(if full { io.cfg.max_batch_pages } else { 0 });
         if io.shutdown.requested() {
             for (item, _) in ready.drain(..) {
                 io.release(&item.msg, Duration::ZERO).await;
@@ -451,19 +457,18 @@ fn settle(
 }
 
 impl Io {
-    /// Receives up to `max` messages. `long`: a long poll for the first, then at most
-    /// `batch_wait` more to fill the batch (the model is idle); otherwise one short poll
-    /// (the model is busy; it must not wait on the queue). Receive faults are logged and
-    /// retried later.
-    async fn gather(&self, max: usize, long: bool) -> Vec<Message> {
+    /// Receives up to `max` messages: a long poll for the first, then at most
+    /// `batch_wait` more to fill the batch. While the model is busy this runs in the
+    /// background, so waiting on the queue costs the model nothing and an empty queue
+    /// is not polled in a loop. Receive faults are logged and retried later.
+    async fn gather(&self, max: usize) -> Vec<Message> {
         let mut got: Vec<Message> = Vec::new();
         let mut fill_until = None;
         loop {
             let want = (max - got.len()).min(MAX_BATCH);
-            let wait = match (long, fill_until) {
-                (false, _) => Duration::ZERO,
-                (true, None) => self.cfg.poll_wait,
-                (true, Some(t)) => {
+            let wait = match fill_until {
+                None => self.cfg.poll_wait,
+                Some(t) => {
                     let left: Duration = t - Instant::now().min(t);
                     // SQS waits in whole seconds; 0 is a short poll.
                     Duration::from_secs(left.as_secs())
@@ -480,7 +485,7 @@ impl Io {
                     }
                     let empty = batch.is_empty();
                     got.extend(batch);
-                    if got.is_empty() || !long {
+                    if got.is_empty() {
                         return got;
                     }
                     let until = *fill_until.get_or_insert(Instant::now() + self.cfg.batch_wait);
@@ -497,10 +502,7 @@ impl Io {
                     if !got.is_empty() {
                         return got;
                     }
-                    if long {
-                        tokio::time::sleep(self.cfg.release_backoff.min(Duration::from_secs(5)))
-                            .await;
-                    }
+                    tokio::time::sleep(self.cfg.release_backoff.min(Duration::from_secs(5))).await;
                     return got;
                 }
             }
@@ -509,7 +511,7 @@ impl Io {
 
     /// Parses the messages, sets aside pages finished before, downloads and prepares
     /// the rest.
-    async fn intake(self: Arc<Self>, batch: u64, messages: Vec<Message>) -> Intake {
+    async fn intake(self: Arc<Self>, batch: u64, asked: usize, messages: Vec<Message>) -> Intake {
         let mut report = BatchReport::default();
         let count = messages.len();
         let mut items = Vec::new();
@@ -551,6 +553,7 @@ impl Io {
         Intake {
             batch,
             messages: count,
+            full: count >= asked,
             ready,
             finished,
             report,
