@@ -248,7 +248,11 @@ mod tests {
         let cli = Cli::try_parse_from(["x", "--devices", "cuda:0,cuda:3, cuda"]).unwrap();
         assert_eq!(
             cli.devices.devices,
-            [DeviceSpec::Cuda(0), DeviceSpec::Cuda(3), DeviceSpec::Cuda(0)]
+            [
+                DeviceSpec::Cuda(0),
+                DeviceSpec::Cuda(3),
+                DeviceSpec::Cuda(0)
+            ]
         );
         let err = cli.devices.validate().unwrap_err();
         assert!(err.contains("cuda:0 twice"), "{err}");

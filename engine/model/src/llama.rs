@@ -502,7 +502,9 @@ impl Llama {
 
     /// The final norm on the head's device, the result back home.
     fn final_norm(&self, h: &Tensor) -> Tensor {
-        self.norm.forward(&h.to_device(self.head)).to_device(self.home)
+        self.norm
+            .forward(&h.to_device(self.head))
+            .to_device(self.home)
     }
 
     /// Token embeddings `[B, T, dim]` of int64 ids `[B, T]`.

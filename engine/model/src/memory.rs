@@ -111,7 +111,9 @@ pub fn free_memory(device: Device) -> Option<(u64, String)> {
 pub fn free_memory_at(device: Device, slot: usize) -> Option<(u64, String)> {
     if let Ok(v) = std::env::var(MEMORY_ENV) {
         let figures: Vec<&str> = v.split(',').map(str::trim).collect();
-        let figure = figures.get(slot).or(figures.first().filter(|_| figures.len() == 1));
+        let figure = figures
+            .get(slot)
+            .or(figures.first().filter(|_| figures.len() == 1));
         if let Some(bytes) = figure.and_then(|f| f.parse::<u64>().ok()) {
             return Some((bytes, format!(" ({MEMORY_ENV})")));
         }
@@ -183,6 +185,21 @@ pub fn ensure_fits(path: &Path, llm: &LlamaConfig, device: Device) -> Result<Nee
 mod tests {
     use super::*;
     use tch::{Kind, Tensor};
+
+    #[test]
+    fn the_override_gives_one_figure_for_all_devices_or_one_each() {
+        // The only test of this binary that reads the variable.
+        std::env::set_var(MEMORY_ENV, "1000");
+        assert_eq!(free_memory_at(Device::Cuda(3), 2).unwrap().0, 1000);
+        std::env::set_var(MEMORY_ENV, "1000, 2000");
+        let at = |slot| free_memory_at(Device::Cuda(slot), slot).map(|f| f.0);
+        assert_eq!((at(0), at(1)), (Some(1000), Some(2000)));
+        assert!(free_memory_at(Device::Cuda(0), 0)
+            .unwrap()
+            .1
+            .contains(MEMORY_ENV));
+        std::env::remove_var(MEMORY_ENV);
+    }
 
     #[test]
     fn counts_weights_at_the_run_kind_and_one_kv_cache() {

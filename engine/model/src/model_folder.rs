@@ -70,6 +70,9 @@ pub fn plan_for(
     llm: &crate::config::LlamaConfig,
     devices: &[Device],
 ) -> Result<Plan> {
+    if devices.is_empty() {
+        bail!("no device to place the model on");
+    }
     for (i, d) in devices.iter().enumerate() {
         if devices[..i].contains(d) {
             bail!("device {d:?} is listed twice");
@@ -78,22 +81,25 @@ pub fn plan_for(
     let cuda = devices.iter().filter(|d| d.is_cuda()).count();
     if cuda != 0 && cuda != devices.len() {
         bail!(
-            "cannot place one model on the CPU and GPUs at once (it runs in float32 on the              CPU, bfloat16 on a GPU): list only GPUs, got {devices:?}"
+            "cannot place one model on the CPU and GPUs at once (it runs in float32 on the \
+             CPU, bfloat16 on a GPU): list only GPUs, got {devices:?}"
         );
     }
     let elem = memory::run_elem_bytes(devices[0]);
     let sizes = placement::part_sizes(weights_path, llm, elem)?;
-    let free = devices
-        .iter()
-        .enumerate()
-        .map(|(slot, &device)| match memory::free_memory_at(device, slot) {
-            Some((free, _)) => Ok(DeviceFree { device, free }),
-            None => bail!(
+    let mut free = Vec::with_capacity(devices.len());
+    for (slot, &device) in devices.iter().enumerate() {
+        let Some((bytes, _)) = memory::free_memory_at(device, slot) else {
+            bail!(
                 "cannot place the model: the free memory of {device:?} is unknown (set {})",
                 memory::MEMORY_ENV
-            ),
-        })
-        .collect::<Result<Vec<_>>>()?;
+            );
+        };
+        free.push(DeviceFree {
+            device,
+            free: bytes,
+        });
+    }
     Ok(placement::plan(&sizes, &free)?)
 }
 
@@ -130,7 +136,8 @@ pub fn load_planned(
             cfg.llm.n_layers
         );
     }
-    let mut stores: Vec<nn::VarStore> = plan.devices.iter().map(|&d| nn::VarStore::new(d)).collect();
+    let mut stores: Vec<nn::VarStore> =
+        plan.devices.iter().map(|&d| nn::VarStore::new(d)).collect();
     let model = Sphinx::build_parts(
         &PartPaths::planned(&stores, plan),
         &cfg.llm,

@@ -480,7 +480,10 @@ mod tests {
             err.contains("layer 1 (50.00 GiB)") && err.contains("at most 40.00 GiB"),
             "{err}"
         );
-        assert!(matches!(plan(&big_layer, &[]), Err(PlacementError::NoDevices)));
+        assert!(matches!(
+            plan(&big_layer, &[]),
+            Err(PlacementError::NoDevices)
+        ));
     }
 
     #[test]
@@ -509,10 +512,7 @@ mod tests {
             part_of("llma.layers.12.attention.wq.weight"),
             Part::Layer(12)
         );
-        assert_eq!(
-            part_of("llma.layers.3.feed_forward.w1"),
-            Part::Layer(3)
-        );
+        assert_eq!(part_of("llma.layers.3.feed_forward.w1"), Part::Layer(3));
         assert_eq!(part_of("llma.tok_embeddings.weight"), Part::Embeddings);
         assert_eq!(part_of("llma.norm.weight"), Part::Head);
         assert_eq!(part_of("llma.output.weight"), Part::Head);

@@ -27,11 +27,11 @@ use tch::{Kind, Tensor};
 
 use crate::config::{LlamaConfig, LlamaType};
 use crate::llama::{Llama, LlamaError};
-use crate::placement::PartPaths;
 use crate::mov::{
     normalize_canvas, views_from_canvas, Mov, MovConfig, MovFeatures, MovViews, ViewLayout,
     VisionError,
 };
+use crate::placement::PartPaths;
 
 /// Why a SPHINX-X forward was refused.
 #[derive(Debug, thiserror::Error)]

@@ -60,6 +60,9 @@ mod tests {
         let twice = DeviceArgs {
             devices: vec![DeviceSpec::Cpu, DeviceSpec::Cpu],
         };
-        assert!(resolve(&twice, false).unwrap_err().to_string().contains("twice"));
+        assert!(resolve(&twice, false)
+            .unwrap_err()
+            .to_string()
+            .contains("twice"));
     }
 }

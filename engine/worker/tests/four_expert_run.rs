@@ -81,8 +81,10 @@ fn args(inputs: &Path, out: &Path, model: &Path, max_batch_pages: usize) -> RunA
 fn results(out: &Path, doc_id: &str, pages: u32) -> Vec<PageResult> {
     (0..pages)
         .map(|page| {
-            PageResult::from_json(&std::fs::read(out.join(keys::page_result(doc_id, page))).unwrap())
-                .unwrap()
+            PageResult::from_json(
+                &std::fs::read(out.join(keys::page_result(doc_id, page))).unwrap(),
+            )
+            .unwrap()
         })
         .collect()
 }
@@ -208,13 +210,7 @@ fn sphinx_moe_mixtral_sparse_ens5_runs_end_to_end() {
     let cfg = MovConfig::tiny_test_four(false);
     assert_eq!((cfg.canvas_size(), cfg.tokens_per_view()), (256, 32 + 17));
     let (docs, doc_id) = notes();
-    let visual = run_four_expert(
-        LlamaType::MixtralSparseEns5,
-        false,
-        docs.path(),
-        &doc_id,
-        3,
-    );
+    let visual = run_four_expert(LlamaType::MixtralSparseEns5, false, docs.path(), &doc_id, 3);
     assert_eq!(visual, [5 * (32 + 17 + 2); 3]);
 }
 
