@@ -56,7 +56,7 @@ pub use result::{DocumentResult, PageResult};
 #[cfg(feature = "io")]
 pub use retry::RetryPolicy;
 #[cfg(feature = "cli")]
-pub use settings::{LayoutArgs, LimitArgs, S3Args};
+pub use settings::{DeviceArgs, DeviceSpec, LayoutArgs, LimitArgs, S3Args};
 pub use source_kind::SourceKind;
 #[cfg(feature = "aws")]
 pub use store::S3Store;

@@ -1,6 +1,6 @@
 //! Settings every service shares, each read from a flag and from its `SPHINX_*`
 //! environment variable alike (clap's `env`), with one parser per kind of value: the
-//! document limits, the tiling layout, S3 addressing. A service's own settings struct
+//! document limits, the tiling layout, S3 addressing, the devices a model is placed on. A service's own settings struct
 //! (`sphinx_tiler::Settings`, `sphinx serve`'s `ServeArgs`, `sphinx train`'s `TrainArgs`)
 //! flattens the groups it needs. Behind the `cli` feature (clap).
 //!
@@ -31,6 +31,8 @@ pub const ENV_RENDER_MEMORY_MB: &str = "SPHINX_RENDER_MEMORY_MB";
 pub const ENV_CANVAS_PX: &str = "SPHINX_CANVAS_PX";
 pub const ENV_GRID: &str = "SPHINX_GRID";
 pub const ENV_PAD_ALIGN: &str = "SPHINX_PAD_ALIGN";
+/// The devices a model is placed on (`cuda:0,cuda:1`).
+pub const ENV_DEVICES: &str = "SPHINX_DEVICES";
 
 /// Seconds, whole or fractional (`30`, `2.5`): flags and variables take the same text.
 pub fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -145,6 +147,63 @@ pub struct S3Args {
     pub s3_force_path_style: bool,
 }
 
+/// One device a model may be placed on: `cpu` or `cuda:N` (`cuda` is `cuda:0`). Named
+/// here, without libtorch; the worker maps it onto a `tch::Device`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceSpec {
+    Cpu,
+    Cuda(usize),
+}
+
+impl std::str::FromStr for DeviceSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        match s {
+            "cpu" => return Ok(Self::Cpu),
+            "cuda" => return Ok(Self::Cuda(0)),
+            _ => {}
+        }
+        s.strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(Self::Cuda)
+            .ok_or_else(|| format!("{s:?} is no device: expected cpu, cuda or cuda:N"))
+    }
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Cpu => f.write_str("cpu"),
+            Self::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// Where the model runs. Several devices place it across them in the order given
+/// (pipeline: contiguous LLM layers per device, the encoders and embeddings on the first
+/// one used), on the fewest that hold it, balanced; `sphinx_model::placement`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct DeviceArgs {
+    /// Devices to place the model on, comma-separated, in pipeline order (cuda:0,cuda:1).
+    /// Default: the first GPU if there is one, else the CPU.
+    #[arg(long, env = ENV_DEVICES, value_delimiter = ',')]
+    pub devices: Vec<DeviceSpec>,
+}
+
+impl DeviceArgs {
+    /// Refuses a device listed twice (its memory would count twice).
+    pub fn validate(&self) -> Result<(), String> {
+        for (i, d) in self.devices.iter().enumerate() {
+            if self.devices[..i].contains(d) {
+                return Err(format!("--devices / {ENV_DEVICES} lists {d} twice"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// The render child program, when not this binary (`SPHINX_RENDER_PROGRAM`; tests point
 /// it at a binary built for it). Hidden: an operator never needs it.
 #[derive(Debug, Clone, Default, Args)]
@@ -178,6 +237,34 @@ mod tests {
         layout: LayoutArgs,
         #[command(flatten)]
         s3: S3Args,
+        #[command(flatten)]
+        devices: DeviceArgs,
+    }
+
+    #[test]
+    fn devices_parse_from_a_comma_list() {
+        let cli = Cli::try_parse_from(["x"]).unwrap();
+        assert!(cli.devices.devices.is_empty());
+        let cli = Cli::try_parse_from(["x", "--devices", "cuda:0,cuda:3, cuda"]).unwrap();
+        assert_eq!(
+            cli.devices.devices,
+            [
+                DeviceSpec::Cuda(0),
+                DeviceSpec::Cuda(3),
+                DeviceSpec::Cuda(0)
+            ]
+        );
+        let err = cli.devices.validate().unwrap_err();
+        assert!(err.contains("cuda:0 twice"), "{err}");
+        let cli = Cli::try_parse_from(["x", "--devices", "cpu"]).unwrap();
+        assert_eq!(cli.devices.devices, [DeviceSpec::Cpu]);
+        assert!(cli.devices.validate().is_ok());
+        let err = Cli::try_parse_from(["x", "--devices", "gpu1"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("expected cpu, cuda or cuda:N"), "{err}");
+        assert_eq!(DeviceSpec::Cuda(2).to_string(), "cuda:2");
     }
 
     #[test]

@@ -100,7 +100,8 @@ impl<'m> Decoder<'m> {
             llm,
             cfg: cfg.clone(),
             read_every: read_every.max(1),
-            cache: KvCache::new(llm.config(), s, capacity, kind, device),
+            // Each layer's rows on that layer's device (a placed model spans several).
+            cache: llm.new_cache(s, capacity, kind),
             slots: vec![None; slots],
             device,
             next: Tensor::zeros([s], long),

@@ -17,6 +17,7 @@ pub mod memory;
 pub mod model_folder;
 pub mod moe;
 pub mod mov;
+pub mod placement;
 pub mod qformer;
 pub mod seeded;
 pub mod sphinx;

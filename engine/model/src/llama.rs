@@ -9,11 +9,17 @@
 //!
 //! Deliberately not here: sampling and the generation loop (callers own them) and the
 //! visual side (image tokens arrive through [`Llama::forward_embeds`]).
+//!
+//! Placement ([`crate::placement`]): each layer may live on its own device (its weights
+//! and its KV cache rows), the embeddings on one ("home") and the head on another; the
+//! hidden state moves to the next layer's device between layers, and every input and
+//! output of this type is on the home device, so callers see one device.
 
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::config::LlamaConfig;
 use crate::moe::SparseMoe;
+use crate::placement::PartPaths;
 
 /// Why a forward call was refused.
 #[derive(Debug, thiserror::Error)]
@@ -141,11 +147,25 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// Allocates room for `capacity` positions of `batch` sequences.
+    /// Allocates room for `capacity` positions of `batch` sequences, every layer on
+    /// `device` (a placed model needs [`Llama::new_cache`]).
     pub fn new(cfg: &LlamaConfig, batch: i64, capacity: i64, kind: Kind, device: Device) -> Self {
+        let devices = vec![device; cfg.n_layers.max(0) as usize];
+        Self::on_devices(cfg, batch, capacity, kind, &devices)
+    }
+
+    /// [`KvCache::new`] with layer `i` on `devices[i]`.
+    pub fn on_devices(
+        cfg: &LlamaConfig,
+        batch: i64,
+        capacity: i64,
+        kind: Kind,
+        devices: &[Device],
+    ) -> Self {
         let shape = [batch, cfg.kv_heads(), capacity, cfg.head_dim()];
-        let layers = (0..cfg.n_layers)
-            .map(|_| {
+        let layers = devices
+            .iter()
+            .map(|&device| {
                 (
                     Tensor::zeros(shape, (kind, device)),
                     Tensor::zeros(shape, (kind, device)),
@@ -390,9 +410,16 @@ impl Block {
 pub struct Llama {
     tok_embeddings: Tensor,
     layers: Vec<Block>,
+    /// The device of each layer (its weights and its KV cache rows).
+    devices: Vec<Device>,
     norm: RmsNorm,
     output: nn::Linear,
-    rope: Rope,
+    /// The embeddings' device: inputs arrive and outputs leave here.
+    home: Device,
+    /// The device of `norm` and `output`.
+    head: Device,
+    /// One RoPE table per device a layer is on.
+    ropes: Vec<(Device, Rope)>,
     cfg: LlamaConfig,
 }
 
@@ -400,7 +427,21 @@ impl Llama {
     /// Declares every parameter under `p` with the reference's names.
     pub fn new(p: nn::Path, cfg: &LlamaConfig) -> Result<Self, LlamaError> {
         cfg.validate().map_err(LlamaError::Config)?;
-        let tok_embeddings = (&p / "tok_embeddings").var(
+        Self::build(&PartPaths::single(&p, cfg.n_layers as usize), cfg)
+    }
+
+    /// Declares the embeddings under `paths.front`, layer `i` under `paths.layers[i]` and
+    /// the head under `paths.head` (each the model root `llma` of some device's store).
+    pub fn build(paths: &PartPaths, cfg: &LlamaConfig) -> Result<Self, LlamaError> {
+        cfg.validate().map_err(LlamaError::Config)?;
+        if paths.layers.len() != cfg.n_layers as usize {
+            return Err(LlamaError::Config(format!(
+                "{} layer paths for {} layers",
+                paths.layers.len(),
+                cfg.n_layers
+            )));
+        }
+        let tok_embeddings = (&paths.front / "tok_embeddings").var(
             "weight",
             &[cfg.vocab_size, cfg.dim],
             nn::Init::Randn {
@@ -409,20 +450,61 @@ impl Llama {
             },
         );
         let layers = (0..cfg.n_layers)
-            .map(|i| Block::new(&p / "layers" / i, cfg))
+            .map(|i| Block::new(&paths.layers[i as usize] / "layers" / i, cfg))
             .collect();
+        let devices: Vec<Device> = paths.layers.iter().map(|p| p.device()).collect();
+        let mut ropes: Vec<(Device, Rope)> = Vec::new();
+        for &d in &devices {
+            if !ropes.iter().any(|(r, _)| *r == d) {
+                ropes.push((d, Rope::new(cfg, d)));
+            }
+        }
         Ok(Self {
             tok_embeddings,
             layers,
-            norm: RmsNorm::new(&p / "norm", cfg.dim, cfg.norm_eps),
-            output: linear_no_bias(&p / "output", cfg.dim, cfg.vocab_size),
-            rope: Rope::new(cfg, p.device()),
+            devices,
+            norm: RmsNorm::new(&paths.head / "norm", cfg.dim, cfg.norm_eps),
+            output: linear_no_bias(&paths.head / "output", cfg.dim, cfg.vocab_size),
+            home: paths.front.device(),
+            head: paths.head.device(),
+            ropes,
             cfg: cfg.clone(),
         })
     }
 
     pub fn config(&self) -> &LlamaConfig {
         &self.cfg
+    }
+
+    /// The device inputs arrive on and outputs leave from (the embeddings').
+    pub fn device(&self) -> Device {
+        self.home
+    }
+
+    /// The device of each layer.
+    pub fn layer_devices(&self) -> &[Device] {
+        &self.devices
+    }
+
+    /// A KV cache with each layer's rows on that layer's device.
+    pub fn new_cache(&self, batch: i64, capacity: i64, kind: Kind) -> KvCache {
+        KvCache::on_devices(&self.cfg, batch, capacity, kind, &self.devices)
+    }
+
+    fn rope_on(&self, device: Device) -> &Rope {
+        &self
+            .ropes
+            .iter()
+            .find(|(d, _)| *d == device)
+            .expect("a RoPE table on every layer's device")
+            .1
+    }
+
+    /// The final norm on the head's device, the result back home.
+    fn final_norm(&self, h: &Tensor) -> Tensor {
+        self.norm
+            .forward(&h.to_device(self.head))
+            .to_device(self.home)
     }
 
     /// Token embeddings `[B, T, dim]` of int64 ids `[B, T]`.
@@ -545,26 +627,36 @@ impl Llama {
                 }
             }
         }
-        let mask = self.attention_mask(b, t, start_pos, key_mask, embeds.device())?;
+        let mut here = embeds.device();
+        let mut mask = self.attention_mask(b, t, start_pos, key_mask, here)?;
+        let mut positions = positions.map(Tensor::shallow_clone);
         let mut h = embeds.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
+            let device = self.devices[i];
+            if device != here {
+                // The next layer lives elsewhere: the hidden state and its masks follow.
+                h = h.to_device(device);
+                mask = mask.map(|m| m.to_device(device));
+                positions = positions.map(|p| p.to_device(device));
+                here = device;
+            }
             let attn_in = layer.attention_norm.forward(&h);
             let c = cache.as_deref_mut().map(|c| (c, i, Write::From));
             h = &h
                 + layer.attention.forward(
                     &attn_in,
                     start_pos,
-                    &self.rope,
+                    self.rope_on(device),
                     c,
                     mask.as_ref(),
-                    positions,
+                    positions.as_ref(),
                 );
             h = &h + layer.feed_forward.forward(&layer.ffn_norm.forward(&h));
         }
         if let Some(c) = cache {
             c.len = end;
         }
-        Ok(self.norm.forward(&h))
+        Ok(self.final_norm(&h))
     }
 
     /// One decoding step of rows that each sit at their own position: `embeds: [B, 1,
@@ -599,13 +691,22 @@ impl Llama {
                 cache.capacity
             )));
         }
-        let device = embeds.device();
+        let mut here = embeds.device();
         let (kv, hd) = (self.cfg.kv_heads(), self.cfg.head_dim());
-        let index = positions.view([b, 1, 1, 1]).expand([b, kv, 1, hd], false);
-        let k_pos = Tensor::arange(keys, (Kind::Int64, device)).view([1, keys]);
-        let mask = k_pos.le_tensor(positions).view([b, 1, 1, keys]);
+        let mut positions = positions.shallow_clone();
+        let mut index = positions.view([b, 1, 1, 1]).expand([b, kv, 1, hd], false);
+        let k_pos = Tensor::arange(keys, (Kind::Int64, here)).view([1, keys]);
+        let mut mask = k_pos.le_tensor(&positions).view([b, 1, 1, keys]);
         let mut h = embeds.shallow_clone();
         for (i, layer) in self.layers.iter().enumerate() {
+            let device = self.devices[i];
+            if device != here {
+                h = h.to_device(device);
+                positions = positions.to_device(device);
+                index = index.to_device(device);
+                mask = mask.to_device(device);
+                here = device;
+            }
             let attn_in = layer.attention_norm.forward(&h);
             let write = Write::Columns {
                 index: &index,
@@ -615,19 +716,23 @@ impl Llama {
                 + layer.attention.forward(
                     &attn_in,
                     0,
-                    &self.rope,
+                    self.rope_on(device),
                     Some((&mut *cache, i, write)),
                     Some(&mask),
-                    Some(positions),
+                    Some(&positions),
                 );
             h = &h + layer.feed_forward.forward(&layer.ffn_norm.forward(&h));
         }
-        Ok(self.norm.forward(&h))
+        Ok(self.final_norm(&h))
     }
 
-    /// Vocabulary logits `[.., vocab]` of final-normed hidden states.
+    /// Vocabulary logits `[.., vocab]` of final-normed hidden states (computed on the
+    /// head's device, returned home).
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        hidden.apply(&self.output)
+        hidden
+            .to_device(self.head)
+            .apply(&self.output)
+            .to_device(self.home)
     }
 
     /// Logits of token ids at positions `start_pos..` (embed + forward + project).

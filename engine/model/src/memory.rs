@@ -12,7 +12,8 @@
 //! batching come on top; the check is a floor, not a promise.
 //!
 //! Where the free memory comes from: `SPHINX_DEVICE_MEMORY_BYTES` when set (containers that
-//! hide the card's totals, and tests), else `MemAvailable` of `/proc/meminfo` for the CPU
+//! hide the card's totals, and tests; one figure for every device, or a comma list, one
+//! per device of a placement in order), else `MemAvailable` of `/proc/meminfo` for the CPU
 //! and `nvidia-smi --query-gpu=memory.free` for CUDA device N. When neither is known the
 //! check is skipped (and says so in the log): refusing a model that might fit would be worse.
 
@@ -51,7 +52,7 @@ pub enum MemoryError {
 }
 
 /// Bytes as GiB (or MiB below one GiB) with two decimals (`"26.03 GiB"`).
-fn gib(bytes: u64) -> String {
+pub(crate) fn gib(bytes: u64) -> String {
     if bytes >= 1 << 30 {
         format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
     } else {
@@ -101,8 +102,19 @@ pub fn need(path: &Path, llm: &LlamaConfig, device: Device) -> Result<Need, Memo
 
 /// Free memory of `device` and where the figure came from, if it can be known.
 pub fn free_memory(device: Device) -> Option<(u64, String)> {
+    free_memory_at(device, 0)
+}
+
+/// [`free_memory`] of the `slot`-th device of a placement: `SPHINX_DEVICE_MEMORY_BYTES`
+/// may list one figure per device (`80000000000,80000000000`); a single figure is every
+/// device's.
+pub fn free_memory_at(device: Device, slot: usize) -> Option<(u64, String)> {
     if let Ok(v) = std::env::var(MEMORY_ENV) {
-        if let Ok(bytes) = v.trim().parse::<u64>() {
+        let figures: Vec<&str> = v.split(',').map(str::trim).collect();
+        let figure = figures
+            .get(slot)
+            .or(figures.first().filter(|_| figures.len() == 1));
+        if let Some(bytes) = figure.and_then(|f| f.parse::<u64>().ok()) {
             return Some((bytes, format!(" ({MEMORY_ENV})")));
         }
     }
@@ -173,6 +185,21 @@ pub fn ensure_fits(path: &Path, llm: &LlamaConfig, device: Device) -> Result<Nee
 mod tests {
     use super::*;
     use tch::{Kind, Tensor};
+
+    #[test]
+    fn the_override_gives_one_figure_for_all_devices_or_one_each() {
+        // The only test of this binary that reads the variable.
+        std::env::set_var(MEMORY_ENV, "1000");
+        assert_eq!(free_memory_at(Device::Cuda(3), 2).unwrap().0, 1000);
+        std::env::set_var(MEMORY_ENV, "1000, 2000");
+        let at = |slot| free_memory_at(Device::Cuda(slot), slot).map(|f| f.0);
+        assert_eq!((at(0), at(1)), (Some(1000), Some(2000)));
+        assert!(free_memory_at(Device::Cuda(0), 0)
+            .unwrap()
+            .1
+            .contains(MEMORY_ENV));
+        std::env::remove_var(MEMORY_ENV);
+    }
 
     #[test]
     fn counts_weights_at_the_run_kind_and_one_kv_cache() {

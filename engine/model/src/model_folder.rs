@@ -10,7 +10,9 @@ use sphinx_core::tiling::TileConfig;
 use tch::{nn, Device};
 
 use crate::config::{ModelConfig, SphinxConfig};
+use crate::memory;
 use crate::mov::MovConfig;
+use crate::placement::{self, DeviceFree, PartPaths, Plan};
 use crate::sphinx::{self, Sphinx};
 use crate::tokenizer::Tokenizer;
 use crate::weights;
@@ -30,8 +32,11 @@ pub struct Loaded {
     pub model: Sphinx,
     pub tokenizer: Tokenizer,
     pub tile: TileConfig,
+    /// Where pages go in and results come out: the front's device (encoders, embeddings).
     pub device: Device,
-    _vs: nn::VarStore,
+    /// Where each part lives (one device unless placed across several).
+    pub placement: Plan,
+    _stores: Vec<nn::VarStore>,
 }
 
 /// Loads a converted model folder onto `device`.
@@ -40,6 +45,62 @@ pub fn load(dir: &Path, device: Device) -> Result<Loaded> {
     // gets the encoders of its llama_type.
     let cfg = ModelConfig::from_json_file(&dir.join(CONFIG_FILE))?;
     load_with(dir, device, &cfg.sphinx, &cfg.vision())
+}
+
+/// Loads a model folder across `devices` (in pipeline order): on one device as [`load`];
+/// on several, placed by [`placement::plan`] from the weights' sizes and each device's
+/// free memory, the fewest devices that hold it, balanced.
+pub fn load_on(dir: &Path, devices: &[Device]) -> Result<Loaded> {
+    let cfg = ModelConfig::from_json_file(&dir.join(CONFIG_FILE))?;
+    let (sphinx, vision) = (&cfg.sphinx, cfg.vision());
+    match devices {
+        [] => bail!("no device given to load {}", dir.display()),
+        [device] => return load_with(dir, *device, sphinx, &vision),
+        _ => {}
+    }
+    let plan = plan_for(&dir.join(WEIGHTS_FILE), &sphinx.llm, devices)?;
+    tracing::info!("placing {}: {plan}", dir.display());
+    load_planned(dir, sphinx, &vision, &plan)
+}
+
+/// The placement of the weights at `weights_path` on `devices`, from each device's free
+/// memory ([`memory::free_memory_at`]); refuses what cannot be placed.
+pub fn plan_for(
+    weights_path: &Path,
+    llm: &crate::config::LlamaConfig,
+    devices: &[Device],
+) -> Result<Plan> {
+    if devices.is_empty() {
+        bail!("no device to place the model on");
+    }
+    for (i, d) in devices.iter().enumerate() {
+        if devices[..i].contains(d) {
+            bail!("device {d:?} is listed twice");
+        }
+    }
+    let cuda = devices.iter().filter(|d| d.is_cuda()).count();
+    if cuda != 0 && cuda != devices.len() {
+        bail!(
+            "cannot place one model on the CPU and GPUs at once (it runs in float32 on the \
+             CPU, bfloat16 on a GPU): list only GPUs, got {devices:?}"
+        );
+    }
+    let elem = memory::run_elem_bytes(devices[0]);
+    let sizes = placement::part_sizes(weights_path, llm, elem)?;
+    let mut free = Vec::with_capacity(devices.len());
+    for (slot, &device) in devices.iter().enumerate() {
+        let Some((bytes, _)) = memory::free_memory_at(device, slot) else {
+            bail!(
+                "cannot place the model: the free memory of {device:?} is unknown (set {})",
+                memory::MEMORY_ENV
+            );
+        };
+        free.push(DeviceFree {
+            device,
+            free: bytes,
+        });
+    }
+    Ok(placement::plan(&sizes, &free)?)
 }
 
 /// Loads with an explicit vision config (tests use tiny encoders).
@@ -52,17 +113,45 @@ pub fn load_with(
     let weights_path = dir.join(WEIGHTS_FILE);
     check_skip_token(&weights_path, cfg.skip_tokens)?;
     // Before anything is allocated: a model too large for the device fails with its sizes.
-    crate::memory::ensure_fits(&weights_path, &cfg.llm, device)?;
-    let mut vs = nn::VarStore::new(device);
-    let model = Sphinx::build(&vs.root(), &cfg.llm, vision, cfg.skip_tokens)?;
+    memory::ensure_fits(&weights_path, &cfg.llm, device)?;
+    let plan = Plan::single(device, cfg.llm.n_layers.max(0) as usize);
+    load_planned(dir, cfg, vision, &plan)
+}
+
+/// Loads with every part on the device `plan` gives it: one variable store per slot, so
+/// each part is created (and its weights copied) on its own device only.
+pub fn load_planned(
+    dir: &Path,
+    cfg: &SphinxConfig,
+    vision: &MovConfig,
+    plan: &Plan,
+) -> Result<Loaded> {
+    let weights_path = dir.join(WEIGHTS_FILE);
+    check_skip_token(&weights_path, cfg.skip_tokens)?;
+    if plan.layers.len() as i64 != cfg.llm.n_layers {
+        bail!(
+            "the placement has {} layers, {} has {}",
+            plan.layers.len(),
+            dir.join(CONFIG_FILE).display(),
+            cfg.llm.n_layers
+        );
+    }
+    let mut stores: Vec<nn::VarStore> =
+        plan.devices.iter().map(|&d| nn::VarStore::new(d)).collect();
+    let model = Sphinx::build_parts(
+        &PartPaths::planned(&stores, plan),
+        &cfg.llm,
+        vision,
+        cfg.skip_tokens,
+    )?;
     // On a GPU the model runs in bfloat16, as the reference serves (see `cast_for_gpu`).
     // On the CPU it stays float32 (the precision the parity tests prove).
     // cuDNN's benchmark mode stays off: it re-tunes for every new shape, and decoding
     // makes a new attention shape at every step (measured: 4x slower decode).
-    if device.is_cuda() {
-        sphinx::cast_for_gpu(&mut vs);
+    for vs in stores.iter_mut().filter(|vs| vs.device().is_cuda()) {
+        sphinx::cast_for_gpu(vs);
     }
-    weights::load_files(&mut vs, &[weights_path.as_path()])
+    weights::load_stores(&mut stores, &[weights_path.as_path()])
         .with_context(|| format!("cannot load weights {}", weights_path.display()))?;
     let tokenizer = Tokenizer::from_file(&dir.join(TOKENIZER_FILE))?;
     if tokenizer.vocab_size() as i64 > cfg.llm.vocab_size {
@@ -87,8 +176,9 @@ pub fn load_with(
         model,
         tokenizer,
         tile,
-        device,
-        _vs: vs,
+        device: plan.devices[plan.front],
+        placement: plan.clone(),
+        _stores: stores,
     })
 }
 

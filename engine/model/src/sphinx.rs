@@ -31,6 +31,7 @@ use crate::mov::{
     normalize_canvas, views_from_canvas, Mov, MovConfig, MovFeatures, MovViews, ViewLayout,
     VisionError,
 };
+use crate::placement::PartPaths;
 
 /// Why a SPHINX-X forward was refused.
 #[derive(Debug, thiserror::Error)]
@@ -176,7 +177,22 @@ impl Sphinx {
         vision: &MovConfig,
         skip_tokens: bool,
     ) -> Result<Self, SphinxError> {
-        let p = root / ROOT_NAME;
+        llm.validate().map_err(LlamaError::Config)?;
+        let paths = PartPaths::single(root, llm.n_layers as usize);
+        Self::build_parts(&paths, llm, vision, skip_tokens)
+    }
+
+    /// [`Sphinx::build`] with each part under its own store's root (see
+    /// [`crate::placement`]): the encoders, projector, image tags and embeddings under
+    /// `paths.front`, layer `i` under `paths.layers[i]`, the head under `paths.head`.
+    pub fn build_parts(
+        paths: &PartPaths,
+        llm: &LlamaConfig,
+        vision: &MovConfig,
+        skip_tokens: bool,
+    ) -> Result<Self, SphinxError> {
+        let parts = paths.sub(ROOT_NAME);
+        let p = parts.front.clone();
         let mov = Mov::new(&p, vision)?;
         let dim = llm.dim;
         let proj = &p / "visual_proj";
@@ -197,7 +213,7 @@ impl Sphinx {
         let tag = |name: &str| p.var(name, &[1, 1, dim], nn::Init::Uniform { lo: 0.0, up: 1.0 });
         let (start_img, end_img) = (tag("start_img"), tag("end_img"));
         let skip_token = skip_tokens.then(|| tag(SKIP_TOKEN_NAME));
-        let llm = Llama::new(p.clone(), llm)?;
+        let llm = Llama::build(&parts, llm)?;
         Ok(Self {
             mov,
             proj_linear,

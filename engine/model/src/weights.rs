@@ -127,6 +127,16 @@ pub fn load_into(vs: &mut nn::VarStore, path: &Path) -> Result<LoadReport, Weigh
 /// Loads every variable of `vs` from the union of several safetensors files (e.g. a
 /// converted LLM plus separately converted encoders). Names must be unique across files.
 pub fn load_files(vs: &mut nn::VarStore, paths: &[&Path]) -> Result<LoadReport, WeightsError> {
+    load_stores(std::slice::from_mut(vs), paths)
+}
+
+/// [`load_files`] into the union of several stores' variables (a model placed across
+/// devices has one store per device; each tensor is copied straight to its variable's
+/// device). Variable names must be unique across the stores.
+pub fn load_stores(
+    stores: &mut [nn::VarStore],
+    paths: &[&Path],
+) -> Result<LoadReport, WeightsError> {
     let maps = paths
         .iter()
         .map(|p| map_file(p).map(|m| (p.to_path_buf(), m)))
@@ -155,7 +165,7 @@ pub fn load_files(vs: &mut nn::VarStore, paths: &[&Path]) -> Result<LoadReport, 
         }
     }
 
-    let vars: BTreeMap<String, Tensor> = vs.variables().into_iter().collect();
+    let vars: BTreeMap<String, Tensor> = stores.iter().flat_map(|vs| vs.variables()).collect();
     let mut problems = Mismatch {
         files: paths.iter().map(|p| p.to_path_buf()).collect(),
         ..Default::default()

@@ -23,9 +23,8 @@ use sphinx_core::keys;
 use sphinx_core::Limits;
 use sphinx_core::PageResult;
 use sphinx_core::Task;
-use sphinx_model::model_folder::{self, Loaded};
+use sphinx_model::model_folder::Loaded;
 use sphinx_model::Sampling;
-use tch::Device;
 
 use crate::batch::{run_batch, BatchOptions, PreparedPage, DEFAULT_MAX_NEW_TOKENS};
 use crate::overlay;
@@ -63,6 +62,8 @@ pub struct InferArgs {
     /// Run on the CPU even when a GPU is available.
     #[arg(long)]
     pub cpu: bool,
+    #[command(flatten)]
+    pub devices: sphinx_core::DeviceArgs,
 }
 
 /// Generation settings from the command line.
@@ -83,14 +84,8 @@ fn gen_config(args: &InferArgs) -> Result<Sampling> {
 
 /// `sphinx infer`.
 pub fn run(args: InferArgs) -> Result<ExitCode> {
-    let device = if args.cpu {
-        Device::Cpu
-    } else {
-        Device::cuda_if_available()
-    };
     let sampling = gen_config(&args)?;
-    let loaded = model_folder::load(&args.model, device)
-        .with_context(|| format!("cannot load model {}", args.model.display()))?;
+    let loaded = crate::devices::load(&args.model, &args.devices, args.cpu)?;
     let (result, page) = infer_file(
         &loaded,
         &args.input,

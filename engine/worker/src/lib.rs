@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod cli;
+pub mod devices;
 pub mod eval_cmd;
 pub mod infer_cmd;
 pub mod inputs;

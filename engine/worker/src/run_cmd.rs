@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use sphinx_core::ingest::{self, IngestConfig, IngestOutcome, Ingestor};
 use sphinx_core::isolate::{render_page, Isolation};
 use sphinx_core::keys;
+use sphinx_core::DeviceArgs;
 use sphinx_core::DocumentManifest;
 use sphinx_core::LimitArgs;
 use sphinx_core::Limits;
@@ -25,7 +26,6 @@ use sphinx_core::Task;
 use sphinx_core::TileOptions;
 use sphinx_core::{DocumentResult, PageResult};
 use sphinx_core::{LocalStore, ObjectStore};
-use tch::Device;
 
 use crate::batch::BatchOptions;
 use crate::batch::DEFAULT_MAX_NEW_TOKENS;
@@ -81,6 +81,8 @@ pub struct RunArgs {
     /// Run on the CPU even when a GPU is available.
     #[arg(long)]
     pub cpu: bool,
+    #[command(flatten)]
+    pub devices: DeviceArgs,
 }
 
 /// `sphinx run`.
@@ -108,11 +110,6 @@ pub struct DocumentOutcome {
 }
 
 async fn run_local(args: RunArgs) -> Result<ExitCode> {
-    let device = if args.cpu {
-        Device::Cpu
-    } else {
-        Device::cuda_if_available()
-    };
     let (model_dir, random) = match &args.model {
         Some(dir) => (dir.clone(), false),
         None => default_model(&args.out)?,
@@ -124,8 +121,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
             model_dir.display()
         );
     }
-    let loaded = model_folder::load(&model_dir, device)
-        .with_context(|| format!("cannot load model {}", model_dir.display()))?;
+    let loaded = crate::devices::load(&model_dir, &args.devices, args.cpu)?;
     let files = crate::inputs::collect(&args.inputs)?;
     if files.is_empty() {
         bail!("no files found in the given inputs");

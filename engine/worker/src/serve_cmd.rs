@@ -9,18 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sphinx_core::settings::S3Args;
+use sphinx_core::settings::{DeviceArgs, S3Args};
 use sphinx_core::store::{ObjectStore, S3Store};
 use sphinx_core::OutputFormats;
 use sphinx_core::{Queue, SqsQueue};
-use tch::Device;
 
 use crate::batch::BatchOptions;
 use crate::batch::{DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_TOKENS_IN_FLIGHT};
 use crate::model_source::{fetch_to_cache, ModelSource};
 use crate::worker::metrics::emf_line;
 use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
-use sphinx_model::model_folder;
 
 /// Arguments of `sphinx serve` (each also read from its environment variable).
 #[derive(Debug, Clone, clap::Args)]
@@ -79,6 +77,8 @@ pub struct ServeArgs {
     /// Run on the CPU even when a GPU is available.
     #[arg(long)]
     pub cpu: bool,
+    #[command(flatten)]
+    pub devices: DeviceArgs,
 }
 
 impl ServeArgs {
@@ -135,17 +135,13 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
             fetch_to_cache(&model_store, &bucket, &prefix, &args.model_cache).await?
         }
     };
-    let device = if args.cpu {
-        Device::Cpu
-    } else {
-        Device::cuda_if_available()
-    };
     let started = std::time::Instant::now();
-    let loaded = model_folder::load(&dir, device)
-        .with_context(|| format!("cannot load model {}", dir.display()))?;
+    let loaded = crate::devices::load(&dir, &args.devices, args.cpu)?;
+    let device = loaded.device;
     tracing::info!(
         model = %loaded.id,
         ?device,
+        placement = %loaded.placement,
         load_s = started.elapsed().as_secs_f64(),
         "model loaded"
     );

@@ -63,6 +63,7 @@ fn args(inputs: &Path, out: &Path, model: &Path) -> RunArgs {
         limits: LimitArgs::default(),
         quiet: true,
         cpu: true,
+        devices: Default::default(),
     }
 }
 
