@@ -75,10 +75,22 @@ fn main() -> Result<()> {
     stream.expect(SLOTS);
     let started = Instant::now();
     let (mut pages, mut failed, mut next) = (0usize, 0usize, 0usize);
+    // Tokens generated per task kind: (rows, tokens).
+    let (mut ocr, mut caption) = ((0usize, 0usize), (0usize, 0usize));
     let mut count = |done: Vec<(usize, Result<sphinx_core::PageResult>)>| {
         for (_, r) in done {
             match r {
-                Ok(_) => pages += 1,
+                Ok(page) => {
+                    pages += 1;
+                    for t in &page.tasks {
+                        let kind = match t.task {
+                            Task::Ocr => &mut ocr,
+                            _ => &mut caption,
+                        };
+                        kind.0 += 1;
+                        kind.1 += t.tokens.generated as usize;
+                    }
+                }
                 Err(_) => failed += 1,
             }
         }
@@ -102,10 +114,16 @@ fn main() -> Result<()> {
         bail!("{failed} pages failed");
     }
     println!(
-        "{mode}: {pages} pages in {secs:.2} s = {:.2} pages/s; {} tokens generated, {} rows \
-         joined a running decode, {} slots",
+        "{mode}: {pages} pages in {secs:.2} s = {:.2} pages/s; {} tokens generated (OCR \
+         {:.1} per answer, caption {:.1}); encode {:.2} s, prefill {:.2} s, decode {:.2} s; \
+         {} rows joined a running decode, {} slots",
         pages as f64 / secs,
         stats.generated_tokens,
+        ocr.1 as f64 / ocr.0.max(1) as f64,
+        caption.1 as f64 / caption.0.max(1) as f64,
+        stats.encode.as_secs_f64(),
+        stats.prefill.as_secs_f64(),
+        stats.decode.as_secs_f64(),
         stats.joined,
         stats.slots
     );
