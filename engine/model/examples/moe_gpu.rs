@@ -40,12 +40,7 @@ fn main() -> Result<()> {
     let t = Instant::now();
     let mut vs = nn::VarStore::new(device);
     vs.set_kind(Kind::BFloat16);
-    let model = Sphinx::build(
-        &vs.root(),
-        &cfg.sphinx.llm,
-        &vision,
-        cfg.sphinx.skip_tokens,
-    )?;
+    let model = Sphinx::build(&vs.root(), &cfg.sphinx.llm, &vision, cfg.sphinx.skip_tokens)?;
     sync();
     let build_s = t.elapsed().as_secs_f64();
     let vars = vs.variables();
