@@ -190,8 +190,11 @@ def main():
         stack.upload_and_tile([tif, fax])
         check(page_jobs_pending(stack) == 5, "5 page jobs queued")
         before = set(stack.keys("results/"))
-        victim = start_serve(stack, model, "serve-killed.log", SPHINX_MAX_BATCH_PAGES=2,
-                             SPHINX_VISIBILITY_S=4, SPHINX_MAX_NEW_TOKENS=48)
+        # One page at a time (the worker streams pages, so with more slots all 5 can be
+        # done before the first result is seen): the kill lands while jobs are held.
+        victim = start_serve(stack, model, "serve-killed.log", SPHINX_MAX_BATCH_PAGES=1,
+                             SPHINX_DECODE_SLOTS=1, SPHINX_VISIBILITY_S=4,
+                             SPHINX_MAX_NEW_TOKENS=48)
         wait_for(lambda: len(set(stack.keys("results/")) - before) >= 1, "a first result", 300)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
