@@ -161,68 +161,119 @@ impl<'m> Decoder<'m> {
     /// with a budget of `max_new` tokens (at most the config's) and chooses its first
     /// token. Sampling draws from the generator seeded `seed + id`.
     pub fn admit(&mut self, id: usize, seq: &Tensor, max_new: usize) -> Result<(), GenerateError> {
+        self.admit_group(&[(id, seq)], max_new)
+    }
+
+    /// [`Self::admit`] for several rows of the same length at once: one prefill pass over
+    /// all of them (one `[n, len]` forward instead of `n`; a page's tasks and the pages
+    /// of one model mostly share a length), each into its own free slot.
+    pub fn admit_group(
+        &mut self,
+        rows: &[(usize, &Tensor)],
+        max_new: usize,
+    ) -> Result<(), GenerateError> {
+        let Some(&(first_id, first)) = rows.first() else {
+            return Ok(());
+        };
         let dim = self.llm.config().dim;
-        let shape = seq.size();
+        let shape = first.size();
         if shape.len() != 2 || shape[0] < 1 || shape[1] != dim {
             return Err(GenerateError::Shape {
-                index: id,
+                index: first_id,
                 dim,
                 shape,
             });
         }
         let len = shape[0];
+        for &(id, seq) in rows {
+            let other = seq.size();
+            if other != shape {
+                return Err(GenerateError::GroupShape {
+                    index: id,
+                    shape: other,
+                    expected: shape,
+                });
+            }
+        }
         let max_new = max_new.clamp(1, self.cfg.max_new_tokens.max(1));
         let limit = (self.llm.config().max_seq_len * ROPE_TABLE_FACTOR).min(self.cache.capacity());
         if len + max_new as i64 > limit {
             return Err(GenerateError::TooLong {
-                index: id,
+                index: first_id,
                 len,
                 max_new,
                 limit,
             });
         }
-        let slot = self
-            .slots
-            .iter()
-            .position(Option::is_none)
-            .ok_or_else(|| GenerateError::Sampling("admit needs a free slot".into()))?;
-        let started = Instant::now();
-        let s = slot as i64;
-        if let Sampling::TopP { seed, .. } = self.cfg.sampling {
-            let mut rng = SplitMix64(seed.wrapping_add(id as u64));
-            let width = self.uniforms.size()[1] as usize;
-            let draws: Vec<f64> = (0..width).map(|_| rng.next_f64()).collect();
-            self.uniforms
-                .get(s)
-                .copy_(&Tensor::from_slice(&draws).to_device(self.device));
+        let free: Vec<usize> = (0..self.slots.len())
+            .filter(|&s| self.slots[s].is_none())
+            .take(rows.len())
+            .collect();
+        if free.len() < rows.len() {
+            return Err(GenerateError::Sampling(format!(
+                "admitting {} rows needs as many free slots ({} free)",
+                rows.len(),
+                free.len()
+            )));
         }
-        let mut row = self.cache.row(s);
-        let embeds = seq.to_kind(self.cache.layer(0).0.kind()).unsqueeze(0);
-        let hidden = self
-            .llm
-            .forward_embeds_at(&embeds, 0, None, Some(&mut row), None)?;
+        let started = Instant::now();
+        if let Sampling::TopP { seed, .. } = self.cfg.sampling {
+            let width = self.uniforms.size()[1] as usize;
+            for (&(id, _), &slot) in rows.iter().zip(&free) {
+                let mut rng = SplitMix64(seed.wrapping_add(id as u64));
+                let draws: Vec<f64> = (0..width).map(|_| rng.next_f64()).collect();
+                self.uniforms
+                    .get(slot as i64)
+                    .copy_(&Tensor::from_slice(&draws).to_device(self.device));
+            }
+        }
+        let kind = self.cache.layer(0).0.kind();
+        let idx: Vec<i64> = free.iter().map(|&s| s as i64).collect();
+        let slots_t = Tensor::from_slice(&idx).to_device(self.device);
+        let hidden = if let [slot] = idx[..] {
+            // One row: straight into its slot's rows of the cache.
+            let mut row = self.cache.row(slot);
+            let embeds = first.to_kind(kind).unsqueeze(0);
+            self.llm
+                .forward_embeds_at(&embeds, 0, None, Some(&mut row), None)?
+        } else {
+            let embeds = Tensor::stack(
+                &rows
+                    .iter()
+                    .map(|(_, s)| s.to_kind(kind))
+                    .collect::<Vec<_>>(),
+                0,
+            );
+            let mut group = self.llm.new_cache(rows.len() as i64, len, kind);
+            let hidden = self
+                .llm
+                .forward_embeds_at(&embeds, 0, None, Some(&mut group), None)?;
+            self.cache.copy_rows_from(&group, &slots_t, len);
+            hidden
+        };
         let logits = self
             .llm
             .logits(&hidden.narrow(1, len - 1, 1))
             .squeeze_dim(1)
             .to_kind(Kind::Float);
-        let _ = self.positions.get(s).fill_(len);
-        let _ = self.occupied.get(s).fill_(1);
-        let _ = self.generated.get(s).fill_(0);
-        let _ = self.budget.get(s).fill_(max_new as i64);
-        let _ = self.done.get(s).fill_(0);
-        let _ = self.stop_index.get(s).fill_(RUNNING);
-        let _ = self.stop_at.get(s).fill_(0);
-        let rows = Tensor::from_slice(&[s]).to_device(self.device);
-        let token = self.choose(&logits, &rows)?;
-        self.record(&rows, &token);
-        self.next.get(s).copy_(&token.squeeze_dim(0));
-        self.slots[slot] = Some(Active {
-            id,
-            chosen: 1,
-            max_new,
-            columns: len + 1,
-        });
+        let _ = self.positions.index_fill_(0, &slots_t, len);
+        let _ = self.occupied.index_fill_(0, &slots_t, 1);
+        let _ = self.generated.index_fill_(0, &slots_t, 0);
+        let _ = self.budget.index_fill_(0, &slots_t, max_new as i64);
+        let _ = self.done.index_fill_(0, &slots_t, 0);
+        let _ = self.stop_index.index_fill_(0, &slots_t, RUNNING);
+        let _ = self.stop_at.index_fill_(0, &slots_t, 0);
+        let tokens = self.choose(&logits, &slots_t)?;
+        self.record(&slots_t, &tokens);
+        let _ = self.next.index_copy_(0, &slots_t, &tokens);
+        for (&(id, _), &slot) in rows.iter().zip(&free) {
+            self.slots[slot] = Some(Active {
+                id,
+                chosen: 1,
+                max_new,
+                columns: len + 1,
+            });
+        }
         sync(self.device);
         self.prefill += started.elapsed();
         Ok(())

@@ -40,6 +40,12 @@ pub enum GenerateError {
         max_new: usize,
         limit: i64,
     },
+    #[error("sequence {index} is {shape:?}; rows admitted together must all be {expected:?}")]
+    GroupShape {
+        index: usize,
+        shape: Vec<i64>,
+        expected: Vec<i64>,
+    },
     #[error("invalid sampling: {0}")]
     Sampling(String),
     #[error("stop sequence {index} is empty")]

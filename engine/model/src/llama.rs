@@ -223,6 +223,21 @@ impl KvCache {
         }
     }
 
+    /// Copies the first `len` positions of every row of `from` (a cache of
+    /// `slots.len()` rows, layer by layer on the same devices) into rows `slots` of this
+    /// one: a group of rows prefilled together lands in its decode slots.
+    pub fn copy_rows_from(&mut self, from: &KvCache, slots: &Tensor, len: i64) {
+        for ((k, v), (fk, fv)) in self.layers.iter_mut().zip(&from.layers) {
+            let at = slots.to_device(k.device());
+            let _ = k
+                .narrow(2, 0, len)
+                .index_copy_(0, &at, &fk.narrow(2, 0, len));
+            let _ = v
+                .narrow(2, 0, len)
+                .index_copy_(0, &at, &fv.narrow(2, 0, len));
+        }
+    }
+
     /// Writes one token's `k`, `v` (`[B, KV, 1, hd]`) of each row at that row's own
     /// column `cols[b]` (`index: [B, KV, 1, hd]` int64, the columns broadcast) and returns
     /// views of the first `keys` columns.

@@ -451,3 +451,110 @@ fn decoding_reads_the_device_every_k_steps_not_every_token() {
     assert_eq!(out.len(), 4);
     assert!(every_step.host_reads() >= 47, "{}", every_step.host_reads());
 }
+
+/// Rows of one length admitted as a group (one prefill pass over all of them) decode to
+/// the tokens each gets alone, greedy and seeded top-p; a group of mixed lengths, or one
+/// larger than the free slots, is refused.
+#[test]
+fn a_group_prefilled_together_answers_as_each_row_alone() {
+    use sphinx_model::decoder::Decoder;
+    let f = build();
+    let _guard = tch::no_grad_guard();
+    let base = &f.seqs[0];
+    let rows: Vec<Tensor> = (0..6)
+        .map(|i| {
+            let noise = sphinx_model::seeded::with_seed(100 + i, || {
+                Tensor::randn(base.size(), (Kind::Float, Device::Cpu)) * 0.05
+            });
+            base + noise
+        })
+        .collect();
+    let len = base.size()[0];
+    for sampling in [
+        Sampling::Greedy,
+        Sampling::TopP {
+            temperature: 0.9,
+            top_p: 0.8,
+            seed: 11,
+        },
+    ] {
+        let cfg = GenerateConfig {
+            max_new_tokens: 12,
+            sampling,
+            stop: vec![vec![-1]],
+            vocab: None,
+        };
+        let mut decoder = Decoder::new(
+            f.model.llm(),
+            &cfg,
+            6,
+            len + 12,
+            4,
+            Kind::Float,
+            Device::Cpu,
+        )
+        .unwrap();
+        let group: Vec<(usize, &Tensor)> = rows.iter().enumerate().collect();
+        decoder.admit_group(&group, 12).unwrap();
+        assert_eq!(decoder.free_slots(), 0);
+        let mut got: Vec<Option<Generated>> = vec![None; rows.len()];
+        for done in decoder.drain().unwrap() {
+            got[done.id] = Some(done.output);
+        }
+        for (i, row) in rows.iter().enumerate() {
+            let alone_cfg = GenerateConfig {
+                sampling: match sampling {
+                    Sampling::TopP {
+                        temperature,
+                        top_p,
+                        seed,
+                    } => Sampling::TopP {
+                        temperature,
+                        top_p,
+                        seed: seed + i as u64,
+                    },
+                    s => s,
+                },
+                ..cfg.clone()
+            };
+            let alone = generate(f.model.llm(), std::slice::from_ref(row), &alone_cfg)
+                .unwrap()
+                .outputs
+                .remove(0);
+            assert_eq!(got[i].as_ref(), Some(&alone), "row {i} ({sampling:?})");
+        }
+    }
+    let cfg = GenerateConfig {
+        max_new_tokens: 4,
+        sampling: Sampling::Greedy,
+        stop: vec![vec![-1]],
+        vocab: None,
+    };
+    let longest = f.seqs.iter().map(|s| s.size()[0]).max().unwrap();
+    let mut decoder = Decoder::new(
+        f.model.llm(),
+        &cfg,
+        2,
+        longest + 4,
+        4,
+        Kind::Float,
+        Device::Cpu,
+    )
+    .unwrap();
+    let other = f
+        .seqs
+        .iter()
+        .find(|s| s.size()[0] != len)
+        .expect("the fixture has pages of other lengths");
+    let mixed = decoder
+        .admit_group(&[(0, base), (1, other)], 4)
+        .unwrap_err();
+    assert!(
+        matches!(mixed, GenerateError::GroupShape { index: 1, .. }),
+        "{mixed}"
+    );
+    let three: Vec<(usize, &Tensor)> = rows.iter().take(3).enumerate().collect();
+    let err = decoder.admit_group(&three, 4).unwrap_err().to_string();
+    assert!(err.contains("needs as many free slots"), "{err}");
+    assert_eq!(decoder.free_slots(), 2, "a refused group takes no slot");
+}

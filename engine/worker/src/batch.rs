@@ -152,6 +152,9 @@ pub const DEFAULT_MAX_NEW_TOKENS: usize = 512;
 /// positions, its prompt and 512 new tokens) fit.
 pub const DEFAULT_MAX_TOKENS_IN_FLIGHT: usize = 65_536;
 
+/// Default bound on one prefill pass: 12 rows of a SPHINX-Tiny-1k page.
+pub const DEFAULT_MAX_PREFILL_TOKENS: usize = 16_384;
+
 /// How pages are generated and how big the batches on the device may get.
 #[derive(Debug, Clone)]
 pub struct BatchOptions {
@@ -165,6 +168,9 @@ pub struct BatchOptions {
     /// Positions (prompt and answer) the KV cache may hold in all: fewer slots when rows
     /// are long, so the cache's memory is bounded by tokens, not by rows.
     pub max_tokens_in_flight: usize,
+    /// Positions prefilled in one pass: rows of one length admitted together are
+    /// prefilled as one batch of at most this many positions (bounds its activations).
+    pub max_prefill_tokens: usize,
 }
 
 impl Default for BatchOptions {
@@ -175,6 +181,7 @@ impl Default for BatchOptions {
             max_views: 32,
             max_rows: 32,
             max_tokens_in_flight: DEFAULT_MAX_TOKENS_IN_FLIGHT,
+            max_prefill_tokens: DEFAULT_MAX_PREFILL_TOKENS,
         }
     }
 }

@@ -355,9 +355,12 @@ impl<'m, T> PageStream<'m, T> {
 
     /// Admits queued rows in order while a slot is free and the head row fits the cache;
     /// (re)makes the decoder when none runs and the queued rows need more than it has.
+    /// Consecutive rows of one length are prefilled together (up to the free slots and
+    /// `max_prefill_tokens`).
     fn admit(&mut self) -> Result<()> {
         while let Some(head) = self.pending.front() {
-            let need = head.len + self.opts.max_new_tokens.max(1) as i64;
+            let len = head.len;
+            let need = len + self.opts.max_new_tokens.max(1) as i64;
             let (fits, idle) = match &self.decoder {
                 Some(d) => (d.capacity() >= need && d.free_slots() > 0, d.is_idle()),
                 None => (false, true),
@@ -368,26 +371,42 @@ impl<'m, T> PageStream<'m, T> {
                 // Wait for a slot, or for the running rows to drain before a bigger cache.
                 return Ok(());
             }
-            let mut row = self.pending.pop_front().expect("a queued row");
-            let seq = row.seq.take().expect("a queued row has its embeddings");
             let decoder = self.decoder.as_mut().expect("made above");
+            let by_tokens = (self.opts.max_prefill_tokens as i64 / len.max(1)).max(1) as usize;
+            let n = self
+                .pending
+                .iter()
+                .take(decoder.free_slots().min(by_tokens))
+                .take_while(|r| r.len == len)
+                .count();
+            let mut group: Vec<Row> = self.pending.drain(..n).collect();
+            let seqs: Vec<Tensor> = group
+                .iter_mut()
+                .map(|r| r.seq.take().expect("a queued row has its embeddings"))
+                .collect();
+            let ids: Vec<(usize, &Tensor)> = group.iter().map(|r| r.id).zip(&seqs).collect();
             if !decoder.is_idle() {
-                self.stats.joined += 1;
+                self.stats.joined += n;
             }
             let started = Instant::now();
             decoder
-                .admit(row.id, &seq, self.opts.max_new_tokens)
+                .admit_group(&ids, self.opts.max_new_tokens)
                 .with_context(|| {
-                    format!("row {} (page {}) cannot be generated", row.id, row.page)
+                    format!(
+                        "rows {}.. ({n} rows, page {}) cannot be generated",
+                        ids[0].0, group[0].page
+                    )
                 })?;
             let took = started.elapsed();
             self.stats.prefill += took;
             let clock = self.decode_clock;
-            if let Some(page) = self.pages.get_mut(&row.page) {
-                page.prefill += took;
-                page.decode_from.get_or_insert(clock);
+            for row in group {
+                if let Some(page) = self.pages.get_mut(&row.page) {
+                    page.prefill += took / n as u32;
+                    page.decode_from.get_or_insert(clock);
+                }
+                self.running.insert(row.id, row);
             }
-            self.running.insert(row.id, row);
         }
         Ok(())
     }
