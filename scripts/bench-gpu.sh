@@ -20,6 +20,8 @@
 # (channels-last) + transformers' DINOv2-g on the same 5 views per page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/gpu-common.sh
+source scripts/gpu-common.sh
 STAGE=target/bench-gpu
 NEW=${NEW:-256}
 SIZES=${SIZES:-"1 8 32 64"}
@@ -28,18 +30,12 @@ PRICE=${PRICE:-2.5}
 
 case "${1:-}" in
 stage)
-  # shellcheck source=scripts/env.sh
-  source scripts/env.sh
-  cargo build --release -p sphinx-worker --example bench_gpu
-  rm -rf "$STAGE" && mkdir -p "$STAGE"
-  cp target/release/examples/bench_gpu "$STAGE/"
-  strip "$STAGE/bench_gpu"
+  stage_example sphinx-worker bench_gpu "$STAGE"
   du -sh "$STAGE"
   ;;
 run)
   [ -x "$STAGE/bench_gpu" ] || { echo "run 'scripts/bench-gpu.sh stage' first and carry $STAGE" >&2; exit 2; }
-  TL=$(python3 -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
-  export LD_LIBRARY_PATH="$TL${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  use_gpu_torch
   LOG=${OUT:-/tmp}
   card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -n 1)
   echo "$card"

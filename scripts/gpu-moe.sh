@@ -11,23 +11,19 @@
 #                              checkout is read-only there). About 2 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/gpu-common.sh
+source scripts/gpu-common.sh
 STAGE=target/gpu-moe
 NEW=${NEW:-64}
 
 case "${1:-}" in
 stage)
-  # shellcheck source=scripts/env.sh
-  source scripts/env.sh
-  cargo build --release -p sphinx-model --example moe_gpu
-  rm -rf "$STAGE" && mkdir -p "$STAGE"
-  cp target/release/examples/moe_gpu "$STAGE/"
-  strip "$STAGE/moe_gpu"
+  stage_example sphinx-model moe_gpu "$STAGE"
   du -sh "$STAGE"
   ;;
 run)
   [ -x "$STAGE/moe_gpu" ] || { echo "run 'scripts/gpu-moe.sh stage' first and carry $STAGE" >&2; exit 2; }
-  TL=$(python3 -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
-  export LD_LIBRARY_PATH="$TL${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  use_gpu_torch
   LOG=${OUT:-/tmp}
   card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -n 1)
   echo "$card"

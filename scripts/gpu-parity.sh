@@ -10,26 +10,21 @@
 #                                 timeout ~420 s): builds nothing, only runs and reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/gpu-common.sh
+source scripts/gpu-common.sh
 STAGE=target/gpu-parity
 
 case "${1:-}" in
 stage)
-  # shellcheck source=scripts/env.sh
-  source scripts/env.sh
-  cargo build --release -p sphinx-model --example gpu_parity
+  stage_example sphinx-model gpu_parity "$STAGE"
   .venv/bin/python scripts/make_parity_fixtures.py vision sphinx
-  rm -rf "$STAGE"
   mkdir -p "$STAGE/fixtures"
-  cp target/release/examples/gpu_parity "$STAGE/"
-  # Debug line tables make it ~80 MB; the device tool carries at most 64 MiB.
-  strip "$STAGE/gpu_parity"
   cp -r target/fixtures/vision target/fixtures/sphinx "$STAGE/fixtures/"
   du -sh "$STAGE"
   ;;
 run)
   [ -x "$STAGE/gpu_parity" ] || { echo "no $STAGE/gpu_parity: run 'scripts/gpu-parity.sh stage' first and carry $STAGE" >&2; exit 2; }
-  TL=$(python3 -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
-  export LD_LIBRARY_PATH="$TL${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  use_gpu_torch
   LOG=${OUT:-/tmp}
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
