@@ -317,6 +317,27 @@ fn bad_inputs_are_typed_errors() {
     ));
 }
 
+/// The config that gives row `i` of a batch run with `cfg` on its own: the same, with a
+/// top-p seed of `seed + i` (a batch row draws from the generator seeded so).
+fn alone(cfg: &GenerateConfig, i: usize) -> GenerateConfig {
+    let sampling = match cfg.sampling {
+        Sampling::TopP {
+            temperature,
+            top_p,
+            seed,
+        } => Sampling::TopP {
+            temperature,
+            top_p,
+            seed: seed + i as u64,
+        },
+        s => s,
+    };
+    GenerateConfig {
+        sampling,
+        ..cfg.clone()
+    }
+}
+
 /// Continuous batching: 16 rows with budgets from 1 to 31 tokens through 3 slots, each
 /// admitted as soon as a slot frees, give every row the tokens it gets alone (greedy and
 /// seeded top-p, with stop sequences met mid-way).
@@ -380,19 +401,7 @@ fn continuous_batching_gives_each_row_what_it_gets_alone() {
             let out = out.unwrap_or_else(|| panic!("row {i} never finished"));
             let alone_cfg = GenerateConfig {
                 max_new_tokens: budget(i),
-                sampling: match sampling {
-                    Sampling::TopP {
-                        temperature,
-                        top_p,
-                        seed,
-                    } => Sampling::TopP {
-                        temperature,
-                        top_p,
-                        seed: seed + i as u64,
-                    },
-                    s => s,
-                },
-                ..cfg.clone()
+                ..alone(&cfg, i)
             };
             let alone = generate(f.model.llm(), std::slice::from_ref(&f.seqs[i]), &alone_cfg)
                 .unwrap()
@@ -502,21 +511,7 @@ fn a_group_prefilled_together_answers_as_each_row_alone() {
             got[done.id] = Some(done.output);
         }
         for (i, row) in rows.iter().enumerate() {
-            let alone_cfg = GenerateConfig {
-                sampling: match sampling {
-                    Sampling::TopP {
-                        temperature,
-                        top_p,
-                        seed,
-                    } => Sampling::TopP {
-                        temperature,
-                        top_p,
-                        seed: seed + i as u64,
-                    },
-                    s => s,
-                },
-                ..cfg.clone()
-            };
+            let alone_cfg = alone(&cfg, i);
             let alone = generate(f.model.llm(), std::slice::from_ref(row), &alone_cfg)
                 .unwrap()
                 .outputs
