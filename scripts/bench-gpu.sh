@@ -79,11 +79,7 @@ print("\nPhases of ours (s): " + "; ".join(
     f"host {o['wall_s'] - o['encode_s'] - o['prefill_s'] - o['decode_s']:.2f}"
     for b, o in sorted(ours.items())))
 PY
-  cat "$LOG/table.md"
-  doc=docs/performance.md
-  [ -w "$doc" ] || doc="$LOG/performance.md"
-  { echo; cat "$LOG/table.md"; } >> "$doc"
-  echo "table appended to $doc"
+  append_result "$LOG/table.md"
   ;;
 *)
   echo "usage: scripts/bench-gpu.sh stage|run" >&2

@@ -21,3 +21,13 @@ use_gpu_torch() {
   lib=$(python3 -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
   export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 }
+
+# append_result FILE: prints a dated result table and appends it to docs/performance.md
+# ($OUT/performance.md when the checkout is read-only on the GPU machine).
+append_result() {
+  cat "$1"
+  local doc=docs/performance.md
+  [ -w "$doc" ] || doc="${OUT:-/tmp}/performance.md"
+  { echo; cat "$1"; } >> "$doc"
+  echo "appended to $doc"
+}

@@ -46,11 +46,7 @@ print("|---|---|---|---|---|---|")
 print(f"| {p['views']} | {p['seq_len']} | {p['encode_s']:.3f} | {p['prefill_s']:.3f} | "
       f"{p['decode_s']:.3f} ({p['new_tokens']}) | {p['page_s']:.3f} |")
 PY
-  cat "$LOG/moe.md"
-  doc=docs/performance.md
-  [ -w "$doc" ] || doc="$LOG/performance.md"
-  { echo; cat "$LOG/moe.md"; } >> "$doc"
-  echo "appended to $doc"
+  append_result "$LOG/moe.md"
   ;;
 *)
   echo "usage: scripts/gpu-moe.sh stage|run" >&2
