@@ -57,7 +57,8 @@ pub struct RunArgs {
     /// grounding:<query>, ask:<question>.
     #[arg(long = "task", default_value = "ocr")]
     pub tasks: Vec<Task>,
-    /// Most pages per model batch (their rows stream through the decode slots).
+    /// Most pages received and encoded at once (their rows, and the next ones, stream
+    /// through the decode slots).
     #[arg(long, default_value_t = 32)]
     pub max_batch_pages: usize,
     /// Rows decoded at once; a row that ends frees its slot for the next at once.

@@ -35,7 +35,8 @@ pub struct ServeArgs {
     /// Local cache for models fetched from S3.
     #[arg(long, env = "SPHINX_MODEL_CACHE", default_value = "/tmp/sphinx-models")]
     pub model_cache: PathBuf,
-    /// Most pages per micro-batch.
+    /// Most pages received and encoded at once (a micro-batch; the next joins the running
+    /// decode as slots free).
     #[arg(long, env = "SPHINX_MAX_BATCH_PAGES", default_value_t = 16)]
     pub max_batch_pages: usize,
     /// Rows decoded at once (continuous batching: a finished row's slot takes the next).
