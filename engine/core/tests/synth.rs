@@ -667,16 +667,10 @@ fn fixed_line_start_aligns_every_line() {
         first_index: 0,
         count: 80,
         noise: false,
+        // Lines of any length: the nano's bounds without its character cap.
         bounds: TextBounds {
-            max_lines: Some(1),
-            min_em_px: Some(27),
-            max_em_px: Some(27),
-            page_size: Some((256, 64)),
-            no_shapes: true,
-            ocr_only: true,
-            face: Some(Face::Mono),
-            line_start_px: Some(16),
-            ..Default::default()
+            max_chars: None,
+            ..TextBounds::nano()
         },
     };
     generate(&cfg, dir.path(), |_| {}).unwrap();

@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use sphinx_core::synth::{self, Face, SynthConfig, TextBounds};
+use sphinx_core::synth::{self, SynthConfig, TextBounds};
 use sphinx_worker::eval_cmd::{evaluate, EvalArgs};
 
 /// This harness is no render child: pages render in `sphinx` child processes.
@@ -42,18 +42,7 @@ fn committed_nano_reads_held_out_pages_as_well_as_recorded() {
         count: 200,
         noise: false,
         // scripts/train-nano.sh PAGE_FLAGS.
-        bounds: TextBounds {
-            max_lines: Some(1),
-            min_em_px: Some(27),
-            max_em_px: Some(27),
-            page_size: Some((256, 64)),
-            no_shapes: true,
-            ocr_only: true,
-            face: Some(Face::Mono),
-            line_start_px: Some(16),
-            max_chars: Some(7),
-            ..Default::default()
-        },
+        bounds: TextBounds::nano(),
     };
     synth::generate(&cfg, data.path(), |_| {}).unwrap();
     let summary = evaluate(&EvalArgs {

@@ -148,6 +148,26 @@ pub struct TextBounds {
     pub line_start_px: Option<u32>,
 }
 
+impl TextBounds {
+    /// The nano's pages: a 256 x 64 strip with one monospaced line of at most 7
+    /// characters at 27 px, starting 16 px from the left, no shapes, OCR only (the same as
+    /// `scripts/train-nano.sh`'s PAGE_FLAGS; docs/nano.md says why each).
+    pub fn nano() -> Self {
+        Self {
+            max_lines: Some(1),
+            min_em_px: Some(27),
+            max_em_px: Some(27),
+            page_size: Some((256, 64)),
+            no_shapes: true,
+            ocr_only: true,
+            face: Some(Face::Mono),
+            line_start_px: Some(16),
+            max_chars: Some(7),
+            ..Self::default()
+        }
+    }
+}
+
 /// Largest `min_em_px` a page can honour without `max_em_px` (the biggest em is
 /// [`MAX_EM_PX`]).
 pub const MAX_MIN_EM_PX: u32 = MAX_EM_PX - 2;
