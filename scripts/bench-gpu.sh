@@ -12,7 +12,8 @@
 #
 # Ours: SPHINX-Tiny-1k-sized model (TinyLlama-1.1B + ConvNeXt-XXL + DINOv2-g/14), random
 # weights, bf16; letter pages (5 views), one OCR task each, NEW tokens per page (256);
-# batch sizes 1/8/32/64. Peers: the same LLM shape in transformers, from input
+# batch sizes 1/8/32/64, decoding eagerly and with the decode step replayed from CUDA
+# graphs (`--cuda-graphs`; the script checks both give every page the same text). Peers: the same LLM shape in transformers, from input
 # embeddings of our sequence length, greedy, SDPA, the same number of new tokens, eager
 # with its dynamic cache and with its static cache + torch.compile. Ours is timed end to
 # end (encoders included); the peers run the LLM only, so the ratios favour them. The
@@ -25,6 +26,8 @@ source scripts/gpu-common.sh
 STAGE=target/bench-gpu
 NEW=${NEW:-256}
 SIZES=${SIZES:-"1 8 32 64"}
+# Our decode modes: eager, graphs (CUDA graphs of the decode step).
+MODES=${MODES:-eager,graphs}
 # $ per GPU-hour for the price per million pages.
 PRICE=${PRICE:-2.5}
 
@@ -40,13 +43,15 @@ run)
   card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -n 1)
   echo "$card"
   # shellcheck disable=SC2086
-  "$STAGE/bench_gpu" "${TMPDIR:-/tmp}" "$NEW" $SIZES | tee "$LOG/ours.jsonl"
+  "$STAGE/bench_gpu" "${TMPDIR:-/tmp}" "$NEW" "$MODES" $SIZES | tee "$LOG/ours.jsonl"
   seq_len=$(python3 -c 'import json,sys;print(json.loads(open(sys.argv[1]).readline())["seq_len"])' "$LOG/ours.jsonl")
   # shellcheck disable=SC2086
   python3 scripts/bench_gpu_reference.py "$seq_len" "$NEW" $SIZES | tee "$LOG/hf.jsonl"
   python3 - "$LOG/ours.jsonl" "$LOG/hf.jsonl" "$PRICE" "$card" "$NEW" > "$LOG/table.md" <<'PY'
 import datetime, json, sys
-ours = {r["batch"]: r for r in map(json.loads, open(sys.argv[1]))}
+runs = {}
+for r in map(json.loads, open(sys.argv[1])):
+    runs.setdefault(r["mode"], {})[r["batch"]] = r
 peers = {}
 for r in map(json.loads, open(sys.argv[2])):
     peers.setdefault(r["peer"], {})[r["batch"]] = r
@@ -54,30 +59,40 @@ enc = peers.pop("encoders", {})
 price, card, new = float(sys.argv[3]), sys.argv[4], sys.argv[5]
 usd = lambda ms: ms / 1000 / 3600 * price * 1e6
 print(f"### {datetime.date.today()}: {card}, {new} new tokens per page, ${price}/GPU-hour\n")
-print("| batch | ours ms/page (end to end) | ours LLM tokens/s | ours $/M pages | "
+print("| ours | batch | ours ms/page (end to end) | ours LLM tokens/s | ours $/M pages | "
       + " | ".join(f"{p} ms/page | {p} tokens/s | ours vs {p}" for p in peers) + " |")
-print("|" + "---|" * (4 + 3 * len(peers)))
-for b in sorted(ours):
-    o = ours[b]
-    ms = 1000 / o["pages_per_s"]
-    llm_tps = o["generated"] / (o["prefill_s"] + o["decode_s"])
-    cells = [f"{b}", f"{ms:.1f}", f"{llm_tps:.0f}", f"{usd(ms):.1f}"]
-    for p in peers.values():
-        h = p.get(b)
-        cells += [f"{h['ms_per_page']:.1f}", f"{h['tokens_per_s']:.0f}", f"{h['ms_per_page'] / ms:.2f}x"] if h else ["", "", ""]
-    print("| " + " | ".join(cells) + " |")
+print("|" + "---|" * (5 + 3 * len(peers)))
+for mode, ours in runs.items():
+    for b in sorted(ours):
+        o = ours[b]
+        ms = 1000 / o["pages_per_s"]
+        llm_tps = o["generated"] / (o["prefill_s"] + o["decode_s"])
+        cells = [mode, f"{b}", f"{ms:.1f}", f"{llm_tps:.0f}", f"{usd(ms):.1f}"]
+        for p in peers.values():
+            h = p.get(b)
+            cells += [f"{h['ms_per_page']:.1f}", f"{h['tokens_per_s']:.0f}", f"{h['ms_per_page'] / ms:.2f}x"] if h else ["", "", ""]
+        print("| " + " | ".join(cells) + " |")
+first = next(iter(runs.values()))
 if enc:
     print("\n| batch | ours encoders ms/page | timm ConvNeXt-XXL + transformers DINOv2-g ms/page | ours vs peer |")
     print("|---|---|---|---|")
-    for b in sorted(ours):
+    for b in sorted(first):
         e = enc.get(b)
-        mine = 1000 * ours[b]["encode_s"] / b
+        mine = 1000 * first[b]["encode_s"] / b
         if e:
             print(f"| {b} | {mine:.1f} | {e['ms_per_page']:.1f} | {e['ms_per_page'] / mine:.2f}x |")
-print("\nPhases of ours (s): " + "; ".join(
-    f"batch {b}: encode {o['encode_s']:.2f}, prefill {o['prefill_s']:.2f}, decode {o['decode_s']:.2f}, "
-    f"host {o['wall_s'] - o['encode_s'] - o['prefill_s'] - o['decode_s']:.2f}"
-    for b, o in sorted(ours.items())))
+for mode, ours in runs.items():
+    print(f"\nPhases of ours, {mode} (s): " + "; ".join(
+        f"batch {b}: encode {o['encode_s']:.2f}, prefill {o['prefill_s']:.2f}, decode {o['decode_s']:.2f}, "
+        f"host {o['wall_s'] - o['encode_s'] - o['prefill_s'] - o['decode_s']:.2f}"
+        for b, o in sorted(ours.items())))
+if "graphs" in runs and "eager" in runs:
+    g, e = runs["graphs"], runs["eager"]
+    same = [b for b in sorted(g) if b in e and g[b]["digest"] == e[b]["digest"]]
+    differ = [b for b in sorted(g) if b in e and g[b]["digest"] != e[b]["digest"]]
+    steps = {b: g[b]["graph_replays"] for b in sorted(g)}
+    print(f"\nCUDA graphs: decode steps replayed {steps}; every page's text the same as eager "
+          f"at batch {same}" + (f"; DIFFERENT at batch {differ}" if differ else ""))
 PY
   append_result "$LOG/table.md"
   ;;

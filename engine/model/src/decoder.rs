@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use tch::{Device, Kind, Tensor};
 
+use crate::decode_graphs::{bucketed, GraphStats, Outcome, StepGraphs, KEYS_BUCKET};
 use crate::generate::{
     check_config, GenerateConfig, GenerateError, Generated, Sampling, Stop, READ_EVERY,
 };
@@ -69,6 +70,9 @@ pub struct Decoder<'m> {
     host_reads: usize,
     prefill: Duration,
     decode: Duration,
+    /// Cache columns are read in multiples of this (static shapes), or exactly.
+    keys_bucket: Option<i64>,
+    graphs: Option<StepGraphs>,
 }
 
 /// `stop_index` of a row that used its budget (no stop sequence).
@@ -124,7 +128,37 @@ impl<'m> Decoder<'m> {
             host_reads: 0,
             prefill: Duration::ZERO,
             decode: Duration::ZERO,
+            keys_bucket: None,
+            graphs: None,
         })
+    }
+
+    /// Reads the cache in widths that are multiples of `bucket` columns (the extra ones
+    /// masked), so the decode step takes a few shapes instead of one per token: what a
+    /// CUDA graph needs. The tokens are the same.
+    pub fn use_static_shapes(&mut self, bucket: i64) {
+        self.keys_bucket = Some(bucket.max(1));
+    }
+
+    /// Replays the decode step from CUDA graphs (see [`crate::decode_graphs`]), with
+    /// static shapes. Refused, with the reason, unless the model and this decoder live on
+    /// one CUDA device and the binary has the graph shim.
+    pub fn use_cuda_graphs(&mut self) -> Result<(), GenerateError> {
+        let devices = self.llm.layer_devices();
+        let index = match self.device {
+            Device::Cuda(i) if devices.iter().all(|&d| d == self.device) => i,
+            _ => return Err(GenerateError::GraphDevices(format!("{devices:?}"))),
+        };
+        self.graphs = Some(StepGraphs::new(index)?);
+        self.use_static_shapes(KEYS_BUCKET);
+        Ok(())
+    }
+
+    /// Widths captured and steps replayed by CUDA graphs (zero without them).
+    pub fn graph_stats(&self) -> GraphStats {
+        self.graphs
+            .as_ref()
+            .map_or_else(GraphStats::default, StepGraphs::stats)
     }
 
     /// Decode slots in all (rows generated at once).
@@ -288,24 +322,18 @@ impl<'m> Decoder<'m> {
         let started = Instant::now();
         let budget_spent = self.slots.iter().flatten().any(|a| a.chosen >= a.max_new);
         if !budget_spent {
-            let keys = self
+            let longest = self
                 .slots
                 .iter()
                 .flatten()
                 .map(|a| a.columns)
                 .max()
                 .expect("a running row");
-            let emb = self.llm.embed_tokens(&self.next.view([-1, 1]))?;
-            let positions = self.positions.view([-1, 1]);
-            let hidden = self
-                .llm
-                .decode_step(&emb, &positions, &mut self.cache, keys)?;
-            let logits = self.llm.logits(&hidden).squeeze_dim(1).to_kind(Kind::Float);
-            let all = self.all_slots.shallow_clone();
-            let tokens = self.choose(&logits, &all)?;
-            self.record(&all, &tokens);
-            self.next.copy_(&tokens);
-            let _ = self.positions.f_add_(&self.occupied)?;
+            let keys = match self.keys_bucket {
+                Some(bucket) => bucketed(longest, bucket, self.cache.capacity()),
+                None => longest,
+            };
+            self.run_step(keys)?;
             for a in self.slots.iter_mut().flatten() {
                 a.chosen += 1;
                 a.columns += 1;
@@ -320,6 +348,43 @@ impl<'m> Decoder<'m> {
         };
         self.decode += started.elapsed();
         Ok(finished)
+    }
+
+    /// The device part of a step, through its CUDA graph when graphs are on.
+    fn run_step(&mut self, keys: i64) -> Result<(), GenerateError> {
+        let Some(mut graphs) = self.graphs.take() else {
+            return self.device_step(keys);
+        };
+        let outcome = graphs.step(keys, || self.device_step(keys));
+        match outcome {
+            Ok(Outcome::Done) => {
+                self.graphs = Some(graphs);
+                Ok(())
+            }
+            Ok(Outcome::Abandoned(e)) => {
+                tracing::warn!(error = %e, "CUDA graph capture failed; decoding without graphs");
+                self.device_step(keys)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Feeds every slot's newest token and chooses the next, all on the device and in
+    /// place (so a CUDA graph can replay it): the step reads and writes only the
+    /// decoder's own tensors.
+    fn device_step(&mut self, keys: i64) -> Result<(), GenerateError> {
+        let emb = self.llm.embed_tokens(&self.next.view([-1, 1]))?;
+        let positions = self.positions.view([-1, 1]);
+        let hidden = self
+            .llm
+            .decode_step(&emb, &positions, &mut self.cache, keys)?;
+        let logits = self.llm.logits(&hidden).squeeze_dim(1).to_kind(Kind::Float);
+        let all = self.all_slots.shallow_clone();
+        let tokens = self.choose(&logits, &all)?;
+        self.record(&all, &tokens);
+        self.next.copy_(&tokens);
+        let _ = self.positions.f_add_(&self.occupied)?;
+        Ok(())
     }
 
     /// Runs until every row has finished.

@@ -54,6 +54,10 @@ pub enum GenerateError {
     Llama(#[from] LlamaError),
     #[error("libtorch rejected the operation: {0}")]
     Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Graph(#[from] sphinx_cuda_graph::GraphError),
+    #[error("CUDA graphs need the whole model on one CUDA device; it is on {0}")]
+    GraphDevices(String),
 }
 
 /// How the next token is chosen.

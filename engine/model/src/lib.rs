@@ -9,6 +9,7 @@ pub mod config;
 pub mod conversation;
 pub mod convnext;
 pub mod dataset;
+pub mod decode_graphs;
 pub mod decoder;
 pub mod dinov2;
 pub mod generate;

@@ -340,7 +340,9 @@ fn alone(cfg: &GenerateConfig, i: usize) -> GenerateConfig {
 
 /// Continuous batching: 16 rows with budgets from 1 to 31 tokens through 3 slots, each
 /// admitted as soon as a slot frees, give every row the tokens it gets alone (greedy and
-/// seeded top-p, with stop sequences met mid-way).
+/// seeded top-p, with stop sequences met mid-way). The same holds with static shapes
+/// (attention over the cache in widths of 7 columns, the extra ones masked: what a CUDA
+/// graph replays), and graphs themselves are refused on the CPU with the reason.
 #[test]
 fn continuous_batching_gives_each_row_what_it_gets_alone() {
     use sphinx_model::decoder::Decoder;
@@ -348,13 +350,17 @@ fn continuous_batching_gives_each_row_what_it_gets_alone() {
     let _guard = tch::no_grad_guard();
     let budget = |i: usize| 1 + (i * 13) % 31;
     let longest = f.seqs.iter().map(|s| s.size()[0]).max().unwrap();
-    for sampling in [
-        Sampling::Greedy,
-        Sampling::TopP {
-            temperature: 0.9,
-            top_p: 0.8,
-            seed: 5,
-        },
+    let greedy = Sampling::Greedy;
+    let top_p = Sampling::TopP {
+        temperature: 0.9,
+        top_p: 0.8,
+        seed: 5,
+    };
+    for (sampling, bucket) in [
+        (greedy, None),
+        (top_p, None),
+        (greedy, Some(7)),
+        (top_p, Some(7)),
     ] {
         // Stop sequences taken from what the rows say without any, so some stop early:
         // a token row 0 says fourth, and a pair row 1 says sixth and seventh.
@@ -381,6 +387,11 @@ fn continuous_batching_gives_each_row_what_it_gets_alone() {
             Device::Cpu,
         )
         .unwrap();
+        if let Some(b) = bucket {
+            decoder.use_static_shapes(b);
+        }
+        let err = decoder.use_cuda_graphs().unwrap_err();
+        assert!(matches!(err, GenerateError::GraphDevices(_)), "{err}");
         let mut next = 0;
         let mut got: Vec<Option<Generated>> = vec![None; f.seqs.len()];
         let mut most_running = 0;
@@ -407,7 +418,7 @@ fn continuous_batching_gives_each_row_what_it_gets_alone() {
                 .unwrap()
                 .outputs
                 .remove(0);
-            assert_eq!(out, alone, "row {i} ({sampling:?})");
+            assert_eq!(out, alone, "row {i} ({sampling:?}, widths of {bucket:?})");
             assert!(out.generated <= budget(i));
             if matches!(out.stop, Stop::Sequence { .. }) {
                 early += 1;

@@ -1,12 +1,16 @@
 //! GPU throughput of the worker's batch path (`sphinx_worker::batch::run_batch`, what
 //! `sphinx serve` runs) on a SPHINX-Tiny-1k-sized model with random weights in bf16.
 //!
-//! `bench_gpu <workdir> <max_new_tokens> <batch sizes...>` writes the random model
-//! folder, loads it like `sphinx serve`, and for each batch size runs that many letter
-//! pages (5 views each: nothing skipped) with one OCR task each, after one warm-up
-//! batch. Prints one JSON line per batch size: pages/s end to end, LLM sequence length,
-//! generated tokens, encode / prefill / decode seconds and decode tokens/s, for
-//! `scripts/bench-gpu.sh` to set against Hugging Face `generate` on the same lengths.
+//! `bench_gpu <workdir> <max_new_tokens> <modes> <batch sizes...>` writes the random
+//! model folder, loads it like `sphinx serve`, and for each mode (a comma list of
+//! `eager`, and `graphs`: the decode step replayed from CUDA graphs, `--cuda-graphs`) and
+//! batch size runs that many letter pages (5 views each: nothing skipped) with one OCR
+//! task each, after one warm-up batch. Prints one JSON line per mode and batch size:
+//! pages/s end to end, LLM sequence length, generated tokens, encode / prefill / decode
+//! seconds, decode tokens/s, steps replayed from graphs, and a digest of every answer's
+//! text (the same pages give the same digest in every mode when graphs replay the eager
+//! step exactly), for `scripts/bench-gpu.sh` to set against Hugging Face `generate` on
+//! the same lengths.
 
 use std::path::Path;
 use std::time::Instant;
@@ -66,15 +70,19 @@ fn page_image(seed: u32) -> RgbImage {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() < 4 {
-        bail!("usage: bench_gpu <workdir> <max_new_tokens> <batch sizes...>");
+    if args.len() < 5 {
+        bail!("usage: bench_gpu <workdir> <max_new_tokens> <eager,graphs> <batch sizes...>");
     }
     if !tch::Cuda::is_available() {
         bail!("no CUDA device");
     }
     let dir = Path::new(&args[1]).join("sphinx-tiny-1k-random");
     let max_new: usize = args[2].parse()?;
-    let sizes: Vec<usize> = args[3..]
+    let modes: Vec<&str> = args[3].split(',').collect();
+    if let Some(m) = modes.iter().find(|m| !matches!(**m, "eager" | "graphs")) {
+        bail!("unknown mode {m:?} (eager, graphs)");
+    }
+    let sizes: Vec<usize> = args[4..]
         .iter()
         .map(|s| s.parse())
         .collect::<Result<_, _>>()?;
@@ -82,7 +90,7 @@ fn main() -> Result<()> {
     let start = Instant::now();
     let loaded = sphinx_model::model_folder::load(&dir, Device::Cuda(0))?;
     eprintln!("model loaded in {:.2} s", start.elapsed().as_secs_f64());
-    let opts = BatchOptions {
+    let base = BatchOptions {
         max_new_tokens: max_new,
         max_views: 64,
         max_rows: 64,
@@ -97,32 +105,51 @@ fn main() -> Result<()> {
             &loaded.tile,
         )
     };
-    // Warm-up: cuDNN autotuning, allocator growth.
-    let warm: Vec<PreparedPage> = (0..2).map(page).collect::<Result<_>>()?;
-    run_batch(&loaded, &warm, &opts)?;
-    for &b in &sizes {
-        let pages: Vec<PreparedPage> = (0..b).map(page).collect::<Result<_>>()?;
-        tch::Cuda::synchronize(0);
-        let t0 = Instant::now();
-        let (results, stats) = run_batch(&loaded, &pages, &opts)?;
-        tch::Cuda::synchronize(0);
-        let wall = t0.elapsed().as_secs_f64();
-        let t = &results[0].tasks[0].tokens;
-        println!(
-            "{}",
-            json!({
-                "batch": b,
-                "seq_len": t.prompt + t.visual,
-                "max_new_tokens": max_new,
-                "generated": stats.generated_tokens,
-                "wall_s": wall,
-                "encode_s": stats.encode.as_secs_f64(),
-                "prefill_s": stats.prefill.as_secs_f64(),
-                "decode_s": stats.decode.as_secs_f64(),
-                "pages_per_s": b as f64 / wall,
-                "decode_tokens_per_s": stats.generated_tokens as f64 / stats.decode.as_secs_f64(),
-            })
-        );
+    for mode in modes {
+        let opts = BatchOptions {
+            cuda_graphs: mode == "graphs",
+            ..base.clone()
+        };
+        // Warm-up: cuDNN autotuning, allocator growth.
+        let warm: Vec<PreparedPage> = (0..2).map(page).collect::<Result<_>>()?;
+        run_batch(&loaded, &warm, &opts)?;
+        for &b in &sizes {
+            let pages: Vec<PreparedPage> = (0..b).map(page).collect::<Result<_>>()?;
+            tch::Cuda::synchronize(0);
+            let t0 = Instant::now();
+            let (results, stats) = run_batch(&loaded, &pages, &opts)?;
+            tch::Cuda::synchronize(0);
+            let wall = t0.elapsed().as_secs_f64();
+            let t = &results[0].tasks[0].tokens;
+            let digest =
+                results
+                    .iter()
+                    .flat_map(|r| &r.tasks)
+                    .fold(0xcbf2_9ce4_8422_2325_u64, |h, task| {
+                        task.raw_text
+                            .bytes()
+                            .chain([0])
+                            .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+                    });
+            println!(
+                "{}",
+                json!({
+                    "mode": mode,
+                    "batch": b,
+                    "seq_len": t.prompt + t.visual,
+                    "max_new_tokens": max_new,
+                    "generated": stats.generated_tokens,
+                    "wall_s": wall,
+                    "encode_s": stats.encode.as_secs_f64(),
+                    "prefill_s": stats.prefill.as_secs_f64(),
+                    "decode_s": stats.decode.as_secs_f64(),
+                    "pages_per_s": b as f64 / wall,
+                    "decode_tokens_per_s": stats.generated_tokens as f64 / stats.decode.as_secs_f64(),
+                    "graph_replays": stats.graph_replays,
+                    "digest": format!("{digest:016x}"),
+                })
+            );
+        }
     }
     Ok(())
 }

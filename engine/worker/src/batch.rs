@@ -171,6 +171,9 @@ pub struct BatchOptions {
     /// Positions prefilled in one pass: rows of one length admitted together are
     /// prefilled as one batch of at most this many positions (bounds its activations).
     pub max_prefill_tokens: usize,
+    /// Replay each decode step from a CUDA graph (one launch instead of one per kernel).
+    /// On a CUDA device only; elsewhere, or where a capture fails, decoding is eager.
+    pub cuda_graphs: bool,
 }
 
 impl Default for BatchOptions {
@@ -182,6 +185,7 @@ impl Default for BatchOptions {
             max_rows: 32,
             max_tokens_in_flight: DEFAULT_MAX_TOKENS_IN_FLIGHT,
             max_prefill_tokens: DEFAULT_MAX_PREFILL_TOKENS,
+            cuda_graphs: false,
         }
     }
 }
@@ -198,6 +202,8 @@ pub struct BatchStats {
     pub decode: Duration,
     /// Reads of device state by the host while decoding (not one per token).
     pub host_reads: usize,
+    /// Decode steps replayed from CUDA graphs (zero when decoding eagerly).
+    pub graph_replays: usize,
     /// Decode slots used (rows generated at once).
     pub slots: usize,
     /// Rows admitted while other rows were decoding (continuous batching at work: a

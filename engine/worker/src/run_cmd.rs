@@ -67,6 +67,10 @@ pub struct RunArgs {
     /// Most tokens generated per task.
     #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
+    /// Replay each decode step from a CUDA graph (one launch per token instead of one per
+    /// kernel). CUDA only; anywhere else, or where a capture fails, decoding is eager.
+    #[arg(long, env = "SPHINX_CUDA_GRAPHS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub cuda_graphs: bool,
     /// Also draw each page's boxes into <out>/overlays/<doc_id>/page-NNNN.png.
     #[arg(long)]
     pub overlays: bool,
@@ -166,6 +170,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
         batch: BatchOptions {
             max_new_tokens: args.max_new_tokens,
             max_rows: args.decode_slots.max(1),
+            cuda_graphs: args.cuda_graphs,
             ..BatchOptions::default()
         },
         outputs: Outputs {

@@ -42,6 +42,10 @@ pub struct ServeArgs {
     /// Rows decoded at once (continuous batching: a finished row's slot takes the next).
     #[arg(long, env = "SPHINX_DECODE_SLOTS", default_value_t = 32)]
     pub decode_slots: usize,
+    /// Replay each decode step from a CUDA graph (one launch per token instead of one per
+    /// kernel). CUDA only; anywhere else, or where a capture fails, decoding is eager.
+    #[arg(long, env = "SPHINX_CUDA_GRAPHS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub cuda_graphs: bool,
     /// Positions the KV cache may hold across all slots (fewer slots for long rows).
     #[arg(long, env = "SPHINX_MAX_TOKENS_IN_FLIGHT", default_value_t = DEFAULT_MAX_TOKENS_IN_FLIGHT)]
     pub max_tokens_in_flight: usize,
@@ -96,6 +100,7 @@ impl ServeArgs {
                 max_new_tokens: self.max_new_tokens,
                 max_rows: self.decode_slots.max(1),
                 max_tokens_in_flight: self.max_tokens_in_flight.max(1),
+                cuda_graphs: self.cuda_graphs,
                 ..BatchOptions::default()
             },
             outputs: Outputs {

@@ -87,11 +87,34 @@ pub struct PageStream<'m, T> {
     expected: usize,
     /// Time spent in decode steps since the stream began.
     decode_clock: Duration,
-    /// Host reads of decoders already dropped.
-    reads_dropped: usize,
-    /// Host reads already counted by [`Self::take_stats`].
-    reads_reported: usize,
+    /// Host reads and graph replays of decoders already dropped.
+    dropped: Counts,
+    /// Host reads and graph replays already counted by [`Self::take_stats`].
+    reported: Counts,
+    /// CUDA graphs were asked for and refused (said once).
+    graphs_refused: bool,
     stats: BatchStats,
+}
+
+/// Counters a decoder keeps over its life.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    host_reads: usize,
+    graph_replays: usize,
+}
+
+impl Counts {
+    fn of(d: &Decoder<'_>) -> Self {
+        Self {
+            host_reads: d.host_reads(),
+            graph_replays: d.graph_stats().replays,
+        }
+    }
+
+    fn add(&mut self, o: Counts) {
+        self.host_reads += o.host_reads;
+        self.graph_replays += o.graph_replays;
+    }
 }
 
 impl<'m, T> PageStream<'m, T> {
@@ -117,8 +140,9 @@ impl<'m, T> PageStream<'m, T> {
             next_page: 0,
             expected: 0,
             decode_clock: Duration::ZERO,
-            reads_dropped: 0,
-            reads_reported: 0,
+            dropped: Counts::default(),
+            reported: Counts::default(),
+            graphs_refused: false,
             stats: BatchStats::default(),
         })
     }
@@ -157,10 +181,14 @@ impl<'m, T> PageStream<'m, T> {
     /// What the stream did since the last call (pages, views and tokens of pages
     /// finished or encoded in that time; device time spent in it).
     pub fn take_stats(&mut self) -> BatchStats {
-        let reads = self.reads_dropped + self.decoder.as_ref().map_or(0, Decoder::host_reads);
+        let mut now = self.dropped;
+        if let Some(d) = &self.decoder {
+            now.add(Counts::of(d));
+        }
         let mut stats = std::mem::take(&mut self.stats);
-        stats.host_reads += reads - self.reads_reported;
-        self.reads_reported = reads;
+        stats.host_reads += now.host_reads - self.reported.host_reads;
+        stats.graph_replays += now.graph_replays - self.reported.graph_replays;
+        self.reported = now;
         stats.slots = self.decoder.as_ref().map_or(stats.slots, Decoder::slots);
         stats
     }
@@ -436,14 +464,14 @@ impl<'m, T> PageStream<'m, T> {
     fn make_decoder(&mut self) -> Result<()> {
         let (slots, capacity) = self.wanted();
         if let Some(old) = self.decoder.take() {
-            self.reads_dropped += old.host_reads();
+            self.dropped.add(Counts::of(&old));
         }
         let kind = self
             .pending
             .front()
             .and_then(|r| r.seq.as_ref())
             .map_or(Kind::Float, Tensor::kind);
-        self.decoder = Some(Decoder::new(
+        let mut decoder = Decoder::new(
             self.loaded.model.llm(),
             &self.cfg,
             slots,
@@ -451,7 +479,16 @@ impl<'m, T> PageStream<'m, T> {
             READ_EVERY,
             kind,
             self.loaded.device,
-        )?);
+        )?;
+        if self.opts.cuda_graphs {
+            if let Err(e) = decoder.use_cuda_graphs() {
+                if !self.graphs_refused {
+                    tracing::warn!(error = %e, "CUDA graphs are off: decoding eagerly");
+                    self.graphs_refused = true;
+                }
+            }
+        }
+        self.decoder = Some(decoder);
         self.stats.slots = self.stats.slots.max(slots);
         Ok(())
     }
@@ -514,7 +551,7 @@ impl<'m, T> PageStream<'m, T> {
     /// fails with the error.
     fn recover(&mut self, e: anyhow::Error) -> Vec<Done<T>> {
         if let Some(old) = self.decoder.take() {
-            self.reads_dropped += old.host_reads();
+            self.dropped.add(Counts::of(&old));
         }
         self.pending.clear();
         self.running.clear();
@@ -585,6 +622,7 @@ pub fn add_stats(total: &mut BatchStats, s: &BatchStats) {
     total.prefill += s.prefill;
     total.decode += s.decode;
     total.host_reads += s.host_reads;
+    total.graph_replays += s.graph_replays;
     total.joined += s.joined;
     total.slots = total.slots.max(s.slots);
 }

@@ -69,6 +69,7 @@ fn args(inputs: &Path, out: &Path, model: &Path, max_batch_pages: usize) -> RunA
         max_batch_pages,
         decode_slots: max_batch_pages,
         max_new_tokens: 6,
+        cuda_graphs: false,
         overlays: false,
         formats: "json".parse().unwrap(),
         limits: LimitArgs::default(),

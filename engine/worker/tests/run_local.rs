@@ -58,6 +58,8 @@ fn args(inputs: &Path, out: &Path, model: &Path) -> RunArgs {
         max_batch_pages: 3,
         decode_slots: 2,
         max_new_tokens: 4,
+        // Asked for on the CPU: refused with a warning, and the run decodes eagerly.
+        cuda_graphs: true,
         overlays: true,
         formats: "all".parse().unwrap(),
         limits: LimitArgs::default(),

@@ -29,7 +29,7 @@ pub struct BatchReport {
 pub fn emf_line(service: &str, report: &BatchReport) -> String {
     let secs = report.wall.as_secs_f64().max(1e-9);
     let s = &report.stats;
-    let metrics: [(&str, &str, f64); 11] = [
+    let metrics: [(&str, &str, f64); 12] = [
         ("Pages", "Count", report.pages_done as f64),
         ("PagesFailed", "Count", report.pages_failed as f64),
         ("MessagesReleased", "Count", report.released as f64),
@@ -49,6 +49,7 @@ pub fn emf_line(service: &str, report: &BatchReport) -> String {
         ("BatchMs", "Milliseconds", ms(report.wall)),
         ("ViewsEncoded", "Count", s.views as f64),
         ("RowsJoined", "Count", s.joined as f64),
+        ("DecodeStepsGraphed", "Count", s.graph_replays as f64),
     ];
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
