@@ -590,3 +590,73 @@ pub(crate) fn sync(device: Device) {
         tch::Cuda::synchronize(index as i64);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::LlamaConfig;
+    use tch::nn;
+
+    impl Decoder<'_> {
+        /// Where every tensor a decode step reads or writes lives.
+        fn state_addresses(&self) -> Vec<usize> {
+            let mut all = vec![
+                &self.next,
+                &self.positions,
+                &self.occupied,
+                &self.generated,
+                &self.budget,
+                &self.done,
+                &self.stop_index,
+                &self.stop_at,
+                &self.history,
+                &self.uniforms,
+                &self.all_slots,
+            ];
+            all.extend(&self.stops);
+            let mut out: Vec<usize> = all.iter().map(|t| t.data_ptr() as usize).collect();
+            for i in 0..self.llm.config().n_layers as usize {
+                let (k, v) = self.cache.layer(i);
+                out.extend([k.data_ptr() as usize, v.data_ptr() as usize]);
+            }
+            out
+        }
+    }
+
+    /// A CUDA graph replays kernels on the addresses it captured: admitting rows, decoding
+    /// and freeing slots must update the decoder's tensors in place, never rebind them.
+    #[test]
+    fn decoding_keeps_every_state_tensor_at_its_address() {
+        let _guard = tch::no_grad_guard();
+        let cfg = LlamaConfig::tiny_test();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let llm = Llama::new(vs.root(), &cfg).unwrap();
+        let gen = GenerateConfig {
+            max_new_tokens: 12,
+            sampling: Sampling::TopP {
+                temperature: 0.8,
+                top_p: 0.9,
+                seed: 3,
+            },
+            stop: vec![vec![1], vec![2, 3]],
+            vocab: None,
+        };
+        let mut d = Decoder::new(&llm, &gen, 2, 40, 3, Kind::Float, Device::Cpu).unwrap();
+        d.use_static_shapes(8);
+        let before = d.state_addresses();
+        let row = |n: i64| Tensor::randn([n, cfg.dim], (Kind::Float, Device::Cpu));
+        d.admit(0, &row(5), 12).unwrap();
+        d.admit(1, &row(9), 4).unwrap();
+        let mut finished = 0;
+        let mut admitted = 2;
+        while !d.is_idle() {
+            finished += d.step().unwrap().len();
+            if admitted < 4 && d.free_slots() > 0 {
+                d.admit(admitted, &row(7), 6).unwrap();
+                admitted += 1;
+            }
+            assert_eq!(d.state_addresses(), before);
+        }
+        assert_eq!(finished, 4);
+    }
+}
