@@ -88,9 +88,10 @@ fn check_device(device: usize) -> Result<(), GraphError> {
     Ok(())
 }
 
-/// Runs `work` on a pooled side stream of `device` (the device is synchronised before,
-/// the side stream after): the warm-up a capture needs, since libraries such as cuBLAS
-/// set up per-stream state on first use, which must not happen during capture.
+/// Runs `work` on the side stream of `device` (one per device, the one captures use; the
+/// device is synchronised before, the side stream after): the warm-up a capture needs,
+/// since libraries such as cuBLAS set up per-stream state on first use, which must not
+/// happen during capture.
 pub fn on_side_stream<R>(device: usize, work: impl FnOnce() -> R) -> Result<R, GraphError> {
     check_device(device)?;
     #[cfg(sphinx_cuda_graph)]

@@ -9,6 +9,8 @@
 
 #include <cstring>
 #include <exception>
+#include <map>
+#include <mutex>
 #include <string>
 
 namespace {
@@ -29,21 +31,35 @@ struct SideStream {
   c10::cuda::CUDAStream side;
 };
 
+// One side stream per device, taken from the pool once: the pool hands out its streams
+// round-robin, and a capture must run on the stream its warm-up ran on (cuBLAS keeps a
+// workspace per stream, set up on first use, which must not happen while capturing).
+c10::cuda::CUDAStream side_stream(c10::DeviceIndex device) {
+  static std::mutex lock;
+  static std::map<c10::DeviceIndex, c10::cuda::CUDAStream> streams;
+  std::lock_guard<std::mutex> guard(lock);
+  auto it = streams.find(device);
+  if (it == streams.end()) {
+    it = streams.emplace(device, c10::cuda::getStreamFromPool(false, device)).first;
+  }
+  return it->second;
+}
+
 }  // namespace
 
 extern "C" {
 
 int sphinx_cuda_device_count() { return static_cast<int>(c10::cuda::device_count()); }
 
-// Waits for the device, then makes a pooled (non-default) stream current on this thread:
-// capture requires one, and warm-up runs on the same stream capture will use.
+// Waits for the device, then makes the device's side stream (not the default one, which
+// capture refuses) current on this thread; warm-up and capture both run on it.
 int sphinx_side_stream_enter(int device, void** out, char* err, size_t len) {
   try {
     auto index = static_cast<c10::DeviceIndex>(device);
     c10::cuda::set_device(index);
     c10::cuda::device_synchronize();
     auto previous = c10::cuda::getCurrentCUDAStream(index);
-    auto side = c10::cuda::getStreamFromPool(false, index);
+    auto side = side_stream(index);
     c10::cuda::setCurrentCUDAStream(side);
     *out = new SideStream{previous, side};
     return 0;
