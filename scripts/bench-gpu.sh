@@ -34,6 +34,10 @@ PRICE=${PRICE:-2.5}
 case "${1:-}" in
 stage)
   stage_example sphinx-worker bench_gpu "$STAGE"
+  # The CUDA-graph shim's own capture/replay test (engine/cuda-graph/tests/replay.rs).
+  test_bin=$(cargo test --release --locked -p sphinx-cuda-graph --test replay --no-run --message-format=json \
+    | python3 -c 'import json,sys;print([m["executable"] for m in map(json.loads,sys.stdin) if m.get("executable")][-1])')
+  cp "$test_bin" "$STAGE/graph_replay" && strip "$STAGE/graph_replay"
   du -sh "$STAGE"
   ;;
 run)
@@ -42,6 +46,11 @@ run)
   LOG=${OUT:-/tmp}
   card=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | head -n 1)
   echo "$card"
+  # The shim first (seconds): if capture or replay is broken here, say so and bench eager.
+  if ! "$STAGE/graph_replay" 2>&1 | tee "$LOG/graph_replay.txt"; then
+    echo "CUDA graph replay test FAILED on this card: benchmarking eager only" >&2
+    MODES=eager
+  fi
   # shellcheck disable=SC2086
   "$STAGE/bench_gpu" "${TMPDIR:-/tmp}" "$NEW" "$MODES" $SIZES | tee "$LOG/ours.jsonl"
   seq_len=$(python3 -c 'import json,sys;print(json.loads(open(sys.argv[1]).readline())["seq_len"])' "$LOG/ours.jsonl")
