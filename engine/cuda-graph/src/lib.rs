@@ -12,8 +12,15 @@
 //! come with the PyTorch wheel `scripts/setup.sh` installs); otherwise [`available`] is
 //! false and every call answers [`GraphError::NotBuilt`].
 
-use std::ffi::{c_char, c_int, c_void, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
+#[cfg(sphinx_cuda_graph)]
+mod shim;
+#[cfg(sphinx_cuda_graph)]
+use shim as imp;
+
+#[cfg(not(sphinx_cuda_graph))]
+mod absent;
+#[cfg(not(sphinx_cuda_graph))]
+use absent as imp;
 
 /// Why a graph could not be captured or replayed.
 #[derive(Debug, thiserror::Error)]
@@ -28,25 +35,6 @@ pub enum GraphError {
     Work(String),
 }
 
-#[cfg(sphinx_cuda_graph)]
-mod ffi {
-    use super::*;
-    extern "C" {
-        pub fn sphinx_cuda_device_count() -> c_int;
-        pub fn sphinx_side_stream_enter(
-            device: c_int,
-            out: *mut *mut c_void,
-            err: *mut c_char,
-            len: usize,
-        ) -> c_int;
-        pub fn sphinx_side_stream_exit(handle: *mut c_void, err: *mut c_char, len: usize) -> c_int;
-        pub fn sphinx_graph_begin(out: *mut *mut c_void, err: *mut c_char, len: usize) -> c_int;
-        pub fn sphinx_graph_end(handle: *mut c_void, err: *mut c_char, len: usize) -> c_int;
-        pub fn sphinx_graph_replay(handle: *mut c_void, err: *mut c_char, len: usize) -> c_int;
-        pub fn sphinx_graph_free(handle: *mut c_void);
-    }
-}
-
 /// True when the shim is built into this binary.
 pub fn available() -> bool {
     cfg!(sphinx_cuda_graph)
@@ -54,27 +42,7 @@ pub fn available() -> bool {
 
 /// CUDA devices libtorch sees (0 without the shim).
 pub fn device_count() -> usize {
-    #[cfg(sphinx_cuda_graph)]
-    {
-        // SAFETY: no arguments; c10 answers 0 when there is no driver or device.
-        unsafe { ffi::sphinx_cuda_device_count().max(0) as usize }
-    }
-    #[cfg(not(sphinx_cuda_graph))]
-    0
-}
-
-/// Runs a shim call that reports failure as a status and a message.
-#[cfg(sphinx_cuda_graph)]
-fn call(what: &'static str, f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), GraphError> {
-    let mut err = [0 as c_char; 512];
-    if f(err.as_mut_ptr(), err.len()) == 0 {
-        return Ok(());
-    }
-    // SAFETY: the shim writes a NUL-terminated string of at most `len` bytes.
-    let reason = unsafe { CStr::from_ptr(err.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
-    Err(GraphError::Cuda { what, reason })
+    imp::device_count()
 }
 
 fn check_device(device: usize) -> Result<(), GraphError> {
@@ -94,47 +62,16 @@ fn check_device(device: usize) -> Result<(), GraphError> {
 /// happen during capture.
 pub fn on_side_stream<R>(device: usize, work: impl FnOnce() -> R) -> Result<R, GraphError> {
     check_device(device)?;
-    #[cfg(sphinx_cuda_graph)]
-    {
-        let mut handle: *mut c_void = std::ptr::null_mut();
-        // SAFETY: `handle` receives a heap object that `sphinx_side_stream_exit` frees.
-        call("side stream", |e, l| unsafe {
-            ffi::sphinx_side_stream_enter(device as c_int, &mut handle, e, l)
-        })?;
-        let out = catch_unwind(AssertUnwindSafe(work));
-        // SAFETY: `handle` came from `sphinx_side_stream_enter` and is freed exactly once.
-        let exit = call("side stream", |e, l| unsafe {
-            ffi::sphinx_side_stream_exit(handle, e, l)
-        });
-        let out = out.map_err(|p| GraphError::Work(panic_message(&p)))?;
-        exit?;
-        Ok(out)
-    }
-    #[cfg(not(sphinx_cuda_graph))]
-    {
-        let _ = work;
-        unreachable!("check_device refuses without the shim")
-    }
-}
-
-fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_else(|| "panicked".to_owned())
+    imp::on_side_stream(device, work)
 }
 
 /// A captured graph; see the crate docs for what it may touch.
 pub struct Graph {
-    raw: *mut c_void,
+    raw: imp::Raw,
 }
 
-// SAFETY: a CUDAGraph is a handle to device-side objects; replaying it from another thread
-// is allowed by CUDA, and the shim never shares it between calls.
-unsafe impl Send for Graph {}
-
 impl Graph {
-    /// Captures the kernels `work` queues on `device` (on a side stream). Nothing runs:
+    /// Captures the kernels `work` queues on `device` (on its side stream). Nothing runs:
     /// call [`Graph::replay`] to execute them. Run `work` once on [`on_side_stream`]
     /// first. An error or panic in `work` (a host synchronisation is one: it is not
     /// allowed while capturing) ends the capture and is returned.
@@ -143,67 +80,12 @@ impl Graph {
         work: impl FnOnce() -> Result<(), E>,
     ) -> Result<Graph, GraphError> {
         check_device(device)?;
-        #[cfg(sphinx_cuda_graph)]
-        {
-            on_side_stream(device, || {
-                let mut raw: *mut c_void = std::ptr::null_mut();
-                // SAFETY: `raw` receives a graph owned by the returned `Graph` (or freed
-                // by `sphinx_graph_end` on failure).
-                call("capture begin", |e, l| unsafe {
-                    ffi::sphinx_graph_begin(&mut raw, e, l)
-                })?;
-                let out = catch_unwind(AssertUnwindSafe(work));
-                // SAFETY: `raw` is the graph begun above; on failure the shim frees it.
-                let end = call("capture", |e, l| unsafe {
-                    ffi::sphinx_graph_end(raw, e, l)
-                });
-                match out {
-                    Err(p) => {
-                        if end.is_ok() {
-                            // SAFETY: ended successfully, so still ours to free.
-                            unsafe { ffi::sphinx_graph_free(raw) };
-                        }
-                        Err(GraphError::Work(panic_message(&p)))
-                    }
-                    Ok(Err(e)) => {
-                        if end.is_ok() {
-                            // SAFETY: as above.
-                            unsafe { ffi::sphinx_graph_free(raw) };
-                        }
-                        Err(GraphError::Work(e.to_string()))
-                    }
-                    Ok(Ok(())) => end.map(|()| Graph { raw }),
-                }
-            })?
-        }
-        #[cfg(not(sphinx_cuda_graph))]
-        {
-            let _ = work;
-            unreachable!("check_device refuses without the shim")
-        }
+        imp::capture(device, work).map(|raw| Graph { raw })
     }
 
     /// Launches every captured kernel, in order, on the thread's current stream.
     pub fn replay(&self) -> Result<(), GraphError> {
-        #[cfg(sphinx_cuda_graph)]
-        {
-            // SAFETY: `raw` is a live, instantiated graph owned by `self`.
-            call("replay", |e, l| unsafe {
-                ffi::sphinx_graph_replay(self.raw, e, l)
-            })
-        }
-        #[cfg(not(sphinx_cuda_graph))]
-        Err(GraphError::NotBuilt)
-    }
-}
-
-impl Drop for Graph {
-    fn drop(&mut self) {
-        #[cfg(sphinx_cuda_graph)]
-        // SAFETY: owned and freed once.
-        unsafe {
-            ffi::sphinx_graph_free(self.raw)
-        };
+        imp::replay(&self.raw)
     }
 }
 
