@@ -8,7 +8,9 @@
 #                                sequence lengths, prints a table with the ratios and the
 #                                price per million pages, and appends it, dated, with the
 #                                card's name, to docs/performance.md ($OUT/performance.md
-#                                when the checkout is read-only there). <= 8 minutes.
+#                                when the checkout is read-only there). Planned for <= 8
+#                                minutes, not yet timed with both modes: MODES=graphs
+#                                or fewer SIZES shorten it.
 #
 # Ours: SPHINX-Tiny-1k-sized model (TinyLlama-1.1B + ConvNeXt-XXL + DINOv2-g/14), random
 # weights, bf16; letter pages (5 views), one OCR task each, NEW tokens per page (256);
