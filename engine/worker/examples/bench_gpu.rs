@@ -2,15 +2,16 @@
 //! `sphinx serve` runs) on a SPHINX-Tiny-1k-sized model with random weights in bf16.
 //!
 //! `bench_gpu <workdir> <max_new_tokens> <modes> <batch sizes...>` writes the random
-//! model folder, loads it like `sphinx serve`, and for each mode (a comma list of
-//! `eager`, and `graphs`: the decode step replayed from CUDA graphs, `--cuda-graphs`) and
-//! batch size runs that many letter pages (5 views each: nothing skipped) with one OCR
-//! task each, after one warm-up batch. Prints one JSON line per mode and batch size:
-//! pages/s end to end, LLM sequence length, generated tokens, encode / prefill / decode
-//! seconds, decode tokens/s, steps replayed from graphs, and a digest of every answer's
-//! text (the same pages give the same digest in every mode when graphs replay the eager
-//! step exactly), for `scripts/bench-gpu.sh` to set against Hugging Face `generate` on
-//! the same lengths.
+//! model folder, loads it like `sphinx serve`, and for each mode and batch size runs that
+//! many letter pages (5 views each: nothing skipped) with one OCR task each, after one
+//! warm-up batch. Modes, a comma list: `eager`; `static`, eager with the shapes graphs
+//! replay (cache widths rounded up); `graphs`, the decode step replayed from CUDA graphs
+//! (`--cuda-graphs`). Prints one JSON line per mode and batch size: pages/s end to end,
+//! LLM sequence length, generated tokens, encode / prefill / decode seconds, decode
+//! tokens/s, steps replayed from graphs, and a digest of every answer's text: `graphs`
+//! gives the digest of `static` when its replays compute what the eager steps do, while
+//! `eager` may differ from both in bf16, whose sums depend on the width. For
+//! `scripts/bench-gpu.sh` to set against Hugging Face `generate` on the same lengths.
 
 use std::path::Path;
 use std::time::Instant;
@@ -71,7 +72,7 @@ fn page_image(seed: u32) -> RgbImage {
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 5 {
-        bail!("usage: bench_gpu <workdir> <max_new_tokens> <eager,graphs> <batch sizes...>");
+        bail!("usage: bench_gpu <workdir> <max_new_tokens> <eager,static,graphs> <batch sizes...>");
     }
     if !tch::Cuda::is_available() {
         bail!("no CUDA device");
@@ -79,8 +80,11 @@ fn main() -> Result<()> {
     let dir = Path::new(&args[1]).join("sphinx-tiny-1k-random");
     let max_new: usize = args[2].parse()?;
     let modes: Vec<&str> = args[3].split(',').collect();
-    if let Some(m) = modes.iter().find(|m| !matches!(**m, "eager" | "graphs")) {
-        bail!("unknown mode {m:?} (eager, graphs)");
+    if let Some(m) = modes
+        .iter()
+        .find(|m| !matches!(**m, "eager" | "static" | "graphs"))
+    {
+        bail!("unknown mode {m:?} (eager, static, graphs)");
     }
     let sizes: Vec<usize> = args[4..]
         .iter()
@@ -108,6 +112,7 @@ fn main() -> Result<()> {
     for mode in modes {
         let opts = BatchOptions {
             cuda_graphs: mode == "graphs",
+            static_shapes: mode == "static",
             ..base.clone()
         };
         // Warm-up: cuDNN autotuning, allocator growth.

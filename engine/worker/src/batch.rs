@@ -174,6 +174,10 @@ pub struct BatchOptions {
     /// Replay each decode step from a CUDA graph (one launch instead of one per kernel).
     /// On a CUDA device only; elsewhere, or where a capture fails, decoding is eager.
     pub cuda_graphs: bool,
+    /// Decode with the shapes graphs replay (attention over cache widths rounded up to
+    /// [`sphinx_model::decode_graphs::KEYS_BUCKET`]) even without graphs, so a benchmark
+    /// can tell what the rounding changes from what the graphs change.
+    pub static_shapes: bool,
 }
 
 impl Default for BatchOptions {
@@ -186,6 +190,7 @@ impl Default for BatchOptions {
             max_tokens_in_flight: DEFAULT_MAX_TOKENS_IN_FLIGHT,
             max_prefill_tokens: DEFAULT_MAX_PREFILL_TOKENS,
             cuda_graphs: false,
+            static_shapes: false,
         }
     }
 }

@@ -480,6 +480,9 @@ impl<'m, T> PageStream<'m, T> {
             kind,
             self.loaded.device,
         )?;
+        if self.opts.static_shapes {
+            decoder.use_static_shapes(sphinx_model::decode_graphs::KEYS_BUCKET);
+        }
         if self.opts.cuda_graphs {
             if let Err(e) = decoder.use_cuda_graphs() {
                 if !self.graphs_refused {

@@ -124,8 +124,10 @@ fn missing_model_folder_is_an_error_naming_it() {
     assert!(format!("{err:#}").contains("/nonexistent/model"), "{err:#}");
 }
 
-/// Pages and tasks through the batch path with every row at once, and through one decode
-/// slot (the token budget admits one row at a time): the same tokens for every task.
+/// Pages and tasks through the batch path with every row at once, through one decode
+/// slot (the token budget admits one row at a time), and with the static shapes CUDA
+/// graphs replay (cache widths rounded up, the extra columns masked): the same tokens
+/// for every task.
 #[test]
 fn fewer_decode_slots_give_the_same_answers() {
     use sphinx_worker::batch::{run_batch, BatchOptions, PreparedPage};
@@ -160,12 +162,20 @@ fn fewer_decode_slots_give_the_same_answers() {
         max_tokens_in_flight: 1,
         ..all.clone()
     };
+    let fixed = BatchOptions {
+        static_shapes: true,
+        ..all.clone()
+    };
     let (wide, wide_stats) = run_batch(&loaded, &pages, &all).unwrap();
     let (narrow, narrow_stats) = run_batch(&loaded, &pages, &one).unwrap();
+    let (shaped, _) = run_batch(&loaded, &pages, &fixed).unwrap();
     assert_eq!((wide_stats.slots, narrow_stats.slots), (6, 1));
-    for (a, b) in wide.iter().zip(&narrow) {
-        for (x, y) in a.tasks.iter().zip(&b.tasks) {
-            assert_eq!((&x.raw_text, x.tokens), (&y.raw_text, y.tokens));
+    for other in [&narrow, &shaped] {
+        assert_eq!(wide.len(), other.len());
+        for (a, b) in wide.iter().zip(other) {
+            for (x, y) in a.tasks.iter().zip(&b.tasks) {
+                assert_eq!((&x.raw_text, x.tokens), (&y.raw_text, y.tokens));
+            }
         }
     }
 }
