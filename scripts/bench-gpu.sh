@@ -23,9 +23,8 @@
 # graphs give every page the text of the static eager run). Peers: the same LLM shape in
 # transformers, from input embeddings of our sequence length, greedy, SDPA, the same
 # number of new tokens, eager with its dynamic cache and with its static cache +
-# torch.compile. Ours is timed end to
-# end (encoders included); the peers run the LLM only, so the ratios favour them. The
-# encoders get their own table: our encode phase against timm's ConvNeXt-XXL
+# torch.compile. Ours is timed end to end (encoders included); the peers run the LLM
+# only, so the ratios favour them. The encoders get their own table: our encode phase against timm's ConvNeXt-XXL
 # (channels-last) + transformers' DINOv2-g on the same 5 views per page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +55,7 @@ run)
   echo "$card"
   python3 -c 'import datetime,json,sys;json.dump({"date":str(datetime.date.today()),"card":sys.argv[1],"new":int(sys.argv[2]),"price":float(sys.argv[3])},open(sys.argv[4],"w"))' \
     "$card" "$NEW" "$PRICE" "$LOG/meta.json"
-  # The shim first (seconds): if capture or replay is broken here, say so and bench eager.
+  # The shim first (seconds): if capture or replay is broken here, say so and bench without graphs.
   if ! "$STAGE/graph_replay" 2>&1 | tee "$LOG/graph_replay.txt"; then
     echo "CUDA graph replay test FAILED on this card: benchmarking without graphs" >&2
     MODES=eager,static
