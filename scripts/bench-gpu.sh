@@ -24,8 +24,9 @@
 # transformers, from input embeddings of our sequence length, greedy, SDPA, the same
 # number of new tokens, eager with its dynamic cache and with its static cache +
 # torch.compile. Ours is timed end to end (encoders included); the peers run the LLM
-# only, so the ratios favour them. The encoders get their own table: our encode phase against timm's ConvNeXt-XXL
-# (channels-last) + transformers' DINOv2-g on the same 5 views per page.
+# only, so the ratios favour them. The encoders get their own table: our encode phase
+# against timm's ConvNeXt-XXL (channels-last) + transformers' DINOv2-g on the same 5
+# views per page.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/gpu-common.sh
