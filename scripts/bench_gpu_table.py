@@ -3,7 +3,8 @@
     python3 scripts/bench_gpu_table.py DIR
 
 DIR holds meta.json (date, card, new tokens per page, $ per GPU-hour), ours.jsonl
-(engine/worker/examples/bench_gpu.rs) and hf.jsonl (scripts/bench_gpu_reference.py).
+(engine/worker/examples/bench_gpu.rs), hf.jsonl (scripts/bench_gpu_reference.py) and,
+when a part was stopped at its time budget or failed, cut.txt (scripts/bench-gpu.sh).
 Lines a run cut short did not write are left out of the table (a missing hf.jsonl:
 no peer columns), so a partial run still gives what it measured.
 """
@@ -88,6 +89,10 @@ def main(folder):
     if "static" in runs and "eager" in runs:
         print("\n" + compare("static", "eager",
                              "Static shapes (widths rounded up, bf16 sums over more columns)"))
+    cut = folder / "cut.txt"
+    if cut.exists() and cut.read_text().strip():
+        print("\nCut short or failed (the rows above are what was measured): "
+              + "; ".join(line for line in cut.read_text().splitlines() if line) + ".")
 
 
 if __name__ == "__main__":
