@@ -17,7 +17,7 @@ queue. Checked, in order:
 5. SIGTERM drains within the grace period: the worker exits 0, no job is lost or left
    invisible, and a next worker finishes the rest.
 
-Needs target/debug/{sphinx,sphinx-tiler} (cargo test builds both) and .venv (setup.sh).
+Needs target/debug/{sphinx,sphinx-engine,sphinx-tiler} (cargo test builds them) and .venv (setup.sh).
 Usage: .venv/bin/python scripts/e2e/serve_e2e.py
 """
 import json

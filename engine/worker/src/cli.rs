@@ -1,28 +1,29 @@
-//! Command-line surface of `sphinx`. Defaults are the SPHINX-Tiny-1k layout and the
-//! production limits of `sphinx_core::limits::Limits`.
+//! Command-line surface of `sphinx` (as `sphinx-engine` parses it: every command).
+//! Defaults are the SPHINX-Tiny-1k layout and the production limits of
+//! `sphinx_core::limits::Limits`.
 
 use clap::{Parser, Subcommand};
+use sphinx_cli::{LocalCommand, LogArgs};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "sphinx",
+    bin_name = "sphinx",
     version,
     about = "Run SPHINX-X multi-modal LLMs over documents"
 )]
 pub struct Cli {
-    /// More logging on stderr (-v info, -vv debug); SPHINX_LOG overrides.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    #[command(flatten)]
+    pub log: LogArgs,
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Turn documents into SPHINX-X page bundles (views + manifest) under <out>/work/.
-    Tile(crate::tile_cmd::TileArgs),
-    /// Generate synthetic pages with OCR, grounding and caption targets (training data).
-    Synth(crate::synth_cmd::SynthArgs),
+    /// tile, synth: the commands `sphinx` runs without libtorch.
+    #[command(flatten)]
+    Local(LocalCommand),
     /// Run SPHINX-X tasks (caption, ocr, grounding, ask) on one page; prints result JSON.
     Infer(crate::infer_cmd::InferArgs),
     /// The whole pipeline on this machine: tile, run the model, write results.

@@ -31,8 +31,8 @@ use crate::batch::BatchOptions;
 use crate::batch::DEFAULT_MAX_NEW_TOKENS;
 use crate::overlay;
 use crate::random_model;
-use crate::tile_cmd::source_name;
 use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
+use sphinx_cli::tile_cmd::source_name;
 use sphinx_model::model_folder::{self, Loaded};
 
 /// The bucket name local mode uses in keys and events (nothing is sent anywhere).
@@ -127,7 +127,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
         );
     }
     let loaded = crate::devices::load(&model_dir, &args.devices, args.cpu)?;
-    let files = crate::inputs::collect(&args.inputs)?;
+    let files = sphinx_cli::inputs::collect(&args.inputs)?;
     if files.is_empty() {
         bail!("no files found in the given inputs");
     }
@@ -158,7 +158,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
     let pages_queued = infer.len() as u64;
 
     // 2. Run the model over the page jobs.
-    let bar = crate::progress::bar(pages_queued, "pages", args.quiet);
+    let bar = sphinx_cli::progress::bar(pages_queued, "pages", args.quiet);
     let shutdown = Arc::new(Shutdown::default());
     let cfg = WorkerConfig {
         max_batch_pages: args.max_batch_pages.max(1),

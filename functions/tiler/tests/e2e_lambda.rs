@@ -215,6 +215,11 @@ async fn lambda_end_to_end_against_local_s3_and_sqs() {
         &workspace().join("target/debug/sphinx"),
         "build it with `cargo build -p sphinx-worker`",
     );
+    // `sphinx serve` runs in the engine beside it.
+    require(
+        &workspace().join("target/debug/sphinx-engine"),
+        "build it with `cargo build -p sphinx-worker`",
+    );
     let inbox = fixture_dir();
     for name in [PDF, JPEG, CORRUPT] {
         fixture(name);
