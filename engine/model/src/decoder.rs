@@ -22,7 +22,8 @@ use crate::decode_graphs::{bucketed, GraphStats, Outcome, StepGraphs, KEYS_BUCKE
 use crate::generate::{
     check_config, GenerateConfig, GenerateError, Generated, Sampling, Stop, READ_EVERY,
 };
-use crate::llama::{KvCache, Llama, ROPE_TABLE_FACTOR};
+use crate::kv_cache::KvCache;
+use crate::llama::{Llama, ROPE_TABLE_FACTOR};
 use crate::splitmix::SplitMix64;
 
 /// Host bookkeeping of an occupied slot (what the host knows without reading the device).

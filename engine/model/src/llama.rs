@@ -18,6 +18,7 @@
 use tch::{nn, Device, Kind, Tensor};
 
 use crate::config::LlamaConfig;
+use crate::kv_cache::KvCache;
 use crate::moe::SparseMoe;
 use crate::placement::PartPaths;
 
@@ -133,136 +134,6 @@ impl Rope {
         Tensor::stack(&[r0, r1], -1)
             .view([b, t, h, d])
             .to_kind(x.kind())
-    }
-}
-
-/// Preallocated keys and values of every layer, `[batch, n_kv_heads, capacity, head_dim]`
-/// each, so decoding writes one slice per token and never reallocates.
-#[derive(Debug)]
-pub struct KvCache {
-    layers: Vec<(Tensor, Tensor)>,
-    len: i64,
-    capacity: i64,
-    batch: i64,
-}
-
-impl KvCache {
-    /// Allocates room for `capacity` positions of `batch` sequences, every layer on
-    /// `device` (a placed model needs [`Llama::new_cache`]).
-    pub fn new(cfg: &LlamaConfig, batch: i64, capacity: i64, kind: Kind, device: Device) -> Self {
-        let devices = vec![device; cfg.n_layers.max(0) as usize];
-        Self::on_devices(cfg, batch, capacity, kind, &devices)
-    }
-
-    /// [`KvCache::new`] with layer `i` on `devices[i]`.
-    pub fn on_devices(
-        cfg: &LlamaConfig,
-        batch: i64,
-        capacity: i64,
-        kind: Kind,
-        devices: &[Device],
-    ) -> Self {
-        let shape = [batch, cfg.kv_heads(), capacity, cfg.head_dim()];
-        let layers = devices
-            .iter()
-            .map(|&device| {
-                (
-                    Tensor::zeros(shape, (kind, device)),
-                    Tensor::zeros(shape, (kind, device)),
-                )
-            })
-            .collect();
-        Self {
-            layers,
-            len: 0,
-            capacity,
-            batch,
-        }
-    }
-
-    /// Positions already filled (the next call's `start_pos`).
-    pub fn len(&self) -> i64 {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    pub fn capacity(&self) -> i64 {
-        self.capacity
-    }
-
-    pub fn batch(&self) -> i64 {
-        self.batch
-    }
-
-    /// Keys and values `[batch, n_kv_heads, capacity, head_dim]` of layer `i`.
-    pub fn layer(&self, i: usize) -> (&Tensor, &Tensor) {
-        let (k, v) = &self.layers[i];
-        (k, v)
-    }
-
-    /// Forgets every position (the memory is kept for the next sequence).
-    pub fn reset(&mut self) {
-        self.len = 0;
-    }
-
-    /// Row `slot` alone, as a batch-1 cache over the same memory: prefilling a row
-    /// through it writes straight into this cache (continuous batching admits rows so).
-    pub fn row(&self, slot: i64) -> KvCache {
-        KvCache {
-            layers: self
-                .layers
-                .iter()
-                .map(|(k, v)| (k.narrow(0, slot, 1), v.narrow(0, slot, 1)))
-                .collect(),
-            len: 0,
-            capacity: self.capacity,
-            batch: 1,
-        }
-    }
-
-    /// Copies the first `len` positions of every row of `from` (a cache of
-    /// `slots.len()` rows, layer by layer on the same devices) into rows `slots` of this
-    /// one: a group of rows prefilled together lands in its decode slots.
-    pub fn copy_rows_from(&mut self, from: &KvCache, slots: &Tensor, len: i64) {
-        for ((k, v), (fk, fv)) in self.layers.iter_mut().zip(&from.layers) {
-            let at = slots.to_device(k.device());
-            let _ = k
-                .narrow(2, 0, len)
-                .index_copy_(0, &at, &fk.narrow(2, 0, len));
-            let _ = v
-                .narrow(2, 0, len)
-                .index_copy_(0, &at, &fv.narrow(2, 0, len));
-        }
-    }
-
-    /// Writes one token's `k`, `v` (`[B, KV, 1, hd]`) of each row at that row's own
-    /// column `cols[b]` (`index: [B, KV, 1, hd]` int64, the columns broadcast) and returns
-    /// views of the first `keys` columns.
-    fn write_columns(
-        &mut self,
-        layer: usize,
-        index: &Tensor,
-        keys: i64,
-        k: &Tensor,
-        v: &Tensor,
-    ) -> (Tensor, Tensor) {
-        let (kc, vc) = &mut self.layers[layer];
-        let _ = kc.scatter_(2, index, k);
-        let _ = vc.scatter_(2, index, v);
-        (kc.narrow(2, 0, keys), vc.narrow(2, 0, keys))
-    }
-
-    /// Writes `k`, `v` (`[B, KV, T, hd]`) at `start` in layer `layer` and returns views
-    /// of all keys and values up to `start + T`.
-    fn append(&mut self, layer: usize, start: i64, k: &Tensor, v: &Tensor) -> (Tensor, Tensor) {
-        let t = k.size()[2];
-        let (kc, vc) = &mut self.layers[layer];
-        kc.narrow(2, start, t).copy_(k);
-        vc.narrow(2, start, t).copy_(v);
-        (kc.narrow(2, 0, start + t), vc.narrow(2, 0, start + t))
     }
 }
 
@@ -591,29 +462,29 @@ impl Llama {
         }
         match cache.as_deref() {
             Some(c) => {
-                if c.layers.len() != self.layers.len() {
+                if c.n_layers() != self.layers.len() {
                     return Err(LlamaError::Cache(format!(
                         "built for {} layers, model has {}",
-                        c.layers.len(),
+                        c.n_layers(),
                         self.layers.len()
                     )));
                 }
-                if c.batch != b {
+                if c.batch() != b {
                     return Err(LlamaError::Cache(format!(
                         "built for batch {}, input has batch {b}",
-                        c.batch
+                        c.batch()
                     )));
                 }
-                if start_pos > c.len {
+                if start_pos > c.len() {
                     return Err(LlamaError::Cache(format!(
                         "start_pos {start_pos} would leave a gap after the {} cached positions",
-                        c.len
+                        c.len()
                     )));
                 }
-                if end > c.capacity {
+                if end > c.capacity() {
                     return Err(LlamaError::Cache(format!(
                         "positions up to {end} exceed its capacity of {}",
-                        c.capacity
+                        c.capacity()
                     )));
                 }
             }
@@ -669,7 +540,7 @@ impl Llama {
             h = &h + layer.feed_forward.forward(&layer.ffn_norm.forward(&h));
         }
         if let Some(c) = cache {
-            c.len = end;
+            c.set_len(end);
         }
         Ok(self.final_norm(&h))
     }
@@ -696,14 +567,14 @@ impl Llama {
             });
         }
         let b = shape[0];
-        if cache.batch != b || cache.layers.len() != self.layers.len() || keys > cache.capacity {
+        if cache.batch() != b || cache.n_layers() != self.layers.len() || keys > cache.capacity() {
             return Err(LlamaError::Cache(format!(
                 "decode step of batch {b} over {keys} columns needs a cache of that batch with \
                  {} layers; it has batch {}, {} layers, capacity {}",
                 self.layers.len(),
-                cache.batch,
-                cache.layers.len(),
-                cache.capacity
+                cache.batch(),
+                cache.n_layers(),
+                cache.capacity()
             )));
         }
         let mut here = embeds.device();

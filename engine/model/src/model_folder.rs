@@ -12,6 +12,7 @@ use tch::{nn, Device};
 use crate::config::{ModelConfig, SphinxConfig};
 use crate::memory;
 use crate::mov::MovConfig;
+use crate::param_names;
 use crate::placement::{self, DeviceFree, PartPaths, Plan};
 use crate::sphinx::{self, Sphinx};
 use crate::tokenizer::Tokenizer;
@@ -186,7 +187,7 @@ pub fn load_planned(
 /// a released model is never fed an embedding it never saw and a trained one never loses
 /// its own.
 fn check_skip_token(weights_path: &Path, claimed: bool) -> Result<()> {
-    let name = format!("{}.{}", sphinx::ROOT_NAME, sphinx::SKIP_TOKEN_NAME);
+    let name = format!("{}.{}", param_names::ROOT_NAME, sphinx::SKIP_TOKEN_NAME);
     let present = weights::list_tensors(weights_path)?.contains_key(&name);
     match (claimed, present) {
         (true, false) => bail!(

@@ -29,6 +29,7 @@ use tch::{nn, Device};
 
 use crate::config::LlamaConfig;
 use crate::memory::gib;
+use crate::param_names;
 use crate::weights;
 
 /// Bytes of each part of a model, in forward order.
@@ -277,10 +278,7 @@ pub enum Part {
 
 /// The part of the tensor `name` (reference names under `llma.`).
 pub fn part_of(name: &str) -> Part {
-    let rest = name
-        .strip_prefix(crate::sphinx::ROOT_NAME)
-        .and_then(|r| r.strip_prefix('.'))
-        .unwrap_or(name);
+    let rest = param_names::below_root(name).unwrap_or(name);
     if let Some(layer) = rest.strip_prefix("layers.") {
         if let Some(i) = layer.split('.').next().and_then(|i| i.parse().ok()) {
             return Part::Layer(i);

@@ -31,6 +31,7 @@ use crate::mov::{
     normalize_canvas, views_from_canvas, Mov, MovConfig, MovFeatures, MovViews, ViewLayout,
     VisionError,
 };
+use crate::param_names::ROOT_NAME;
 use crate::placement::PartPaths;
 
 /// Why a SPHINX-X forward was refused.
@@ -123,9 +124,6 @@ pub fn page_input(
     let views = views_from_canvas(vision, &normalize_canvas(canvas)?, &skipped)?;
     Ok(PageViews { views, skipped })
 }
-
-/// The model root's name (the reference `MetaModel` attribute): every parameter is below it.
-pub const ROOT_NAME: &str = "llma";
 
 /// Casts a freshly declared model's variables to the kinds it runs with on a GPU, before
 /// its weights are loaded (so a float32 checkpoint keeps full precision where it is kept).

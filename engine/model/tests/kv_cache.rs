@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use sphinx_model::config::LlamaConfig;
-use sphinx_model::llama::{KvCache, Llama, LlamaError};
+use sphinx_model::kv_cache::KvCache;
+use sphinx_model::llama::{Llama, LlamaError};
 use sphinx_model::weights::load_into;
 use tch::{nn, Device, Kind, Tensor};
 

@@ -33,6 +33,7 @@ use crate::conversation::Template;
 use crate::dataset::{tokenize, Cursor, Dataset, Mixture, IGNORE};
 use crate::model_folder;
 use crate::mov::{canvas_tensor, ViewLayout};
+use crate::param_names;
 use crate::sphinx::Sphinx;
 use crate::tokenizer::Tokenizer;
 use crate::weights;
@@ -41,10 +42,8 @@ use crate::weights;
 /// `train_vision`).
 fn is_encoder_param(name: &str) -> bool {
     use crate::mov::ENCODER_NAMES;
-    use crate::sphinx::ROOT_NAME;
     ENCODER_NAMES.iter().any(|encoder| {
-        name.strip_prefix(ROOT_NAME)
-            .and_then(|rest| rest.strip_prefix('.'))
+        param_names::below_root(name)
             .and_then(|rest| rest.strip_prefix(encoder))
             .is_some_and(|rest| rest.starts_with('.'))
     })
@@ -63,10 +62,7 @@ enum Group {
 }
 
 fn param_group(name: &str) -> Group {
-    let rest = name
-        .strip_prefix(crate::sphinx::ROOT_NAME)
-        .and_then(|r| r.strip_prefix('.'))
-        .unwrap_or(name);
+    let rest = param_names::below_root(name).unwrap_or(name);
     if is_encoder_param(name) {
         Group::Encoders
     } else if rest.starts_with("visual_proj.")
