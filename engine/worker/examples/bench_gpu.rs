@@ -1,4 +1,4 @@
-//! GPU throughput of the worker's batch path (`sphinx_worker::batch::run_batch`, what
+//! GPU throughput of the worker's batch path (`sphinx_worker::stream::run_batch`, what
 //! `sphinx serve` runs) on a SPHINX-Tiny-1k-sized model with random weights in bf16.
 //!
 //! `bench_gpu <workdir> <max_new_tokens> <modes> <batch sizes...>` writes the random
@@ -23,7 +23,8 @@ use sphinx_core::Task;
 use sphinx_model::char_tokenizer;
 use sphinx_model::ModelConfig;
 use sphinx_model::Sphinx;
-use sphinx_worker::batch::{run_batch, BatchOptions, PreparedPage};
+use sphinx_worker::batch::{BatchOptions, PreparedPage};
+use sphinx_worker::stream::run_batch;
 use tch::{nn, Device, Tensor};
 
 /// A US-letter page rendered for the 1024 canvas: 791 x 1024, so no sub-image is skipped.

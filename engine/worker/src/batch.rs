@@ -12,14 +12,12 @@ use anyhow::{bail, Result};
 use image::RgbImage;
 use sphinx_core::boxes::PageFrame;
 use sphinx_core::manifest::Preprocess;
-use sphinx_core::result::PageResult;
 use sphinx_core::tiling::{tile_page, TileConfig, TiledPage};
 use sphinx_core::PageBundle;
 use sphinx_core::{PageJob, Task};
 use sphinx_model::generate::Sampling;
 use sphinx_model::mov::{canvas_tensor, MovConfig};
 use sphinx_model::sphinx::{self, PageViews, Sphinx};
-use sphinx_model::Loaded;
 use std::time::Duration;
 use tch::Device;
 
@@ -216,12 +214,20 @@ pub struct BatchStats {
     pub joined: usize,
 }
 
-/// Runs every task of every page; results come back in page order (a
-/// [`PageStream`](crate::stream::PageStream) drained once). Fails if any page fails.
-pub fn run_batch(
-    loaded: &Loaded,
-    pages: &[PreparedPage],
-    opts: &BatchOptions,
-) -> Result<(Vec<PageResult>, BatchStats)> {
-    crate::stream::run_pages(loaded, pages.to_vec(), opts)
+impl BatchStats {
+    /// Adds `s` in (device counters of pages run outside a stream's decoder); slots are
+    /// the most used at once, not a sum.
+    pub fn add(&mut self, s: &BatchStats) {
+        self.pages += s.pages;
+        self.views += s.views;
+        self.rows += s.rows;
+        self.generated_tokens += s.generated_tokens;
+        self.encode += s.encode;
+        self.prefill += s.prefill;
+        self.decode += s.decode;
+        self.host_reads += s.host_reads;
+        self.graph_replays += s.graph_replays;
+        self.joined += s.joined;
+        self.slots = self.slots.max(s.slots);
+    }
 }

@@ -25,7 +25,8 @@ use sphinx_model::dataset::Dataset;
 use sphinx_model::Sampling;
 use tch::Device;
 
-use crate::batch::{run_batch, BatchOptions, PreparedPage};
+use crate::batch::{BatchOptions, PreparedPage};
+use crate::stream::run_batch;
 
 /// Arguments of `sphinx eval`.
 #[derive(Debug, Clone, clap::Args)]

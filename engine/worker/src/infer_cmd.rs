@@ -26,8 +26,9 @@ use sphinx_core::Task;
 use sphinx_model::model_folder::Loaded;
 use sphinx_model::Sampling;
 
-use crate::batch::{run_batch, BatchOptions, PreparedPage, DEFAULT_MAX_NEW_TOKENS};
+use crate::batch::{BatchOptions, PreparedPage, DEFAULT_MAX_NEW_TOKENS};
 use crate::overlay;
+use crate::stream::run_batch;
 
 /// Arguments of `sphinx infer`.
 #[derive(Debug, Clone, clap::Args)]

@@ -19,12 +19,12 @@ pub mod worker;
 
 // What tests, examples and `sphinx-engine` use, at the root: each command's arguments and
 // entry point, the queue worker and the page batch.
-pub use batch::{run_batch, BatchOptions, BatchStats, PreparedPage};
+pub use batch::{BatchOptions, BatchStats, PreparedPage};
 pub use cli::{Cli, Command};
 pub use eval_cmd::EvalArgs;
 pub use infer_cmd::InferArgs;
 pub use run_cmd::RunArgs;
 pub use serve_cmd::ServeArgs;
-pub use stream::{Isolation, PageStream};
+pub use stream::{run_batch, Isolation, PageStream};
 pub use train_cmd::TrainArgs;
 pub use worker::{Worker, WorkerConfig, WorkerSummary};

@@ -573,7 +573,7 @@ impl<'m, T> PageStream<'m, T> {
             .map(|f| {
                 let alone = run_alone(self.loaded, f.page, &self.opts);
                 if let Ok((_, s)) = &alone {
-                    add_stats(&mut self.stats, s);
+                    self.stats.add(s);
                 }
                 (f.tag, alone.map(|(r, _)| r))
             })
@@ -591,9 +591,18 @@ fn run_alone(
     Ok((results.remove(0), stats))
 }
 
-/// Every task of every page, in page order (the stream drained once); fails if any page
-/// fails.
-pub fn run_pages(
+/// Runs every task of every page; results come back in page order (a [`PageStream`]
+/// drained once). Fails if any page fails.
+pub fn run_batch(
+    loaded: &Loaded,
+    pages: &[PreparedPage],
+    opts: &BatchOptions,
+) -> Result<(Vec<PageResult>, BatchStats)> {
+    run_pages(loaded, pages.to_vec(), opts)
+}
+
+/// [`run_batch`] of pages the caller hands over.
+fn run_pages(
     loaded: &Loaded,
     pages: Vec<PreparedPage>,
     opts: &BatchOptions,
@@ -613,21 +622,6 @@ pub fn run_pages(
         .map(|r| r.ok_or_else(|| anyhow!("a page left the stream without a result")))
         .collect::<Result<Vec<_>>>()?;
     Ok((results, stream.take_stats()))
-}
-
-/// Adds `s` into `total` (device counters of pages run outside the stream's decoder).
-pub fn add_stats(total: &mut BatchStats, s: &BatchStats) {
-    total.pages += s.pages;
-    total.views += s.views;
-    total.rows += s.rows;
-    total.generated_tokens += s.generated_tokens;
-    total.encode += s.encode;
-    total.prefill += s.prefill;
-    total.decode += s.decode;
-    total.host_reads += s.host_reads;
-    total.graph_replays += s.graph_replays;
-    total.joined += s.joined;
-    total.slots = total.slots.max(s.slots);
 }
 
 fn ms(d: Duration) -> f64 {

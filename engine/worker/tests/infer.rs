@@ -130,7 +130,8 @@ fn missing_model_folder_is_an_error_naming_it() {
 /// for every task.
 #[test]
 fn fewer_decode_slots_give_the_same_answers() {
-    use sphinx_worker::batch::{run_batch, BatchOptions, PreparedPage};
+    use sphinx_worker::batch::{BatchOptions, PreparedPage};
+    use sphinx_worker::stream::run_batch;
     let (dir, cfg) = model_dir();
     let loaded =
         model_folder::load_with(dir.path(), Device::Cpu, &cfg, &MovConfig::tiny_test()).unwrap();
@@ -184,7 +185,8 @@ fn fewer_decode_slots_give_the_same_answers() {
 /// next micro-batch in this way) and answer exactly as each page does alone.
 #[test]
 fn pages_submitted_mid_decode_join_it_and_answer_as_alone() {
-    use sphinx_worker::batch::{run_batch, BatchOptions, PreparedPage};
+    use sphinx_worker::batch::{BatchOptions, PreparedPage};
+    use sphinx_worker::stream::run_batch;
     use sphinx_worker::stream::{Isolation, PageStream};
     let (dir, cfg) = model_dir();
     let loaded =
