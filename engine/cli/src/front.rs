@@ -27,13 +27,15 @@ impl LocalCommand {
     }
 }
 
+/// The name users type, whichever binary parses the line (help and errors say `sphinx`).
+pub const NAME: &str = "sphinx";
+/// The version both binaries report (the workspace's).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The one-line description atop `sphinx --help`.
+pub const ABOUT: &str = "Run SPHINX-X multi-modal LLMs over documents";
+
 #[derive(Debug, Parser)]
-#[command(
-    name = "sphinx",
-    bin_name = "sphinx",
-    version,
-    about = "Run SPHINX-X multi-modal LLMs over documents"
-)]
+#[command(name = NAME, bin_name = NAME, version = VERSION, about = ABOUT)]
 struct FrontCli {
     #[command(flatten)]
     log: LogArgs,

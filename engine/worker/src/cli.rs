@@ -3,15 +3,11 @@
 //! `sphinx_core::limits::Limits`.
 
 use clap::{Parser, Subcommand};
+use sphinx_cli::front::{ABOUT, NAME, VERSION};
 use sphinx_cli::{LocalCommand, LogArgs};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "sphinx",
-    bin_name = "sphinx",
-    version,
-    about = "Run SPHINX-X multi-modal LLMs over documents"
-)]
+#[command(name = NAME, bin_name = NAME, version = VERSION, about = ABOUT)]
 pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
