@@ -6,6 +6,7 @@ _torch_lib=$("$_sphinx_root/.venv/bin/python" -c 'import torch,os;print(os.path.
 if [ -n "$_torch_lib" ]; then
   export LD_LIBRARY_PATH="$_torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
-# libtorch must not grab every core of a 2-core CI box per test process.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+# No thread limit here: `sphinx run`, `train`, `eval` and the demo keep libtorch's default
+# (a thread per core; a nano training step takes 1.8 s with 2 threads, 3.4 s with 1).
+# scripts/test.sh limits its own test processes.
 unset _sphinx_root _torch_lib

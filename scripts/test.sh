@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 # shellcheck source=scripts/env.sh
 source scripts/env.sh
+# The test harness runs tests side by side, each process loading libtorch: one OpenMP
+# thread each, so they do not oversubscribe a 2-core machine. (Only here: users' commands
+# keep libtorch's default.)
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
 start=$SECONDS
