@@ -7,6 +7,6 @@ if [ -n "$_torch_lib" ]; then
   export LD_LIBRARY_PATH="$_torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 # No thread limit here: `sphinx run`, `train`, `eval` and the demo keep libtorch's default
-# (a thread per core; a nano training step takes 1.8 s with 2 threads, 3.4 s with 1).
+# (a thread per core: see "Threads" in docs/performance.md).
 # scripts/test.sh limits its own test processes.
 unset _sphinx_root _torch_lib
