@@ -47,13 +47,11 @@ fn the_front_links_no_libtorch_and_the_engine_does() {
 fn the_front_renders_documents_itself() {
     let out = tempfile::tempdir().unwrap();
     let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/earnings.pdf");
-    let tiled = Command::new(FRONT)
-        .args(["tile", "--quiet", "--threads", "1", "--out"])
-        .arg(out.path())
-        .arg(&pdf)
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
+    let (out_dir, pdf) = (out.path().to_str().unwrap(), pdf.to_str().unwrap());
+    let tiled = without_libtorch_path(
+        FRONT,
+        &["tile", "--quiet", "--threads", "1", "--out", out_dir, pdf],
+    );
     assert!(tiled.status.success(), "{}", text(&tiled.stderr));
     assert!(
         text(&tiled.stdout).contains("errors: 0"),
