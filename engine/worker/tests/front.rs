@@ -16,6 +16,12 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Asserts that a process's output stream says `needle`, showing the stream when not.
+fn assert_says(stream: &[u8], needle: &str) {
+    let said = text(stream);
+    assert!(said.contains(needle), "no {needle:?} in\n{said}");
+}
+
 /// libtorch is found through LD_LIBRARY_PATH (scripts/env.sh): without it, a binary that
 /// links libtorch does not start at all.
 fn without_libtorch_path(program: &str, args: &[&str]) -> Output {
@@ -30,17 +36,13 @@ fn without_libtorch_path(program: &str, args: &[&str]) -> Output {
 fn the_front_links_no_libtorch_and_the_engine_does() {
     let front = without_libtorch_path(FRONT, &["tile", "--help"]);
     assert!(front.status.success(), "{}", text(&front.stderr));
-    assert!(text(&front.stdout).contains("Usage: sphinx tile"));
+    assert_says(&front.stdout, "Usage: sphinx tile");
     let synth = without_libtorch_path(FRONT, &["-v", "synth", "--help"]);
     assert!(synth.status.success(), "{}", text(&synth.stderr));
     // The control: the engine needs libtorch, so the check above can fail.
     let engine = without_libtorch_path(ENGINE, &["--version"]);
     assert!(!engine.status.success());
-    assert!(
-        text(&engine.stderr).contains("libtorch"),
-        "{}",
-        text(&engine.stderr)
-    );
+    assert_says(&engine.stderr, "libtorch");
 }
 
 #[test]
@@ -53,11 +55,7 @@ fn the_front_renders_documents_itself() {
         &["tile", "--quiet", "--threads", "1", "--out", out_dir, pdf],
     );
     assert!(tiled.status.success(), "{}", text(&tiled.stderr));
-    assert!(
-        text(&tiled.stdout).contains("errors: 0"),
-        "{}",
-        text(&tiled.stdout)
-    );
+    assert_says(&tiled.stdout, "errors: 0");
 }
 
 #[test]
@@ -87,11 +85,7 @@ fn other_command_lines_reach_the_engine_unchanged() {
         &["eval", "--cpu", "--model", "/nonexistent", "--data", "/x"],
     );
     assert_eq!(missing.status.code(), Some(1));
-    assert!(
-        text(&missing.stderr).contains("/nonexistent"),
-        "{}",
-        text(&missing.stderr)
-    );
+    assert_says(&missing.stderr, "/nonexistent");
 }
 
 #[test]
