@@ -5,39 +5,21 @@
 //! parts' tensors; a part of the wrong kind fails with one error naming the file.
 //! Fixtures: `.venv/bin/python scripts/parity/parts.py`.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sphinx_model::config::ModelConfig;
 use sphinx_model::sphinx::Sphinx;
 use sphinx_model::weights::load_into;
-use tch::{nn, Device, Tensor};
+use tch::{nn, Device};
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+use common::{workspace, Fixtures};
 
-fn fixture(rel: &str) -> PathBuf {
-    let p = workspace().join("target/fixtures/parts").join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `.venv/bin/python scripts/parity/parts.py`",
-        p.display()
-    );
-    p
-}
-
-fn tensors(path: &Path) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(path)
-        .unwrap()
-        .into_iter()
-        .collect()
-}
+const FIXTURES: Fixtures = Fixtures::new("parts", "scripts/parity/parts.py");
 
 #[test]
 fn assembled_folder_loads_with_the_parts_and_the_llm_matches_transformers() {
-    let cfg = ModelConfig::from_json_file(&fixture("assembled/config.json")).unwrap();
+    let cfg = ModelConfig::from_json_file(&FIXTURES.path("assembled/config.json")).unwrap();
     assert!(
         cfg.sphinx.skip_tokens,
         "models trained here have a skip token"
@@ -51,14 +33,14 @@ fn assembled_folder_loads_with_the_parts_and_the_llm_matches_transformers() {
     )
     .unwrap();
     // Strict: every variable found, nothing left over, every shape right.
-    load_into(&mut vs, &fixture("assembled/model.safetensors")).unwrap();
+    load_into(&mut vs, &FIXTURES.path("assembled/model.safetensors")).unwrap();
     let vars = vs.variables();
-    let parts = tensors(&fixture("parts_reference.safetensors"));
+    let parts = FIXTURES.tensors("parts_reference.safetensors");
     assert!(parts.len() > 50);
     for (name, t) in &parts {
         assert!(vars[name].equal(t), "{name} differs from its part");
     }
-    let r = tensors(&fixture("internlm2/reference.safetensors"));
+    let r = FIXTURES.tensors("internlm2/reference.safetensors");
     let logits = tch::no_grad(|| model.llm().forward_tokens(&r["ids"], 0, None).unwrap());
     let err = (&logits - &r["logits"]).abs().max().double_value(&[]);
     assert!(err <= 1e-4, "assembled LLM vs transformers: {err:e}");
@@ -68,10 +50,10 @@ fn assembled_folder_loads_with_the_parts_and_the_llm_matches_transformers() {
 fn a_part_of_the_wrong_kind_fails_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
-    let dino = fixture("dinov2_vitg14_pretrain.pth");
+    let dino = FIXTURES.path("dinov2_vitg14_pretrain.pth");
     let o = Command::new(workspace().join(".venv/bin/python"))
         .arg(workspace().join("scripts/assemble_model.py"))
-        .args(["--llm".as_ref(), fixture("internlm2/hf").as_os_str()])
+        .args(["--llm".as_ref(), FIXTURES.path("internlm2/hf").as_os_str()])
         .args(["--convnext".as_ref(), dino.as_os_str()])
         .args(["--dinov2".as_ref(), dino.as_os_str()])
         .args(["--llama-type", "llama_ens5_light", "--out"])
@@ -90,16 +72,16 @@ fn a_part_of_the_wrong_kind_fails_naming_the_file() {
 
 #[test]
 fn four_expert_folder_from_parts_loads_with_clip_and_blip2_as_released() {
-    let cfg = ModelConfig::from_json_file(&fixture("assembled_four/config.json")).unwrap();
+    let cfg = ModelConfig::from_json_file(&FIXTURES.path("assembled_four/config.json")).unwrap();
     let vision = cfg.vision();
     assert!(vision.four.is_some() && !cfg.sphinx.skip_tokens);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let _model = Sphinx::build(&vs.root(), &cfg.sphinx.llm, &vision, false).unwrap();
-    load_into(&mut vs, &fixture("assembled_four/model.safetensors")).unwrap();
+    load_into(&mut vs, &FIXTURES.path("assembled_four/model.safetensors")).unwrap();
     let vars = vs.variables();
     // transformers 5's packed qkv.bias arrives as the released q_bias / v_bias.
     assert!(vars.contains_key("llma.qformer.vision_model.encoder.layers.0.self_attn.q_bias"));
-    for (name, t) in &tensors(&fixture("parts_four_reference.safetensors")) {
+    for (name, t) in &FIXTURES.tensors("parts_four_reference.safetensors") {
         assert!(vars[name].equal(t), "{name} differs from its part");
     }
 }

@@ -5,25 +5,17 @@
 //! Fixtures: `.venv/bin/python scripts/parity/clip.py`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use sphinx_model::clip::{ClipConfig, ClipVision};
 use sphinx_model::weights::load_into;
 use tch::{nn, Device, Tensor};
 
-const TOL: f64 = 1e-4;
+mod common;
+use common::Fixtures;
 
-fn fixture(rel: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/clip")
-        .join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `.venv/bin/python scripts/parity/clip.py`",
-        p.display()
-    );
-    p
-}
+const FIXTURES: Fixtures = Fixtures::new("clip", "scripts/parity/clip.py");
+
+const TOL: f64 = 1e-4;
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.size(), b.size());
@@ -35,11 +27,8 @@ fn clip_tokens_match_open_clip() {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let cfg = ClipConfig::tiny_test();
     let clip = ClipVision::new(&(vs.root() / "visual"), &cfg).unwrap();
-    load_into(&mut vs, &fixture("model.safetensors")).unwrap();
-    let r: HashMap<String, Tensor> = Tensor::read_safetensors(fixture("reference.safetensors"))
-        .unwrap()
-        .into_iter()
-        .collect();
+    load_into(&mut vs, &FIXTURES.path("model.safetensors")).unwrap();
+    let r: HashMap<String, Tensor> = FIXTURES.tensors("reference.safetensors");
     let ours = tch::no_grad(|| clip.forward(&r["pixels"]).unwrap());
     assert_eq!(ours.size(), [2, 17, 128]);
     let spatial = max_abs(&ours.narrow(1, 1, 16), &r["tokens"]);

@@ -2,25 +2,20 @@
 //! conversation code produces (fixtures from `scripts/make_conversation_fixtures.py`, a
 //! faithful re-implementation of LLaMA2-Accessory's `accessory/data/conversation/lib.py`).
 
-use std::path::PathBuf;
-
 use serde_json::Value;
 use sphinx_core::job::CaptionDetail;
 use sphinx_core::prompts;
 use sphinx_model::conversation::{Template, Turn, TEMPLATE_NAMES};
 
-const GENERATOR: &str = ".venv/bin/python scripts/make_conversation_fixtures.py";
+mod common;
+use common::Fixtures;
+
+const CONVERSATION: Fixtures =
+    Fixtures::new("conversation", "scripts/make_conversation_fixtures.py");
+const TOKENIZER: Fixtures = Fixtures::new("tokenizer", "scripts/parity/tokenizer.py");
 
 fn fixture() -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/conversation/conversation.json");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "missing fixture {} ({e}); generate it with `{GENERATOR}`",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).expect("conversation.json is valid JSON")
+    CONVERSATION.json("conversation.json")
 }
 
 fn turns(qas: &Value) -> Vec<Turn> {
@@ -102,14 +97,8 @@ fn task_prompts_equal_the_reference_prompts() {
 /// (with the LLaMA-style test tokenizer of `scripts/parity/tokenizer.py`).
 #[test]
 fn stop_sequences_end_every_answer_that_reaches_the_signal() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/tokenizer/tokenizer.json");
-    assert!(
-        path.exists(),
-        "missing fixture {}; generate it with `.venv/bin/python scripts/parity/tokenizer.py`",
-        path.display()
-    );
-    let tok = sphinx_model::tokenizer::Tokenizer::from_file(&path).unwrap();
+    let tok =
+        sphinx_model::tokenizer::Tokenizer::from_file(&TOKENIZER.path("tokenizer.json")).unwrap();
     let template = Template::default_conversation();
     let stops = template.stop_sequences(&tok).unwrap();
     assert_eq!(stops[0], vec![tok.eos_id()]);

@@ -5,45 +5,28 @@
 //! Fixtures: `.venv/bin/python scripts/parity/llama.py` and `scripts/parity/mixtral.py`
 //! (they run the converter).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use sphinx_model::config::{LlamaType, SphinxConfig};
 use sphinx_model::llama::Llama;
 use sphinx_model::weights::load_into;
-use tch::{nn, Device, Tensor};
+use tch::{nn, Device};
 
-const GENERATOR: &str = ".venv/bin/python scripts/parity/llama.py";
+mod common;
+use common::{workspace, Fixtures};
+
+const LLAMA: Fixtures = Fixtures::new("llama", "scripts/parity/llama.py");
+const MIXTRAL: Fixtures = Fixtures::new("mixtral", "scripts/parity/mixtral.py");
+
 const LOGITS_TOL: f64 = 1e-4;
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    let p = workspace().join("target/fixtures/llama").join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `{GENERATOR}` from the workspace root",
-        p.display()
-    );
-    p
-}
-
-fn tensors(path: &Path) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(path)
-        .unwrap()
-        .into_iter()
-        .collect()
-}
 
 #[test]
 fn merged_shards_equal_the_unsplit_model_and_match_transformers() {
-    let cfg = SphinxConfig::from_json_file(&fixture("gqa/converted/config.json")).unwrap();
+    let cfg = SphinxConfig::from_json_file(&LLAMA.path("gqa/converted/config.json")).unwrap();
     assert_eq!(cfg.llama_type, LlamaType::LlamaEns5Light);
-    let converted = tensors(&fixture("gqa/converted/model.safetensors"));
-    let unsplit = tensors(&fixture("gqa/unsplit_with_extra.safetensors"));
+    let converted = LLAMA.tensors("gqa/converted/model.safetensors");
+    let unsplit = LLAMA.tensors("gqa/unsplit_with_extra.safetensors");
     assert_eq!(converted.len(), unsplit.len());
     for (name, t) in &unsplit {
         assert!(
@@ -57,8 +40,8 @@ fn merged_shards_equal_the_unsplit_model_and_match_transformers() {
     // The replicated non-LLM tensor the shards carry (as SPHINX's start_img).
     let _start_img =
         (vs.root() / "llma").var("start_img", &[1, 1, cfg.llm.dim], nn::Init::Const(0.0));
-    load_into(&mut vs, &fixture("gqa/converted/model.safetensors")).unwrap();
-    let r = tensors(&fixture("gqa/reference.safetensors"));
+    load_into(&mut vs, &LLAMA.path("gqa/converted/model.safetensors")).unwrap();
+    let r = LLAMA.tensors("gqa/reference.safetensors");
     let logits = tch::no_grad(|| model.forward_tokens(&r["ids"], 0, None).unwrap());
     let err = (&logits - &r["logits"]).abs().max().double_value(&[]);
     assert!(
@@ -88,7 +71,7 @@ fn run_converter(src: &Path, out: &Path) -> (bool, String) {
 }
 
 fn copy_shards(to: &Path, skip: &str) {
-    for e in std::fs::read_dir(fixture("gqa/shards")).unwrap() {
+    for e in std::fs::read_dir(LLAMA.path("gqa/shards")).unwrap() {
         let e = e.unwrap();
         if e.file_name() != skip {
             std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
@@ -128,19 +111,9 @@ fn converter_refuses_weights_that_contradict_config() {
     assert!(!dir.path().join("out/model.safetensors").exists());
 }
 
-fn mixtral_fixture(rel: &str) -> PathBuf {
-    let p = workspace().join("target/fixtures/mixtral").join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `.venv/bin/python scripts/parity/mixtral.py`",
-        p.display()
-    );
-    p
-}
-
 #[test]
 fn mixtral_shards_merge_per_expert_and_match_transformers() {
-    let cfg = SphinxConfig::from_json_file(&mixtral_fixture("converted/config.json")).unwrap();
+    let cfg = SphinxConfig::from_json_file(&MIXTRAL.path("converted/config.json")).unwrap();
     let moe = cfg
         .llm
         .moe
@@ -150,8 +123,8 @@ fn mixtral_shards_merge_per_expert_and_match_transformers() {
         (moe.num_experts, moe.experts_per_token, moe.hidden_dim),
         (4, 2, 96)
     );
-    let converted = tensors(&mixtral_fixture("converted/model.safetensors"));
-    let unsplit = tensors(&mixtral_fixture("unsplit_with_extra.safetensors"));
+    let converted = MIXTRAL.tensors("converted/model.safetensors");
+    let unsplit = MIXTRAL.tensors("unsplit_with_extra.safetensors");
     assert_eq!(converted.len(), unsplit.len());
     for (name, t) in &unsplit {
         assert!(converted[name].equal(t), "{name}: merged tensor differs");
@@ -161,8 +134,8 @@ fn mixtral_shards_merge_per_expert_and_match_transformers() {
     let model = Llama::new(vs.root() / "llma", &cfg.llm).unwrap();
     let _start_img =
         (vs.root() / "llma").var("start_img", &[1, 1, cfg.llm.dim], nn::Init::Const(0.0));
-    load_into(&mut vs, &mixtral_fixture("converted/model.safetensors")).unwrap();
-    let r = tensors(&mixtral_fixture("reference.safetensors"));
+    load_into(&mut vs, &MIXTRAL.path("converted/model.safetensors")).unwrap();
+    let r = MIXTRAL.tensors("reference.safetensors");
     let logits = tch::no_grad(|| model.forward_tokens(&r["ids"], 0, None).unwrap());
     let err = (&logits - &r["logits"]).abs().max().double_value(&[]);
     assert!(
@@ -174,7 +147,7 @@ fn mixtral_shards_merge_per_expert_and_match_transformers() {
 #[test]
 fn converter_refuses_experts_that_do_not_split_into_moe_num_experts() {
     let dir = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(mixtral_fixture("shards")).unwrap() {
+    for e in std::fs::read_dir(MIXTRAL.path("shards")).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
     }

@@ -1,39 +1,21 @@
 //! CLIP-ConvNeXt trunk vs timm's ConvNeXt (random tiny weights, float32, CPU).
 //! Fixtures: `.venv/bin/python scripts/make_parity_fixtures.py vision`.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-
 use sphinx_model::convnext::{ConvNext, ConvNextConfig};
 use sphinx_model::weights;
-use tch::{nn, Device, Tensor};
+use tch::{nn, Device};
+
+mod common;
+use common::Fixtures;
+
+const FIXTURES: Fixtures = Fixtures::new("vision", "scripts/make_parity_fixtures.py vision");
 
 /// Parity bound on encoder features (the float32 acceptance criterion).
 const MAX_ABS_ERR: f64 = 1e-4;
 
-fn fixture(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/vision")
-        .join(name);
-    assert!(
-        path.exists(),
-        "missing fixture {}: run `.venv/bin/python scripts/make_parity_fixtures.py vision`",
-        path.display()
-    );
-    path
-}
-
-fn tensors(name: &str) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(fixture(name))
-        .expect("readable fixture")
-        .into_iter()
-        .collect()
-}
-
 #[test]
 fn fixture_sizes_are_the_tiny_config() {
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value = FIXTURES.json("config.json");
     let tiny = ConvNextConfig::tiny_test();
     assert_eq!(cfg["convnext"]["depths"], serde_json::json!(tiny.depths));
     assert_eq!(cfg["convnext"]["dims"], serde_json::json!(tiny.dims));
@@ -51,8 +33,8 @@ fn convnext_tokens_match_timm() {
         &ConvNextConfig::tiny_test(),
     )
     .unwrap();
-    weights::load_into(&mut vs, &fixture("convnext_weights.safetensors")).unwrap();
-    let io = tensors("convnext_io.safetensors");
+    weights::load_into(&mut vs, &FIXTURES.path("convnext_weights.safetensors")).unwrap();
+    let io = FIXTURES.tensors("convnext_io.safetensors");
     let got = model.forward(&io["input"]).unwrap();
     let want = &io["tokens"];
     assert_eq!(got.size(), want.size());

@@ -2,39 +2,22 @@
 //! facebookresearch hub names (random tiny weights, float32, CPU).
 //! Fixtures: `.venv/bin/python scripts/make_parity_fixtures.py vision`.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-
 use sphinx_model::dinov2::{DinoConfig, DinoV2};
 use sphinx_model::weights;
 use tch::{nn, Device, Tensor};
 
+mod common;
+use common::Fixtures;
+
+const FIXTURES: Fixtures = Fixtures::new("vision", "scripts/make_parity_fixtures.py vision");
+
 /// Parity bound on encoder features (the float32 acceptance criterion).
 const MAX_ABS_ERR: f64 = 1e-4;
-
-fn fixture(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/vision")
-        .join(name);
-    assert!(
-        path.exists(),
-        "missing fixture {}: run `.venv/bin/python scripts/make_parity_fixtures.py vision`",
-        path.display()
-    );
-    path
-}
-
-fn tensors(name: &str) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(fixture(name))
-        .expect("readable fixture")
-        .into_iter()
-        .collect()
-}
 
 fn model() -> DinoV2 {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = DinoV2::new(&(vs.root() / "dinov2_vitg14"), &DinoConfig::tiny_test()).unwrap();
-    weights::load_into(&mut vs, &fixture("dinov2_weights.safetensors")).unwrap();
+    weights::load_into(&mut vs, &FIXTURES.path("dinov2_weights.safetensors")).unwrap();
     model
 }
 
@@ -52,8 +35,7 @@ fn assert_close(got: Tensor, want: &Tensor) {
 
 #[test]
 fn fixture_sizes_are_the_tiny_config() {
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value = FIXTURES.json("config.json");
     let tiny = DinoConfig::tiny_test();
     let d = &cfg["dinov2"];
     assert_eq!(d["embed_dim"], tiny.embed_dim);
@@ -65,13 +47,13 @@ fn fixture_sizes_are_the_tiny_config() {
 
 #[test]
 fn tokens_match_with_resampled_positions() {
-    let io = tensors("dinov2_io.safetensors");
+    let io = FIXTURES.tensors("dinov2_io.safetensors");
     assert_close(model().forward(&io["input"]).unwrap(), &io["tokens"]);
 }
 
 #[test]
 fn tokens_match_on_the_trained_grid() {
-    let io = tensors("dinov2_io.safetensors");
+    let io = FIXTURES.tensors("dinov2_io.safetensors");
     assert_close(
         model().forward(&io["input_native"]).unwrap(),
         &io["tokens_native"],

@@ -4,42 +4,27 @@
 //! (InternLM2 is `tests/internlm2_parity.rs`.) Fixtures: `.venv/bin/python scripts/parity/hf_llm.py`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use sphinx_model::config::LlamaConfig;
 use sphinx_model::llama::Llama;
 use sphinx_model::weights::load_into;
 use tch::{nn, Device, Tensor};
 
-fn fixture(rel: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/hf_llm")
-        .join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `.venv/bin/python scripts/parity/hf_llm.py`",
-        p.display()
-    );
-    p
-}
+mod common;
+use common::Fixtures;
+
+const FIXTURES: Fixtures = Fixtures::new("hf_llm", "scripts/parity/hf_llm.py");
 
 fn check(kind: &str) -> LlamaConfig {
-    let cfg: LlamaConfig = serde_json::from_str(
-        &std::fs::read_to_string(fixture(&format!("{kind}/converted/llm.json"))).unwrap(),
-    )
-    .unwrap();
+    let cfg: LlamaConfig = FIXTURES.json(&format!("{kind}/converted/llm.json"));
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = Llama::new(vs.root() / "llma", &cfg).unwrap();
     load_into(
         &mut vs,
-        &fixture(&format!("{kind}/converted/llm.safetensors")),
+        &FIXTURES.path(&format!("{kind}/converted/llm.safetensors")),
     )
     .unwrap();
-    let r: HashMap<String, Tensor> =
-        Tensor::read_safetensors(fixture(&format!("{kind}/reference.safetensors")))
-            .unwrap()
-            .into_iter()
-            .collect();
+    let r: HashMap<String, Tensor> = FIXTURES.tensors(&format!("{kind}/reference.safetensors"));
     let logits = tch::no_grad(|| model.forward_tokens(&r["ids"], 0, None).unwrap());
     let err = (&logits - &r["logits"]).abs().max().double_value(&[]);
     eprintln!("{kind}: max |logits - transformers| = {err:e}");

@@ -6,7 +6,7 @@
 //! `wqkv` does not fit its config fails conversion with one error naming the tensor.
 //! Fixtures: `.venv/bin/python scripts/parity/internlm2.py`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use sphinx_model::config::LlamaConfig;
@@ -14,38 +14,23 @@ use sphinx_model::llama::Llama;
 use sphinx_model::weights::load_into;
 use tch::{nn, Device, Tensor};
 
+mod common;
+use common::{workspace, Fixtures};
+
+const FIXTURES: Fixtures = Fixtures::new("internlm2", "scripts/parity/internlm2.py");
+
 const TOL: f64 = 1e-4;
-
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    let p = workspace().join("target/fixtures/internlm2").join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `.venv/bin/python scripts/parity/internlm2.py`",
-        p.display()
-    );
-    p
-}
 
 #[test]
 fn converted_internlm2_logits_match_transformers_llama() {
-    let cfg: LlamaConfig =
-        serde_json::from_str(&std::fs::read_to_string(fixture("converted/llm.json")).unwrap())
-            .unwrap();
+    let cfg: LlamaConfig = FIXTURES.json("converted/llm.json");
     // The intermediate size is InternLM2's own, not the multiple_of rule's.
     assert_eq!(cfg.hidden_dim, Some(96));
     assert_eq!(cfg.ffn_hidden_dim(), 96);
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = Llama::new(vs.root() / "llma", &cfg).unwrap();
-    load_into(&mut vs, &fixture("converted/llm.safetensors")).unwrap();
-    let r: std::collections::HashMap<String, Tensor> =
-        Tensor::read_safetensors(fixture("reference.safetensors"))
-            .unwrap()
-            .into_iter()
-            .collect();
+    load_into(&mut vs, &FIXTURES.path("converted/llm.safetensors")).unwrap();
+    let r: std::collections::HashMap<String, Tensor> = FIXTURES.tensors("reference.safetensors");
     let logits = tch::no_grad(|| model.forward_tokens(&r["ids"], 0, None).unwrap());
     let err = (&logits - &r["logits"]).abs().max().double_value(&[]);
     eprintln!("InternLM2: max |logits - transformers Llama| = {err:e}");
@@ -70,7 +55,7 @@ fn convert(src: &Path, out: &Path) -> (bool, String) {
 #[test]
 fn internlm2_with_a_wrong_head_split_fails_naming_wqkv() {
     let dir = tempfile::tempdir().unwrap();
-    for e in std::fs::read_dir(fixture("hf")).unwrap() {
+    for e in std::fs::read_dir(FIXTURES.path("hf")).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), dir.path().join(e.file_name())).unwrap();
     }

@@ -4,7 +4,6 @@
 //! Fixtures: `.venv/bin/python scripts/parity/llama.py`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use sphinx_model::config::LlamaConfig;
 use sphinx_model::kv_cache::KvCache;
@@ -12,34 +11,22 @@ use sphinx_model::llama::{Llama, LlamaError};
 use sphinx_model::weights::load_into;
 use tch::{nn, Device, Kind, Tensor};
 
-const GENERATOR: &str = ".venv/bin/python scripts/parity/llama.py";
+mod common;
+use common::Fixtures;
+
+const FIXTURES: Fixtures = Fixtures::new("llama", "scripts/parity/llama.py");
+
 /// Cached and recomputed float32 logits differ only by summation order.
 const CACHE_TOL: f64 = 1e-4;
 /// Greedy steps the acceptance criterion asks for (the fixture holds this many).
 const STEPS: usize = 32;
 
-fn fixture(rel: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/llama")
-        .join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `{GENERATOR}` from the workspace root",
-        p.display()
-    );
-    p
-}
-
 fn load() -> (nn::VarStore, Llama, HashMap<String, Tensor>) {
-    let cfg: LlamaConfig =
-        serde_json::from_str(&std::fs::read_to_string(fixture("gqa/llm.json")).unwrap()).unwrap();
+    let cfg: LlamaConfig = FIXTURES.json("gqa/llm.json");
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = Llama::new(vs.root() / "llma", &cfg).unwrap();
-    load_into(&mut vs, &fixture("gqa/model.safetensors")).unwrap();
-    let r = Tensor::read_safetensors(fixture("gqa/reference.safetensors"))
-        .unwrap()
-        .into_iter()
-        .collect();
+    load_into(&mut vs, &FIXTURES.path("gqa/model.safetensors")).unwrap();
+    let r = FIXTURES.tensors("gqa/reference.safetensors");
     (vs, model, r)
 }
 

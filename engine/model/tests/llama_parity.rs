@@ -4,41 +4,30 @@
 //! Fixtures: `.venv/bin/python scripts/parity/llama.py`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use sphinx_model::config::LlamaConfig;
 use sphinx_model::llama::Llama;
 use sphinx_model::weights::load_into;
 use tch::{nn, Device, Kind, Tensor};
 
-const GENERATOR: &str = ".venv/bin/python scripts/parity/llama.py";
+mod common;
+use common::Fixtures;
+
+const FIXTURES: Fixtures = Fixtures::new("llama", "scripts/parity/llama.py");
+
 /// Required agreement with transformers on float32 logits.
 const LOGITS_TOL: f64 = 1e-4;
 
-fn fixture(rel: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/llama")
-        .join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `{GENERATOR}` from the workspace root",
-        p.display()
-    );
-    p
-}
-
 fn load_model(name: &str) -> (nn::VarStore, Llama, HashMap<String, Tensor>) {
-    let cfg: LlamaConfig = serde_json::from_str(
-        &std::fs::read_to_string(fixture(&format!("{name}/llm.json"))).unwrap(),
-    )
-    .unwrap();
+    let cfg: LlamaConfig = FIXTURES.json(&format!("{name}/llm.json"));
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = Llama::new(vs.root() / "llma", &cfg).unwrap();
-    load_into(&mut vs, &fixture(&format!("{name}/model.safetensors"))).unwrap();
-    let reference = Tensor::read_safetensors(fixture(&format!("{name}/reference.safetensors")))
-        .unwrap()
-        .into_iter()
-        .collect();
+    load_into(
+        &mut vs,
+        &FIXTURES.path(&format!("{name}/model.safetensors")),
+    )
+    .unwrap();
+    let reference = FIXTURES.tensors(&format!("{name}/reference.safetensors"));
     (vs, model, reference)
 }
 
@@ -62,8 +51,7 @@ fn check_logits(name: &str) {
 
 #[test]
 fn fixture_model_is_the_tiny_test_preset() {
-    let cfg: LlamaConfig =
-        serde_json::from_str(&std::fs::read_to_string(fixture("gqa/llm.json")).unwrap()).unwrap();
+    let cfg: LlamaConfig = FIXTURES.json("gqa/llm.json");
     assert_eq!(cfg, LlamaConfig::tiny_test());
     // multiple_of 48 and ffn_dim_multiplier 1.3 move the hidden size off the default path.
     assert_eq!(cfg.ffn_hidden_dim(), 240);

@@ -4,7 +4,6 @@
 //! Fixtures: `.venv/bin/python scripts/parity/mixtral.py`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use sphinx_model::config::LlamaConfig;
 use sphinx_model::llama::Llama;
@@ -12,27 +11,16 @@ use sphinx_model::moe::SparseMoe;
 use sphinx_model::weights::load_into;
 use tch::{nn, Device, Tensor};
 
+mod common;
+use common::Fixtures;
+
+const FIXTURES: Fixtures = Fixtures::new("mixtral", "scripts/parity/mixtral.py");
+
 const TOL: f64 = 1e-4;
 
-fn fixture(rel: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/mixtral")
-        .join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `.venv/bin/python scripts/parity/mixtral.py`",
-        p.display()
-    );
-    p
-}
-
 fn setup() -> (LlamaConfig, HashMap<String, Tensor>) {
-    let cfg: LlamaConfig =
-        serde_json::from_str(&std::fs::read_to_string(fixture("llm.json")).unwrap()).unwrap();
-    let reference = Tensor::read_safetensors(fixture("reference.safetensors"))
-        .unwrap()
-        .into_iter()
-        .collect();
+    let cfg: LlamaConfig = FIXTURES.json("llm.json");
+    let reference = FIXTURES.tensors("reference.safetensors");
     (cfg, reference)
 }
 
@@ -47,7 +35,7 @@ fn moe_block_routes_and_mixes_like_transformers() {
     let moe_cfg = cfg.moe.clone().expect("a MoE config");
     let mut vs = nn::VarStore::new(Device::Cpu);
     let block = SparseMoe::new(vs.root() / "feed_forward", cfg.dim, &moe_cfg);
-    load_into(&mut vs, &fixture("block.safetensors")).unwrap();
+    load_into(&mut vs, &FIXTURES.path("block.safetensors")).unwrap();
     let _guard = tch::no_grad_guard();
     let (_, indices) = block.route(&r["block_input"]);
     let want = &r["block_indices"];
@@ -75,7 +63,7 @@ fn mixtral_logits_match_transformers() {
     let (cfg, r) = setup();
     let mut vs = nn::VarStore::new(Device::Cpu);
     let model = Llama::new(vs.root() / "llma", &cfg).unwrap();
-    load_into(&mut vs, &fixture("model.safetensors")).unwrap();
+    load_into(&mut vs, &FIXTURES.path("model.safetensors")).unwrap();
     let logits = tch::no_grad(|| model.forward_tokens(&r["ids"], 0, None).unwrap());
     let err = max_abs(&logits, &r["logits"]);
     eprintln!("Mixtral: max |logits - transformers| = {err:e}");

@@ -4,25 +4,17 @@
 //! Fixtures: `.venv/bin/python scripts/parity/qformer.py`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use sphinx_model::qformer::{QFormer, QFormerConfig};
 use sphinx_model::weights::load_into;
 use tch::{nn, Device, Tensor};
 
-const TOL: f64 = 1e-4;
+mod common;
+use common::Fixtures;
 
-fn fixture(rel: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/qformer")
-        .join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `.venv/bin/python scripts/parity/qformer.py`",
-        p.display()
-    );
-    p
-}
+const FIXTURES: Fixtures = Fixtures::new("qformer", "scripts/parity/qformer.py");
+
+const TOL: f64 = 1e-4;
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.size(), b.size());
@@ -33,11 +25,8 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
 fn qformer_queries_match_transformers_blip2() {
     let mut vs = nn::VarStore::new(Device::Cpu);
     let q = QFormer::new(&vs.root(), &QFormerConfig::tiny_test()).unwrap();
-    load_into(&mut vs, &fixture("model.safetensors")).unwrap();
-    let r: HashMap<String, Tensor> = Tensor::read_safetensors(fixture("reference.safetensors"))
-        .unwrap()
-        .into_iter()
-        .collect();
+    load_into(&mut vs, &FIXTURES.path("model.safetensors")).unwrap();
+    let r: HashMap<String, Tensor> = FIXTURES.tensors("reference.safetensors");
     let _guard = tch::no_grad_guard();
     let image = max_abs(&q.encode_image(&r["pixels"]).unwrap(), &r["image"]);
     let queries = max_abs(&q.forward(&r["pixels"]).unwrap(), &r["queries"]);

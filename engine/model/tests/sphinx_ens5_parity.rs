@@ -20,19 +20,15 @@ use sphinx_model::sphinx::{PageInput, Sphinx};
 use sphinx_model::weights::load_into;
 use tch::{nn, Device, Tensor};
 
+mod common;
+use common::Fixtures;
+
+const FIXTURES: Fixtures = Fixtures::new("sphinx_ens5", "scripts/parity/sphinx_ens5.py");
+
 const TOL: f64 = 1e-4;
 
 fn fixture(kind: &str, rel: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/sphinx_ens5")
-        .join(kind)
-        .join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `.venv/bin/python scripts/parity/sphinx_ens5.py`",
-        p.display()
-    );
-    p
+    FIXTURES.path(&format!("{kind}/{rel}"))
 }
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
@@ -45,8 +41,7 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
 }
 
 fn check(kind: &str, vision: MovConfig) {
-    let llm: LlamaConfig =
-        serde_json::from_str(&std::fs::read_to_string(fixture(kind, "llm.json")).unwrap()).unwrap();
+    let llm: LlamaConfig = FIXTURES.json(&format!("{kind}/llm.json"));
     check_weights(kind, &llm, vision, &fixture(kind, "model.safetensors"));
 }
 
@@ -56,10 +51,7 @@ fn check_weights(kind: &str, llm: &LlamaConfig, vision: MovConfig, weights: &std
     // The reference has no skip token: every cell is encoded.
     let model = Sphinx::build(&vs.root(), llm, &vision, false).unwrap();
     load_into(&mut vs, weights).unwrap();
-    let io: HashMap<String, Tensor> = Tensor::read_safetensors(fixture(kind, "io.safetensors"))
-        .unwrap()
-        .into_iter()
-        .collect();
+    let io: HashMap<String, Tensor> = FIXTURES.tensors(&format!("{kind}/io.safetensors"));
     let _guard = tch::no_grad_guard();
     let skipped = [false; 4];
     let views = model.page_views(&io["canvas"], &skipped).unwrap();
@@ -104,8 +96,7 @@ fn two_shard_sphinx_moe_release_converts_and_runs_like_the_peers() {
     assert_eq!(cfg.sphinx.llama_type, LlamaType::MixtralSparseEns5);
     assert!(!cfg.sphinx.skip_tokens);
     assert_eq!(cfg.vision(), MovConfig::tiny_test_four(false));
-    let want: LlamaConfig =
-        serde_json::from_str(&std::fs::read_to_string(fixture(dir, "llm.json")).unwrap()).unwrap();
+    let want: LlamaConfig = FIXTURES.json(&format!("{dir}/llm.json"));
     assert_eq!(cfg.sphinx.llm.moe, want.moe);
     check_weights(
         dir,

@@ -4,7 +4,6 @@
 //! Fixtures: `.venv/bin/python scripts/make_parity_fixtures.py sphinx`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use sphinx_model::config::LlamaConfig;
 use sphinx_model::sphinx::{cast_for_gpu, PageInput, Sphinx};
@@ -12,20 +11,13 @@ use sphinx_model::weights;
 use sphinx_model::{MovConfig, ViewLayout};
 use tch::{nn, Device, Kind, Tensor};
 
+mod common;
+use common::Fixtures;
+
+const FIXTURES: Fixtures = Fixtures::new("sphinx", "scripts/make_parity_fixtures.py sphinx");
+
 /// Parity bound on encoder features and logits (the float32 acceptance criterion).
 const MAX_ABS_ERR: f64 = 1e-4;
-
-fn fixture(name: &str) -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/sphinx")
-        .join(name);
-    assert!(
-        path.exists(),
-        "missing fixture {}: run `.venv/bin/python scripts/make_parity_fixtures.py sphinx`",
-        path.display()
-    );
-    path
-}
 
 struct Loaded {
     model: Sphinx,
@@ -52,11 +44,8 @@ fn load_with_kinds(gpu_kinds: bool) -> Loaded {
             assert_eq!(var.kind(), Kind::BFloat16, "{name}");
         }
     }
-    weights::load_into(&mut vs, &fixture("model.safetensors")).unwrap();
-    let io: HashMap<String, Tensor> = Tensor::read_safetensors(fixture("io.safetensors"))
-        .expect("readable fixture")
-        .into_iter()
-        .collect();
+    weights::load_into(&mut vs, &FIXTURES.path("model.safetensors")).unwrap();
+    let io: HashMap<String, Tensor> = FIXTURES.tensors("io.safetensors");
     let skipped = Vec::<i64>::try_from(&io["skipped"])
         .unwrap()
         .into_iter()
@@ -82,8 +71,7 @@ fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
 
 #[test]
 fn fixture_sizes_are_the_tiny_configs() {
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture("config.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value = FIXTURES.json("config.json");
     let mov = MovConfig::tiny_test();
     assert_eq!(cfg["convnext_size"], mov.convnext_size);
     assert_eq!(cfg["dinov2_size"], mov.dinov2_size);

@@ -3,12 +3,14 @@
 //! lines, decoding identical to SentencePiece's and round-tripping the text.
 //! Fixtures: `.venv/bin/python scripts/parity/tokenizer.py`.
 
-use std::path::PathBuf;
-
 use serde::Deserialize;
 use sphinx_model::tokenizer::{Tokenizer, TokenizerError};
 
-const GENERATOR: &str = ".venv/bin/python scripts/parity/tokenizer.py";
+mod common;
+use common::{workspace, Fixtures};
+
+const FIXTURES: Fixtures = Fixtures::new("tokenizer", "scripts/parity/tokenizer.py");
+
 /// The acceptance criterion's minimum corpus size.
 const MIN_LINES: usize = 2000;
 
@@ -21,22 +23,8 @@ struct Reference {
     decoded: Vec<String>,
 }
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn fixture(rel: &str) -> PathBuf {
-    let p = workspace().join("target/fixtures/tokenizer").join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `{GENERATOR}` from the workspace root",
-        p.display()
-    );
-    p
-}
-
 fn load() -> (Tokenizer, Vec<String>, Reference) {
-    let tok = Tokenizer::from_file(&fixture("tokenizer.json")).unwrap();
+    let tok = Tokenizer::from_file(&FIXTURES.path("tokenizer.json")).unwrap();
     let text =
         std::fs::read_to_string(workspace().join("tests/data/tokenizer/corpus.txt")).unwrap();
     let mut lines: Vec<String> = text.split('\n').map(str::to_owned).collect();
@@ -45,13 +33,12 @@ fn load() -> (Tokenizer, Vec<String>, Reference) {
         Some(""),
         "corpus must end with a newline"
     );
-    let r: Reference =
-        serde_json::from_str(&std::fs::read_to_string(fixture("sentencepiece.json")).unwrap())
-            .unwrap();
+    let r: Reference = FIXTURES.json("sentencepiece.json");
     assert_eq!(
         r.ids.len(),
         lines.len(),
-        "fixture is stale: rerun `{GENERATOR}`"
+        "fixture is stale: rerun `{}`",
+        FIXTURES.command()
     );
     (tok, lines, r)
 }

@@ -13,22 +13,13 @@ use sphinx_model::llama::Llama;
 use sphinx_model::weights::{list_tensors, load_files, load_into, WeightsError};
 use tch::{nn, Device, Kind, Tensor};
 
-const GENERATOR: &str = ".venv/bin/python scripts/parity/llama.py";
+mod common;
+use common::Fixtures;
 
-fn fixture(rel: &str) -> PathBuf {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/fixtures/llama")
-        .join(rel);
-    assert!(
-        p.exists(),
-        "missing fixture {}: run `{GENERATOR}` from the workspace root",
-        p.display()
-    );
-    p
-}
+const FIXTURES: Fixtures = Fixtures::new("llama", "scripts/parity/llama.py");
 
 fn gqa_config() -> LlamaConfig {
-    serde_json::from_str(&std::fs::read_to_string(fixture("gqa/llm.json")).unwrap()).unwrap()
+    FIXTURES.json("gqa/llm.json")
 }
 
 fn model_vs(kind: Kind) -> (nn::VarStore, Llama) {
@@ -39,16 +30,13 @@ fn model_vs(kind: Kind) -> (nn::VarStore, Llama) {
 }
 
 fn reference_tensors(rel: &str) -> HashMap<String, Tensor> {
-    Tensor::read_safetensors(fixture(rel))
-        .unwrap()
-        .into_iter()
-        .collect()
+    FIXTURES.tensors(rel)
 }
 
 #[test]
 fn float32_file_loads_every_tensor_exactly() {
     let (mut vs, _m) = model_vs(Kind::Float);
-    let report = load_into(&mut vs, &fixture("gqa/model.safetensors")).unwrap();
+    let report = load_into(&mut vs, &FIXTURES.path("gqa/model.safetensors")).unwrap();
     let reference = reference_tensors("gqa/model.safetensors");
     assert_eq!(report.tensors, reference.len());
     for (name, var) in vs.variables() {
@@ -63,7 +51,7 @@ fn half_precision_files_convert_into_a_float32_model() {
         ("gqa/model.f16.safetensors", Kind::Half),
     ] {
         let (mut vs, _m) = model_vs(Kind::Float);
-        load_into(&mut vs, &fixture(file)).unwrap();
+        load_into(&mut vs, &FIXTURES.path(file)).unwrap();
         let stored = reference_tensors(file);
         for (name, var) in vs.variables() {
             assert_eq!(var.kind(), Kind::Float);
@@ -79,7 +67,7 @@ fn half_precision_files_convert_into_a_float32_model() {
 #[test]
 fn float32_file_converts_into_a_bfloat16_model() {
     let (mut vs, _m) = model_vs(Kind::BFloat16);
-    load_into(&mut vs, &fixture("gqa/model.safetensors")).unwrap();
+    load_into(&mut vs, &FIXTURES.path("gqa/model.safetensors")).unwrap();
     let reference = reference_tensors("gqa/model.safetensors");
     for (name, var) in vs.variables() {
         assert_eq!(var.kind(), Kind::BFloat16);
@@ -93,7 +81,7 @@ fn float32_file_converts_into_a_bfloat16_model() {
 /// A checkpoint that is wrong in every way at once, written by the test itself.
 fn write_wrong_checkpoint(dir: &Path) -> PathBuf {
     let mut tensors: Vec<(String, Vec<usize>, Dtype, Vec<u8>)> = Vec::new();
-    for (name, shape) in list_tensors(&fixture("gqa/model.safetensors")).unwrap() {
+    for (name, shape) in list_tensors(&FIXTURES.path("gqa/model.safetensors")).unwrap() {
         let mut shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
         let mut dtype = Dtype::F32;
         match name.as_str() {
@@ -167,7 +155,7 @@ fn wrong_checkpoint_lists_every_problem_in_one_error() {
 #[test]
 fn checkpoint_of_another_model_is_refused_with_all_shapes() {
     let (mut vs, _m) = model_vs(Kind::Float);
-    let err = load_into(&mut vs, &fixture("mha_scaled/model.safetensors")).unwrap_err();
+    let err = load_into(&mut vs, &FIXTURES.path("mha_scaled/model.safetensors")).unwrap_err();
     let WeightsError::Mismatch(m) = &err else {
         panic!("expected Mismatch, got {err}");
     };
@@ -203,7 +191,7 @@ fn unreadable_files_name_the_path() {
 #[test]
 fn tensors_may_come_from_several_files_but_not_twice() {
     let (mut vs, _m) = model_vs(Kind::Float);
-    let file = fixture("gqa/model.safetensors");
+    let file = FIXTURES.path("gqa/model.safetensors");
     let err = load_files(&mut vs, &[&file, &file]).unwrap_err();
     assert!(matches!(err, WeightsError::Duplicate { .. }), "{err}");
 }
