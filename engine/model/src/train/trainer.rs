@@ -17,14 +17,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use image::RgbImage;
-use sphinx_core::isolate::{render_page, Isolation};
-use sphinx_core::limits::Limits;
-use sphinx_core::tiling::{tile_page, TileConfig};
+use sphinx_core::isolate::Isolation;
 use tch::{nn, Device, Kind, Reduction, Tensor};
 
 use super::checkpoint::{Output, TrainState, METRICS};
+use super::groups::{is_encoder_param, param_group, Group};
 use super::optimizer::{AdamW, AdamWConfig};
+use super::pages::{PageCache, PageViews};
 use super::schedule::Schedule;
 use super::spec::{Precision, TrainSpec};
 use crate::char_tokenizer;
@@ -32,47 +31,10 @@ use crate::config::ModelConfig;
 use crate::conversation::Template;
 use crate::dataset::{tokenize, Cursor, Dataset, Mixture, IGNORE};
 use crate::model_folder;
-use crate::mov::{canvas_tensor, ViewLayout};
-use crate::param_names;
+use crate::mov::ViewLayout;
 use crate::sphinx::Sphinx;
 use crate::tokenizer::Tokenizer;
 use crate::weights;
-
-/// Whether a parameter belongs to one of the MoV encoders (frozen unless
-/// `train_vision`).
-fn is_encoder_param(name: &str) -> bool {
-    use crate::mov::ENCODER_NAMES;
-    ENCODER_NAMES.iter().any(|encoder| {
-        param_names::below_root(name)
-            .and_then(|rest| rest.strip_prefix(encoder))
-            .is_some_and(|rest| rest.starts_with('.'))
-    })
-}
-
-/// Which part of the model a parameter belongs to (for learning-rate factors and the
-/// per-part gradient norms in the metrics).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Group {
-    /// The two MoV encoders.
-    Encoders,
-    /// `visual_proj` and the image tags (start/end/skip).
-    Projector,
-    /// Everything else: the LLM.
-    Llm,
-}
-
-fn param_group(name: &str) -> Group {
-    let rest = param_names::below_root(name).unwrap_or(name);
-    if is_encoder_param(name) {
-        Group::Encoders
-    } else if rest.starts_with("visual_proj.")
-        || ["start_img", "end_img", "skip_token"].contains(&rest)
-    {
-        Group::Projector
-    } else {
-        Group::Llm
-    }
-}
 
 /// How a run may end early.
 #[derive(Debug, Clone, Default)]
@@ -124,7 +86,7 @@ pub struct StepMetrics {
 struct Example {
     ids: Vec<i64>,
     labels: Vec<i64>,
-    image: Option<(Tensor, Vec<bool>)>,
+    image: Option<PageViews>,
 }
 
 /// A training run.
@@ -143,39 +105,12 @@ pub struct Trainer {
     schedule: Schedule,
     cursor: Cursor,
     step: u64,
-    tile: TileConfig,
-    /// Where dataset pages are opened and rendered (see [`Trainer::with_isolation`]).
-    isolation: Isolation,
+    /// Dataset pages rendered and tiled, up to `spec.cache_pages` of them.
+    pages: PageCache,
     max_text: usize,
     output: Output,
     /// Every metrics line of the run (restored on resume).
     pub metrics: Vec<String>,
-    /// Pages already rendered and tiled (RGB8 canvas + padding plan), up to
-    /// `spec.cache_pages` of them: rendering dominates small models' steps.
-    page_cache: std::cell::RefCell<std::collections::HashMap<PathBuf, (Tensor, Vec<bool>)>>,
-}
-
-/// A cached page: its path, its canvas `[3, S, S]` (uint8) and padding plan.
-type CachedPage = (PathBuf, (Tensor, Vec<bool>));
-
-/// The page at `path` rendered and tiled exactly as for inference: its 8-bit canvas and
-/// padding plan. Plain Rust, so pages render on many threads.
-fn render_canvas(
-    path: &Path,
-    tile: &TileConfig,
-    isolation: &Isolation,
-) -> Result<(RgbImage, Vec<bool>)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let (_, page) = render_page(
-        isolation,
-        &Arc::new(bytes),
-        &Limits::default(),
-        tile.canvas,
-        0,
-    )
-    .with_context(|| format!("cannot render {}", path.display()))?;
-    let tiled = tile_page(&page.image, tile)?;
-    Ok((tiled.canvas, tiled.plan.flags().to_vec()))
 }
 
 impl Trainer {
@@ -271,6 +206,7 @@ impl Trainer {
             total_steps: spec.steps,
         };
         let template = Template::named(&spec.template)?;
+        let pages = PageCache::new(tile, spec.cache_pages);
         let mut trainer = Self {
             cursor: mixture.start(),
             spec,
@@ -286,12 +222,10 @@ impl Trainer {
             opt,
             schedule,
             step: 0,
-            tile,
-            isolation: Isolation::InProcess,
+            pages,
             max_text,
             output,
             metrics: Vec::new(),
-            page_cache: Default::default(),
         };
         if resume {
             trainer.restore()?;
@@ -303,7 +237,7 @@ impl Trainer {
     /// under hard limits, as for uploads (datasets may hold anyone's PDFs); the default is
     /// in-process.
     pub fn with_isolation(mut self, isolation: Isolation) -> Self {
-        self.isolation = isolation;
+        self.pages.set_isolation(isolation);
         self
     }
 
@@ -413,7 +347,8 @@ impl Trainer {
         let image = match ds.image_path(rec) {
             None => None,
             Some(path) => Some(
-                self.page_views(&path)
+                self.pages
+                    .get(&path)
                     .with_context(|| format!("record {name}"))?,
             ),
         };
@@ -424,65 +359,15 @@ impl Trainer {
         })
     }
 
-    /// The page at `path` rendered and tiled exactly as for inference: its canvas
-    /// `[3, S, S]` (uint8) and padding plan, from the cache when it is there.
-    fn page_views(&self, path: &Path) -> Result<(Tensor, Vec<bool>)> {
-        if let Some((rgb, flags)) = self.page_cache.borrow().get(path) {
-            return Ok((rgb.shallow_clone(), flags.clone()));
-        }
-        let (canvas, flags) = render_canvas(path, &self.tile, &self.isolation)?;
-        let rgb = canvas_tensor(&canvas);
-        let mut cache = self.page_cache.borrow_mut();
-        if (cache.len() as u64) < self.spec.cache_pages {
-            cache.insert(path.to_path_buf(), (rgb.shallow_clone(), flags.clone()));
-        }
-        Ok((rgb, flags))
-    }
-
     /// Renders the first `spec.cache_pages` distinct pages of the datasets into the page
     /// cache on every core, so a run's first epoch is not bound by one core's rendering
     /// (and step times measured early are the steady ones).
     pub fn warm_page_cache(&self) -> Result<usize> {
-        let mut seen = std::collections::HashSet::new();
-        let mut paths = Vec::new();
-        'datasets: for ds in &self.datasets {
-            for rec in &ds.records {
-                if paths.len() as u64 >= self.spec.cache_pages {
-                    break 'datasets;
-                }
-                if let Some(path) = ds.image_path(rec) {
-                    if !self.page_cache.borrow().contains_key(&path) && seen.insert(path.clone()) {
-                        paths.push(path);
-                    }
-                }
-            }
-        }
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = paths.len().div_ceil(threads).max(1);
-        let (tile, isolation) = (&self.tile, &self.isolation);
-        // Each thread makes its pages' tensors, so no page is held twice.
-        let rendered: Vec<Vec<CachedPage>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = paths
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|p| {
-                                let (canvas, flags) = render_canvas(p, tile, isolation)?;
-                                Ok((p.clone(), (canvas_tensor(&canvas), flags)))
-                            })
-                            .collect::<Result<Vec<_>>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("page rendering thread panicked"))
-                .collect::<Result<_>>()
-        })?;
-        let mut cache = self.page_cache.borrow_mut();
-        cache.extend(rendered.into_iter().flatten());
-        Ok(paths.len())
+        let paths = self
+            .datasets
+            .iter()
+            .flat_map(|ds| ds.records.iter().filter_map(|rec| ds.image_path(rec)));
+        self.pages.warm(paths)
     }
 
     /// Forward + backward of one micro-batch; returns (summed loss, positions, spread of
@@ -653,7 +538,7 @@ impl Trainer {
         ctl: &RunControl,
         on_step: &mut dyn FnMut(&StepMetrics),
     ) -> Result<TrainOutcome> {
-        if self.spec.cache_pages > 0 && self.step < self.spec.steps {
+        if self.pages.capacity() > 0 && self.step < self.spec.steps {
             let started = std::time::Instant::now();
             let n = self.warm_page_cache()?;
             tracing::info!(
@@ -753,37 +638,4 @@ fn model_source(spec: &TrainSpec) -> Result<(ModelConfig, Vec<u8>, Option<PathBu
         path => std::fs::read(path).with_context(|| format!("model.tokenizer {path}"))?,
     };
     Ok((config, tok, None))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{is_encoder_param, param_group, Group};
-
-    #[test]
-    fn parameter_groups() {
-        assert_eq!(
-            param_group("llma.openclip_convnext_xxl.stem.0.weight"),
-            Group::Encoders
-        );
-        assert_eq!(param_group("llma.dinov2_vitg14.cls_token"), Group::Encoders);
-        assert_eq!(param_group("llma.visual_proj.1.bias"), Group::Projector);
-        assert_eq!(param_group("llma.skip_token"), Group::Projector);
-        assert_eq!(param_group("llma.start_img"), Group::Projector);
-        assert_eq!(param_group("llma.layers.0.attention.wq.weight"), Group::Llm);
-        assert_eq!(param_group("llma.tok_embeddings.weight"), Group::Llm);
-    }
-
-    #[test]
-    fn encoder_params_are_the_two_encoders_and_nothing_else() {
-        assert!(is_encoder_param("llma.openclip_convnext_xxl.stem.0.weight"));
-        assert!(is_encoder_param("llma.dinov2_vitg14.pos_embed"));
-        for other in [
-            "llma.visual_proj.0.weight",
-            "llma.openclip_convnext_xxl_extra.weight",
-            "openclip_convnext_xxl.stem.0.weight",
-            "llma.layers.0.attention.wq.weight",
-        ] {
-            assert!(!is_encoder_param(other), "{other}");
-        }
-    }
 }
