@@ -200,6 +200,11 @@ impl LlamaConfig {
         self.dim / self.n_heads
     }
 
+    /// Positions a sequence (prompt and answer) may reach: the length of the RoPE table.
+    pub fn rope_positions(&self) -> i64 {
+        self.max_seq_len * crate::rope::ROPE_TABLE_FACTOR
+    }
+
     /// SwiGLU hidden size: the explicit `hidden_dim` when set, else computed exactly like
     /// the reference `FeedForward.__init__`: `int(2 * 4 * dim / 3)`, times
     /// `ffn_dim_multiplier` (truncated), rounded up to `multiple_of`.

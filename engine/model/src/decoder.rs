@@ -23,7 +23,7 @@ use crate::generate::{
     check_config, GenerateConfig, GenerateError, Generated, Sampling, Stop, READ_EVERY,
 };
 use crate::kv_cache::KvCache;
-use crate::llama::{Llama, ROPE_TABLE_FACTOR};
+use crate::llama::Llama;
 use crate::splitmix::SplitMix64;
 
 /// Host bookkeeping of an occupied slot (what the host knows without reading the device).
@@ -231,7 +231,7 @@ impl<'m> Decoder<'m> {
             }
         }
         let max_new = max_new.clamp(1, self.cfg.max_new_tokens.max(1));
-        let limit = (self.llm.config().max_seq_len * ROPE_TABLE_FACTOR).min(self.cache.capacity());
+        let limit = (self.llm.config().rope_positions()).min(self.cache.capacity());
         if len + max_new as i64 > limit {
             return Err(GenerateError::TooLong {
                 index: first_id,
@@ -558,7 +558,7 @@ pub fn generate(
     check_config(cfg)?;
     let first = seqs.first().ok_or(GenerateError::EmptyBatch)?;
     let (kind, device) = (first.kind(), first.device());
-    let limit = llm.config().max_seq_len * ROPE_TABLE_FACTOR;
+    let limit = llm.config().rope_positions();
     let longest = seqs
         .iter()
         .map(|s| s.size().first().copied().unwrap_or(0))

@@ -22,6 +22,7 @@ pub mod mov;
 pub mod param_names;
 pub mod placement;
 pub mod qformer;
+pub mod rope;
 pub mod seeded;
 pub mod sphinx;
 mod splitmix;

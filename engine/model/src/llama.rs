@@ -21,6 +21,7 @@ use crate::config::LlamaConfig;
 use crate::kv_cache::KvCache;
 use crate::moe::SparseMoe;
 use crate::placement::PartPaths;
+use crate::rope::{Rope, ROPE_TABLE_FACTOR};
 
 /// Why a forward call was refused.
 #[derive(Debug, thiserror::Error)]
@@ -56,9 +57,6 @@ pub enum LlamaError {
     Torch(#[from] tch::TchError),
 }
 
-/// The reference precomputes RoPE for `max_seq_len * 2` positions (`llama_ens_light.py`).
-pub const ROPE_TABLE_FACTOR: i64 = 2;
-
 /// Root-mean-square LayerNorm: normalises in float32 and casts back before the gain,
 /// exactly like the reference `RMSNorm.forward`.
 #[derive(Debug)]
@@ -77,63 +75,6 @@ impl RmsNorm {
         let xf = x.to_kind(Kind::Float);
         let inv_rms = (xf.square().mean_dim(-1, true, Kind::Float) + self.eps).rsqrt();
         (xf * inv_rms).to_kind(x.kind()) * &self.weight
-    }
-}
-
-/// Cosine and sine tables of Meta's RoPE, `[positions, head_dim / 2]`, float32.
-#[derive(Debug)]
-struct Rope {
-    cos: Tensor,
-    sin: Tensor,
-}
-
-impl Rope {
-    /// Same arithmetic as the reference `precompute_freqs_cis` (float32, positions
-    /// multiplied by `scaling` when set).
-    fn new(cfg: &LlamaConfig, device: Device) -> Self {
-        let head_dim = cfg.head_dim();
-        let positions = cfg.max_seq_len * ROPE_TABLE_FACTOR;
-        let exponents = Tensor::arange_start_step(0, head_dim, 2, (Kind::Int64, device))
-            .to_kind(Kind::Float)
-            / head_dim as f64;
-        let inv_freq = Tensor::pow_scalar(cfg.rope_theta, &exponents).reciprocal();
-        let mut t = Tensor::arange(positions, (Kind::Float, device));
-        if let Some(s) = cfg.rope_scaling {
-            t *= s;
-        }
-        let angles = t.outer(&inv_freq);
-        Self {
-            cos: angles.cos(),
-            sin: angles.sin(),
-        }
-    }
-
-    /// Rotates interleaved pairs `(x[2i], x[2i+1])` of `x: [B, T, H, head_dim]` by the
-    /// angles of positions `start..start+T`, or of per-row `positions: [B, T]` (int64)
-    /// when given; computed in float32, returned in `x`'s kind.
-    fn apply(&self, x: &Tensor, start: i64, positions: Option<&Tensor>) -> Tensor {
-        let (b, t, h, d) = x.size4().expect("rope input is 4-D by construction");
-        let (cos, sin) = match positions {
-            None => (
-                self.cos.narrow(0, start, t).view([1, t, 1, d / 2]),
-                self.sin.narrow(0, start, t).view([1, t, 1, d / 2]),
-            ),
-            Some(p) => {
-                let flat = p.reshape([-1]);
-                (
-                    self.cos.index_select(0, &flat).view([b, t, 1, d / 2]),
-                    self.sin.index_select(0, &flat).view([b, t, 1, d / 2]),
-                )
-            }
-        };
-        let pairs = x.to_kind(Kind::Float).view([b, t, h, d / 2, 2]);
-        let x0 = pairs.select(-1, 0);
-        let x1 = pairs.select(-1, 1);
-        let r0 = &x0 * &cos - &x1 * &sin;
-        let r1 = x0 * &sin + x1 * &cos;
-        Tensor::stack(&[r0, r1], -1)
-            .view([b, t, h, d])
-            .to_kind(x.kind())
     }
 }
 
@@ -451,7 +392,7 @@ impl Llama {
         }
         let (b, t) = (shape[0], shape[1]);
         let end = start_pos + t;
-        let limit = self.cfg.max_seq_len * ROPE_TABLE_FACTOR;
+        let limit = self.cfg.rope_positions();
         if start_pos < 0 || end > limit {
             return Err(LlamaError::TooLong {
                 start_pos,
@@ -496,7 +437,7 @@ impl Llama {
             None => {}
         }
         if let Some(p) = positions {
-            let limit = self.cfg.max_seq_len * ROPE_TABLE_FACTOR;
+            let limit = self.cfg.rope_positions();
             if p.kind() != Kind::Int64 || p.size() != [b, t] {
                 return Err(LlamaError::Positions(format!(
                     "must be int64 [batch {b}, seq {t}], got {:?} {:?}",

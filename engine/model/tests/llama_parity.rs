@@ -128,7 +128,7 @@ fn bad_inputs_are_typed_errors() {
         .forward_embeds(&wrong_width, 0, None, None)
         .unwrap_err();
     assert!(err.to_string().contains("[batch, seq, 64]"), "{err}");
-    let limit = model.config().max_seq_len * sphinx_model::llama::ROPE_TABLE_FACTOR;
+    let limit = model.config().rope_positions();
     let long = Tensor::zeros([1, limit + 1, 64], (Kind::Float, Device::Cpu));
     assert!(model.forward_embeds(&long, 0, None, None).is_err());
     let bad_mask = Tensor::ones([2, 5], (Kind::Bool, Device::Cpu));

@@ -22,7 +22,6 @@ use sphinx_core::prompts;
 use sphinx_core::result::{ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts};
 use sphinx_model::conversation::{Template, Turn};
 use sphinx_model::generate::{GenerateConfig, Generated, Stop, READ_EVERY};
-use sphinx_model::llama::ROPE_TABLE_FACTOR;
 use sphinx_model::mov::MovViews;
 use sphinx_model::{Decoder, Loaded};
 use tch::{Kind, Tensor};
@@ -293,7 +292,7 @@ impl<'m, T> PageStream<'m, T> {
         }
         drop(all);
         let feats = Tensor::cat(&feats, 0);
-        let limit = loaded.model.llm().config().max_seq_len * ROPE_TABLE_FACTOR;
+        let limit = loaded.model.llm().config().rope_positions();
         let max_new = self.opts.max_new_tokens.max(1);
         let mut out = Vec::with_capacity(pages.len());
         let mut offset = 0;
