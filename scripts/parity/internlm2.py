@@ -32,6 +32,9 @@ import torch
 from safetensors.torch import save_file
 from transformers import LlamaConfig, LlamaForCausalLM
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from llama import order_one  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 SEQ_LEN = 13
 A = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=320, hidden=96,
@@ -72,15 +75,7 @@ def main():
         rms_norm_eps=A["norm_eps"], rope_parameters={"rope_type": "default", "rope_theta": A["rope_theta"]},
         tie_word_embeddings=False, attention_bias=False, mlp_bias=False, attn_implementation="eager",
     )
-    model = LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():  # O(1) activations so a wrong layout cannot hide under 1e-4
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
-            elif "embed_tokens" in name:
-                p.normal_(0.0, 1.0)
-            else:
-                p.normal_(0.0, 1.0 / p.shape[1] ** 0.5)
+    model = order_one(LlamaForCausalLM(cfg).eval())
     sd = model.state_dict()
     hd = A["dim"] // A["n_heads"]
     x = torch.randn(1, 3, A["dim"])

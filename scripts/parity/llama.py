@@ -74,17 +74,22 @@ def hf_model(args, seed):
         tie_word_embeddings=False, attention_bias=False, mlp_bias=False,
         attn_implementation="eager",
     )
-    model = LlamaForCausalLM(cfg).eval()
-    # HF's init (std 0.02) makes near-zero logits; use O(1) activations so a wrong
-    # layout or norm cannot hide under the tolerance.
+    return order_one(LlamaForCausalLM(cfg).eval())
+
+
+def order_one(model, unit=("embed_tokens",)):
+    """Redraws an HF causal LM's weights for O(1) activations: HF's init (std 0.02)
+    makes near-zero logits (and near-uniform MoE routing), under which a wrong layout or
+    norm could hide within the tolerance. Norm gains ~1 +- 0.2, parameters whose name
+    contains one of `unit` N(0, 1), the rest N(0, 1 / fan_in) (fan_in: the last dim)."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("norm.weight"):
                 p.copy_(1.0 + 0.2 * torch.randn_like(p))
-            elif "embed_tokens" in name:
+            elif any(u in name for u in unit):
                 p.normal_(0.0, 1.0)
             else:
-                p.normal_(0.0, 1.0 / p.shape[1] ** 0.5)
+                p.normal_(0.0, 1.0 / p.shape[-1] ** 0.5)
     return model
 
 

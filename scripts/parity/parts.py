@@ -51,6 +51,7 @@ def main():
     trunk = vision.build_convnext(gen)
     dino = vision.build_dinov2(gen)
     # A real open_clip timm-tower CLIP, then the tiny XXL-shaped trunk in place of atto's.
+    torch.manual_seed(82)  # the text tower and head.proj: deterministic fixture bytes
     model = CLIP(16, dict(timm_model_name="convnext_atto", timm_pool="", timm_proj="linear", image_size=128),
                  dict(context_length=8, vocab_size=64, width=32, heads=2, layers=1))
     model.visual.trunk = trunk
