@@ -22,8 +22,7 @@ fn assert_says(stream: &[u8], needle: &str) {
     assert!(said.contains(needle), "no {needle:?} in\n{said}");
 }
 
-/// libtorch is found through LD_LIBRARY_PATH (scripts/env.sh): without it, a binary that
-/// links libtorch does not start at all.
+/// Runs `program` without scripts/env.sh's LD_LIBRARY_PATH, as from a new shell.
 fn without_libtorch_path(program: &str, args: &[&str]) -> Output {
     Command::new(program)
         .args(args)
@@ -32,17 +31,54 @@ fn without_libtorch_path(program: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// The shared libraries `program` asks the loader for (its ELF `NEEDED` entries), by
+/// binutils' `readelf`, which the C toolchain the build needs brings along.
+fn needed(program: &str) -> Vec<String> {
+    let out = Command::new("readelf")
+        .args(["--dynamic", "--wide", program])
+        .output()
+        .expect("readelf (binutils) runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| Some(l.split_once('[')?.1.trim_end_matches(']').to_owned()))
+        .collect()
+}
+
 #[test]
 fn the_front_links_no_libtorch_and_the_engine_does() {
-    let front = without_libtorch_path(FRONT, &["tile", "--help"]);
-    assert!(front.status.success(), "{}", text(&front.stderr));
-    assert_says(&front.stdout, "Usage: sphinx tile");
+    let is_torch = |lib: &String| lib.starts_with("libtorch") || lib.starts_with("libc10");
+    let (front, engine) = (needed(FRONT), needed(ENGINE));
+    assert!(!front.iter().any(is_torch), "the front asks for {front:?}");
+    // The control: the same check finds the engine's libtorch, so the one above can fail.
+    assert!(
+        engine.iter().any(is_torch),
+        "the engine asks for {engine:?}"
+    );
+    let tile = without_libtorch_path(FRONT, &["tile", "--help"]);
+    assert!(tile.status.success(), "{}", text(&tile.stderr));
+    assert_says(&tile.stdout, "Usage: sphinx tile");
     let synth = without_libtorch_path(FRONT, &["-v", "synth", "--help"]);
     assert!(synth.status.success(), "{}", text(&synth.stderr));
-    // The control: the engine needs libtorch, so the check above can fail.
-    let engine = without_libtorch_path(ENGINE, &["--version"]);
-    assert!(!engine.status.success());
-    assert_says(&engine.stderr, "libtorch");
+}
+
+/// The engine records where libtorch was at build time (build.rs), so `sphinx` and its
+/// model commands start from a shell that never sourced scripts/env.sh.
+#[test]
+fn the_engine_finds_libtorch_without_the_environment() {
+    for program in [ENGINE, FRONT] {
+        let version = without_libtorch_path(program, &["--version"]);
+        assert!(
+            version.status.success(),
+            "{program}: {}",
+            text(&version.stderr)
+        );
+        assert_says(&version.stdout, "sphinx ");
+    }
+    let help = without_libtorch_path(FRONT, &["eval", "--help"]);
+    assert!(help.status.success(), "{}", text(&help.stderr));
+    assert_says(&help.stdout, "Usage: sphinx eval");
 }
 
 #[test]
