@@ -14,7 +14,7 @@
 //!    checkpoints) encodes it as the reference does.
 //!
 //! The global view and the encoders' resolutions are NOT made here: the model derives
-//! them from the normalised canvas (`sphinx_model::mov::views_from_canvas`), exactly as
+//! them from the normalised canvas (`sphinx_model::views::views_from_canvas`), exactly as
 //! `encode_image` does. The padded square is never materialised (see [`crate::resize`]).
 
 use image::RgbImage;

@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use sphinx_model::generate::{GenerateConfig, Sampling};
-use sphinx_model::mov::canvas_tensor;
+use sphinx_model::views::canvas_tensor;
 use sphinx_model::{generate, ModelConfig, Sphinx};
 use tch::{nn, Device, Kind, Tensor};
 

@@ -29,6 +29,7 @@ mod splitmix;
 pub mod tokenizer;
 #[cfg(feature = "train")]
 pub mod train;
+pub mod views;
 pub mod vision_error;
 pub mod weights;
 

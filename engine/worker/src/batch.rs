@@ -16,8 +16,9 @@ use sphinx_core::tiling::{tile_page, TileConfig, TiledPage};
 use sphinx_core::PageBundle;
 use sphinx_core::{PageJob, Task};
 use sphinx_model::generate::Sampling;
-use sphinx_model::mov::{canvas_tensor, MovConfig};
+use sphinx_model::mov::MovConfig;
 use sphinx_model::sphinx::{self, PageViews, Sphinx};
+use sphinx_model::views::canvas_tensor;
 use std::time::Duration;
 use tch::Device;
 

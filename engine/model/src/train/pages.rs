@@ -14,7 +14,7 @@ use sphinx_core::limits::Limits;
 use sphinx_core::tiling::{tile_page, TileConfig};
 use tch::Tensor;
 
-use crate::mov::canvas_tensor;
+use crate::views::canvas_tensor;
 
 /// A page's canvas `[3, S, S]` (uint8) and padding plan.
 pub(crate) type PageViews = (Tensor, Vec<bool>);
