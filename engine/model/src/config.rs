@@ -28,6 +28,10 @@ pub enum ConfigError {
     Invalid { path: String, reason: String },
 }
 
+/// The reference precomputes RoPE for `max_seq_len * 2` positions (`llama_ens_light.py`);
+/// [`LlamaConfig::rope_positions`] is the resulting bound on a sequence.
+pub const ROPE_TABLE_FACTOR: i64 = 2;
+
 /// Reference `ModelArgs.multiple_of` default: SwiGLU hidden size rounds up to this.
 const DEFAULT_MULTIPLE_OF: i64 = 256;
 /// Reference `ModelArgs.norm_eps` default.
@@ -202,7 +206,7 @@ impl LlamaConfig {
 
     /// Positions a sequence (prompt and answer) may reach: the length of the RoPE table.
     pub fn rope_positions(&self) -> i64 {
-        self.max_seq_len * crate::rope::ROPE_TABLE_FACTOR
+        self.max_seq_len * ROPE_TABLE_FACTOR
     }
 
     /// SwiGLU hidden size: the explicit `hidden_dim` when set, else computed exactly like

@@ -17,11 +17,11 @@
 
 use tch::{nn, Device, Kind, Tensor};
 
-use crate::config::LlamaConfig;
+use crate::config::{LlamaConfig, ROPE_TABLE_FACTOR};
 use crate::kv_cache::KvCache;
 use crate::moe::SparseMoe;
 use crate::placement::PartPaths;
-use crate::rope::{Rope, ROPE_TABLE_FACTOR};
+use crate::rope::Rope;
 
 /// Why a forward call was refused.
 #[derive(Debug, thiserror::Error)]

@@ -27,7 +27,6 @@ use crate::clip::{ClipConfig, ClipVision};
 use crate::convnext::{ConvNext, ConvNextConfig};
 use crate::dinov2::{DinoConfig, DinoV2};
 use crate::qformer::{QFormer, QFormerConfig};
-use crate::views::{views_from_canvas, MovViews};
 
 /// CLIP's per-channel pixel mean and standard deviation (the reference's `clip_mean` and
 /// `clip_std`): the views arrive normalized with them. Their one home is the tiler's
@@ -279,6 +278,39 @@ impl MovConfig {
     }
 }
 
+/// Encoder-ready pixels of some views: the same views at each encoder's resolution,
+/// both still CLIP-normalized (the DINOv2 re-normalization happens in [`Mov::encode`]).
+#[derive(Debug)]
+pub struct MovViews {
+    /// `[N, 3, convnext_size, convnext_size]`.
+    pub convnext: Tensor,
+    /// `[N, 3, dinov2_size, dinov2_size]`.
+    pub dinov2: Tensor,
+}
+
+impl MovViews {
+    /// Number of views.
+    pub fn len(&self) -> i64 {
+        self.convnext.size()[0]
+    }
+
+    /// True when there is no view at all (every slot skipped is impossible: the global view
+    /// is always encoded, but batches may be empty).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Views of several pages stacked into one batch, in order.
+    pub fn cat(parts: &[MovViews]) -> MovViews {
+        let conv: Vec<&Tensor> = parts.iter().map(|v| &v.convnext).collect();
+        let dino: Vec<&Tensor> = parts.iter().map(|v| &v.dinov2).collect();
+        MovViews {
+            convnext: Tensor::cat(&conv, 0),
+            dinov2: Tensor::cat(&dino, 0),
+        }
+    }
+}
+
 /// The two frozen encoders (eval mode, no gradients).
 #[derive(Debug)]
 pub struct Mov {
@@ -405,15 +437,6 @@ impl Mov {
             tokens: Tensor::cat(&parts, 2),
             queries,
         })
-    }
-
-    /// Features of one page: [`views_from_canvas`] then [`Mov::encode`].
-    pub fn encode_canvas(
-        &self,
-        canvas: &Tensor,
-        skipped: &[bool],
-    ) -> Result<MovFeatures, VisionError> {
-        self.encode(&views_from_canvas(&self.config, canvas, skipped)?)
     }
 }
 

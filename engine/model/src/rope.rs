@@ -6,10 +6,6 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::LlamaConfig;
 
-/// The reference precomputes RoPE for `max_seq_len * 2` positions (`llama_ens_light.py`);
-/// [`LlamaConfig::rope_positions`] is the resulting bound on a sequence.
-pub const ROPE_TABLE_FACTOR: i64 = 2;
-
 /// Cosine and sine tables of Meta's RoPE, `[positions, head_dim / 2]`, float32.
 #[derive(Debug)]
 pub(crate) struct Rope {

@@ -27,10 +27,10 @@ use tch::{Kind, Tensor};
 
 use crate::config::{LlamaConfig, LlamaType};
 use crate::llama::{Llama, LlamaError};
-use crate::mov::{Mov, MovConfig, MovFeatures, ViewLayout, VisionError};
+use crate::mov::{Mov, MovConfig, MovFeatures, MovViews, ViewLayout, VisionError};
 use crate::param_names::ROOT_NAME;
 use crate::placement::PartPaths;
-use crate::views::{normalize_canvas, views_from_canvas, MovViews};
+use crate::views::{normalize_canvas, views_from_canvas};
 
 /// Why a SPHINX-X forward was refused.
 #[derive(Debug, thiserror::Error)]

@@ -6,41 +6,8 @@
 
 use tch::{Kind, Tensor};
 
-use crate::mov::{MovConfig, ViewLayout, CLIP_MEAN, CLIP_STD};
+use crate::mov::{MovConfig, MovViews, ViewLayout, CLIP_MEAN, CLIP_STD};
 use crate::vision_error::VisionError;
-
-/// Encoder-ready pixels of some views: the same views at each encoder's resolution,
-/// both still CLIP-normalized (the DINOv2 re-normalization happens in [`Mov::encode`](crate::mov::Mov::encode)).
-#[derive(Debug)]
-pub struct MovViews {
-    /// `[N, 3, convnext_size, convnext_size]`.
-    pub convnext: Tensor,
-    /// `[N, 3, dinov2_size, dinov2_size]`.
-    pub dinov2: Tensor,
-}
-
-impl MovViews {
-    /// Number of views.
-    pub fn len(&self) -> i64 {
-        self.convnext.size()[0]
-    }
-
-    /// True when there is no view at all (every slot skipped is impossible: the global view
-    /// is always encoded, but batches may be empty).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Views of several pages stacked into one batch, in order.
-    pub fn cat(parts: &[MovViews]) -> MovViews {
-        let conv: Vec<&Tensor> = parts.iter().map(|v| &v.convnext).collect();
-        let dino: Vec<&Tensor> = parts.iter().map(|v| &v.dinov2).collect();
-        MovViews {
-            convnext: Tensor::cat(&conv, 0),
-            dinov2: Tensor::cat(&dino, 0),
-        }
-    }
-}
 
 fn bicubic(x: &Tensor, side: i64) -> Tensor {
     x.upsample_bicubic2d([side, side], false, None, None)

@@ -22,7 +22,7 @@ use sphinx_core::prompts;
 use sphinx_core::result::{ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts};
 use sphinx_model::conversation::{Template, Turn};
 use sphinx_model::generate::{GenerateConfig, Generated, Stop, READ_EVERY};
-use sphinx_model::views::MovViews;
+use sphinx_model::mov::MovViews;
 use sphinx_model::{Decoder, Loaded};
 use tch::{Kind, Tensor};
 
