@@ -152,13 +152,6 @@ pub struct Tokenized {
     pub labels: Vec<i64>,
 }
 
-impl Tokenized {
-    /// Positions that are supervised.
-    pub fn target_count(&self) -> usize {
-        self.labels.iter().filter(|&&l| l != IGNORE).count()
-    }
-}
-
 /// Where `needle` first occurs in `hay` at or after `from`.
 fn find_sublist(hay: &[i64], needle: &[i64], from: usize) -> Option<usize> {
     if needle.is_empty() || hay.len() < needle.len() {

@@ -93,11 +93,6 @@ impl Plan {
         }
     }
 
-    /// The device of layer `i`.
-    pub fn layer_device(&self, i: usize) -> Device {
-        self.devices[self.layers[i]]
-    }
-
     /// Slots that hold at least one part.
     pub fn used_slots(&self) -> usize {
         let mut used: Vec<usize> = self.layers.clone();

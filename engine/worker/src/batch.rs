@@ -86,7 +86,7 @@ impl PreparedPage {
             );
         }
         let tiled = bundle.tiled()?;
-        let frame = PageFrame::new(canvas, m.placement.clone(), m.size_pixels, m.size_points)?;
+        let frame = PageFrame::from_manifest(m)?;
         Ok(Self {
             doc_id: job.doc_id.clone(),
             page_index: job.page_index,

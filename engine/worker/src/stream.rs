@@ -151,11 +151,6 @@ impl<'m, T> PageStream<'m, T> {
         self.pages.is_empty()
     }
 
-    /// Pages queued or decoding.
-    pub fn pages_in_flight(&self) -> usize {
-        self.pages.len()
-    }
-
     /// Rows in decode slots now.
     pub fn rows_decoding(&self) -> usize {
         self.running.len()
