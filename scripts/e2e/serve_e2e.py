@@ -173,6 +173,15 @@ def main():
         for key in archives:
             cloud = stack.s3.get_object(Bucket=stack.bucket, Key=key)["Body"].read()
             check(cloud == (local / key).read_bytes(), f"{key}: the same bytes from both paths")
+        # Objects are served as what they are (a presigned link to the PDF opens as a PDF).
+        media = {".txt": "text/plain; charset=utf-8", ".hocr": "application/xhtml+xml",
+                 ".alto.xml": "application/xml", ".pdf": "application/pdf", ".json": "application/json",
+                 ".bundle": "application/octet-stream"}
+        bundles = [k for k in stack.keys("work/") if k.endswith(".bundle")]
+        for key in archives + merged + pages[:1] + bundles[:1] + sorted(stack.keys("errors/"))[:1]:
+            want = next(t for end, t in media.items() if key.endswith(end))
+            got = stack.s3.head_object(Bucket=stack.bucket, Key=key)["ContentType"]
+            check(got == want, f"{key} is stored as {want} ({got})")
 
         print("== 3. a poison job ends in the DLQ with an error record", flush=True)
         stack.sqs.send_message(QueueUrl=stack.infer, MessageBody='{"schema_version": 1, "doc_id": 7}')

@@ -61,10 +61,25 @@ impl OutputFormat {
             Self::Pdf => "application/pdf",
         }
     }
+}
 
-    /// True for the formats made from the OCR task's lines (all but JSON).
-    pub fn needs_ocr(self) -> bool {
-        self != Self::Json
+/// The media type of an object the service writes, by its key's ending: each result
+/// format's own, JSON for every other `.json` (manifests, error records), JSON Lines for
+/// training metrics, PNG for overlays, and `application/octet-stream` for the rest (page
+/// bundles, weights, checkpoints). S3 hands it back as `Content-Type`, so a result opened
+/// from a (presigned) link shows as what it is.
+pub fn media_type(key: &str) -> &'static str {
+    let format = OutputFormat::ALL.into_iter().find(|f| {
+        key.strip_suffix(f.extension())
+            .is_some_and(|stem| stem.ends_with('.'))
+    });
+    if let Some(f) = format {
+        return f.content_type();
+    }
+    match key.rsplit_once('.').map(|(_, ending)| ending) {
+        Some("jsonl") => "application/x-ndjson",
+        Some("png") => "image/png",
+        _ => "application/octet-stream",
     }
 }
 
@@ -173,5 +188,25 @@ mod tests {
         );
         let err = "json,docx".parse::<OutputFormats>().unwrap_err();
         assert!(err.to_string().contains("\"docx\""), "{err}");
+    }
+
+    #[test]
+    fn objects_carry_the_media_type_of_their_ending() {
+        for (key, want) in [
+            ("results/ab.json", "application/json"),
+            ("results/ab.txt", "text/plain; charset=utf-8"),
+            ("results/ab.hocr", "application/xhtml+xml"),
+            ("results/ab.alto.xml", "application/xml"),
+            ("results/ab.pdf", "application/pdf"),
+            ("errors/ab.json", "application/json"),
+            ("models/run/metrics.jsonl", "application/x-ndjson"),
+            ("overlays/ab/page-0000.png", "image/png"),
+            ("work/ab/page-0000.bundle", "application/octet-stream"),
+            ("models/latest", "application/octet-stream"),
+            // An ending, not a substring: no dot before "pdf" here.
+            ("inbox/notapdf", "application/octet-stream"),
+        ] {
+            assert_eq!(media_type(key), want, "{key}");
+        }
     }
 }

@@ -9,6 +9,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 
 use super::{validate_key, Metadata, ObjectInfo, ObjectStore, StoreError};
+use crate::output::media_type;
 
 /// HTTP status of a conditional write that lost (`If-None-Match: *` on an existing key).
 const PRECONDITION_FAILED: u16 = 412;
@@ -140,6 +141,7 @@ impl ObjectStore for S3Store {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            .content_type(media_type(key))
             .body(ByteStream::from(body))
             .set_metadata((!metadata.is_empty()).then_some(metadata))
             .send()
@@ -155,6 +157,7 @@ impl ObjectStore for S3Store {
             .put_object()
             .bucket(&self.bucket)
             .key(key)
+            .content_type(media_type(key))
             .body(ByteStream::from(body))
             .if_none_match("*")
             .send()
