@@ -16,6 +16,10 @@ queue. Checked, in order:
    exactly one result and nothing is missing.
 5. SIGTERM drains within the grace period: the worker exits 0, no job is lost or left
    invisible, and a next worker finishes the rest.
+6. Fine-tuning as a deployment schedules it: base model, data and job spec in the bucket;
+   `sphinx train` stopped by SIGTERM exits 3 with a checkpoint, `--resume` finishes from
+   it, the run is published with `models/latest`, and `sphinx serve` given
+   `s3://bucket/models/latest` serves a page with it.
 
 Needs target/debug/{sphinx,sphinx-engine,sphinx-tiler} (cargo test builds them) and .venv (setup.sh).
 Usage: .venv/bin/python scripts/e2e/serve_e2e.py
@@ -81,6 +85,66 @@ def page_jobs_pending(stack):
 
 def tokens_of(result):
     return [(t["task"], t["raw_text"], t["tokens"]) for t in result["tasks"]]
+
+
+def fine_tune_and_serve(stack, model, work, docs):
+    """The scheduled fine-tuning loop of a deployment, on local S3: the base model, the
+    data and the job spec in the bucket; `sphinx train` stopped by SIGTERM (a Spot notice)
+    and rerun with `--resume`; the run it publishes served through `models/latest`."""
+    for name in ["config.json", "model.safetensors", "tokenizer.json"]:
+        stack.s3.upload_file(str(model / name), stack.bucket, f"models/base/{name}")
+    data = work / "synth"
+    made = subprocess.run([str(SPHINX), "synth", "--seed", "11", "--count", "4", "--out", str(data)],
+                          capture_output=True, text=True)
+    check(made.returncode == 0, f"sphinx synth made a dataset ({made.stderr[-300:]})")
+    for f in sorted(p for p in data.rglob("*") if p.is_file()):
+        stack.s3.upload_file(str(f), stack.bucket, f"datasets/synth/{f.relative_to(data)}")
+    run, steps = "e2e-ft", 10
+    spec = {"run": run, "model": {"dir": f"s3://{stack.bucket}/models/base/"},
+            "datasets": [{"path": f"s3://{stack.bucket}/datasets/synth/conversations.jsonl", "weight": 1.0}],
+            "steps": steps, "batch_size": 1, "lr": 1e-4, "warmup_steps": 1, "seed": 5,
+            "cache_pages": 4, "precision": "f32"}
+    stack.s3.put_object(Bucket=stack.bucket, Key="jobs/finetune.json", Body=json.dumps(spec).encode())
+    env = serve_env(stack, model, SPHINX_DATA_CACHE=work / "data-cache",
+                    SPHINX_MODEL_CACHE=work / "model-cache")
+    train = [str(SPHINX), "train", "--config", f"s3://{stack.bucket}/jobs/finetune.json", "--resume", "--cpu"]
+    first_log = LOGS / "train-stopped.log"
+    with open(first_log, "w") as log:
+        first = subprocess.Popen(train, env=env, stdout=log, stderr=subprocess.STDOUT)
+        wait_for(lambda: first.poll() is not None or '"step":1,' in first_log.read_text(),
+                 "the first training step", 300)
+        first.send_signal(signal.SIGTERM)
+        code = first.wait(timeout=300)
+    said = first_log.read_text()
+    check(code == 3, f"SIGTERM: a checkpoint after the current step, then exit status 3 (got {code})")
+    stopped = int(said.split("stopped at step ")[1].split(";")[0])
+    check(0 < stopped < steps, f"stopped at step {stopped} of {steps}")
+    check(any(k.endswith("/state.json") for k in stack.keys(f"checkpoints/{run}/")),
+          "its checkpoint is in the bucket")
+    check(stack.keys(f"models/{run}/") == [], "a stopped run publishes no model")
+    second = subprocess.run(train, env=env, capture_output=True, text=True, timeout=600)
+    (LOGS / "train-resumed.log").write_text(second.stdout + second.stderr)
+    check(second.returncode == 0, f"the resumed run finished (exit {second.returncode})")
+    check(f"from step {stopped} to {steps}" in second.stderr, f"it resumed at step {stopped}")
+    files = [k.rsplit("/", 1)[1] for k in stack.keys(f"models/{run}/")]
+    check(sorted(files) == ["config.json", "metrics.jsonl", "model.safetensors", "tokenizer.json"],
+          f"models/{run}/ holds the model folder ({files})")
+    metrics = stack.s3.get_object(Bucket=stack.bucket, Key=f"models/{run}/metrics.jsonl")["Body"].read()
+    check([json.loads(line)["step"] for line in metrics.decode().splitlines()] == list(range(1, steps + 1)),
+          "its metrics hold every step once, across the stop")
+    pointer = stack.s3.get_object(Bucket=stack.bucket, Key="models/latest")["Body"].read().decode().strip()
+    check(pointer == run, f"models/latest names the run ({pointer!r})")
+
+    page = docs / "served.png"
+    page.write_bytes((ROOT / "tests/data/formats/palette.png").read_bytes() + b"\0")  # new bytes, new doc
+    stack.upload_and_tile([page])
+    before = set(stack.keys("results/"))
+    serve_until_idle(stack, f"s3://{stack.bucket}/models/latest", "serve-latest.log",
+                     SPHINX_MODEL_CACHE=work / "model-cache")
+    new = [k for k in set(stack.keys("results/")) - before if k.count("/") == 2]
+    check(len(new) == 1, f"the page was served ({new})")
+    served_by = stack.get_json(new[0])["model"]["id"]
+    check(served_by == run, f"by the fine-tuned run, found through models/latest ({served_by})")
 
 
 def main():
@@ -245,6 +309,10 @@ def main():
         serve_until_idle(stack, model, "serve-after-term.log", SPHINX_MAX_NEW_TOKENS=48)
         done = [k for k in set(stack.keys("results/")) - before if k.count("/") == 2]
         check(len(done) == 5 and page_jobs_pending(stack) == 0, "the next worker finished the rest")
+
+        print("== 6. fine-tune from S3, SIGTERM, --resume, then serve the run through models/latest",
+              flush=True)
+        fine_tune_and_serve(stack, model, work, docs)
     finally:
         stack.close()
         shutil.rmtree(work, ignore_errors=True)

@@ -16,6 +16,8 @@ use sphinx_model::train::spec::TrainSpec;
 use sphinx_model::train::trainer::{RunControl, TrainOutcome, Trainer};
 use tch::Device;
 
+use crate::model_source::{fetch_to_cache, ModelSource};
+
 /// Output root when neither `--out` nor the spec's `output` names one.
 const DEFAULT_OUT: &str = "out/train";
 /// Exit status of a run stopped by a signal after its checkpoint.
@@ -38,6 +40,10 @@ pub struct TrainArgs {
     /// Where datasets named by s3:// URIs are copied before training.
     #[arg(long, env = "SPHINX_DATA_CACHE", default_value = "/tmp/sphinx-data")]
     pub data_cache: PathBuf,
+    /// Where a base model named by an s3:// `model.dir` is copied (the cache `sphinx serve`
+    /// uses too).
+    #[arg(long, env = "SPHINX_MODEL_CACHE", default_value = "/tmp/sphinx-models")]
+    pub model_cache: PathBuf,
     /// The stack's bucket: without `--out` or the spec's `output`, the run writes to
     /// s3://<bucket>.
     #[arg(long, env = "SPHINX_BUCKET")]
@@ -154,12 +160,29 @@ fn fetch_dataset(uri: &str, cache: &Path, s3: &S3Args) -> Result<String> {
     Ok(local.display().to_string())
 }
 
+/// The local folder of the base model `dir`: itself, or the copy in `cache` of an
+/// `s3://bucket/models/<run>/` (or `.../models/latest`, the run it names) prefix.
+fn fetch_model(dir: &str, cache: &Path, s3: &S3Args) -> Result<String> {
+    match ModelSource::parse(dir)? {
+        ModelSource::Local(_) => Ok(dir.to_string()),
+        ModelSource::S3 { bucket, prefix } => {
+            let store = s3_store(&bucket, s3)?;
+            let local = block_on(fetch_to_cache(&store, &bucket, &prefix, cache))?
+                .with_context(|| format!("base model {dir}"))?;
+            Ok(local.display().to_string())
+        }
+    }
+}
+
 /// Runs `sphinx train`.
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
     let text = read_spec(&args.config, &args.s3)?;
     let mut spec = TrainSpec::from_json(&text, &args.config)?;
     for d in &mut spec.datasets {
         d.path = fetch_dataset(&d.path, &args.data_cache, &args.s3)?;
+    }
+    if let Some(dir) = &spec.model.dir {
+        spec.model.dir = Some(fetch_model(dir, &args.model_cache, &args.s3)?);
     }
     let root = args
         .out

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSource {
-    /// A model folder (config.json, model.safetensors, tokenizer.json) to fine-tune.
+    /// A model folder (config.json, model.safetensors, tokenizer.json) to fine-tune; for
+    /// `sphinx train` also `s3://bucket/models/<run>/` or `.../models/latest`.
     #[serde(default)]
     pub dir: Option<String>,
     /// Or a config to initialise randomly: a preset name (`tiny-test`, `nano`, ...) or a
