@@ -71,7 +71,7 @@ pub fn main() -> ExitCode {
 /// error with its causes.
 pub fn exit_status(outcome: Result<ExitCode>) -> ExitCode {
     outcome.unwrap_or_else(|err| {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", sphinx_core::error_record::describe(&err));
         ExitCode::from(1)
     })
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::ProgressBar;
 use sphinx_core::bundle;
+use sphinx_core::error_record::describe;
 use sphinx_core::keys;
 use sphinx_core::DocumentManifest;
 use sphinx_core::Isolation;
@@ -182,11 +183,11 @@ async fn tile_files(
             }
             Err(err) => {
                 summary.errors.fetch_add(1, Ordering::Relaxed);
-                summary
-                    .failures
-                    .lock()
-                    .unwrap()
-                    .push(format!("{}: {err:#}", file.display()));
+                summary.failures.lock().unwrap().push(format!(
+                    "{}: {}",
+                    file.display(),
+                    describe(&err)
+                ));
             }
         }
         progress.inc(1);

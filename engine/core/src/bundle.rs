@@ -69,15 +69,15 @@ pub enum BundleError {
     PayloadLength { payload: u64, covered: u64 },
     #[error("tiled page does not match the manifest: {0}")]
     Mismatch(String),
-    #[error("PNG encoding of cell {index} failed: {source}")]
+    #[error("PNG encoding of cell {index} failed: {error}")]
     Encode {
         index: usize,
-        source: png::EncodingError,
+        error: png::EncodingError,
     },
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -123,8 +123,7 @@ impl PageBundle {
             let img = tiled.cell(row, col);
             debug_assert_eq!((img.width(), img.height()), (tile, tile));
             let offset = payload.len() as u64;
-            encode_png(&img, &mut payload)
-                .map_err(|source| BundleError::Encode { index, source })?;
+            encode_png(&img, &mut payload).map_err(|error| BundleError::Encode { index, error })?;
             entry.range = Some(ByteRange {
                 offset,
                 len: payload.len() as u64 - offset,
@@ -357,9 +356,9 @@ pub fn extract_to_dir(
     dir: impl AsRef<Path>,
 ) -> Result<ExtractSummary, BundleError> {
     let path = bundle_path.as_ref();
-    let bytes = std::fs::read(path).map_err(|source| BundleError::Io {
+    let bytes = std::fs::read(path).map_err(|error| BundleError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     PageBundle::decode(bytes)?.extract(dir)
 }
@@ -372,7 +371,7 @@ impl PageBundle {
         let tiled = self.tiled()?;
         let io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source| BundleError::Io { path, source }
+            move |error| BundleError::Io { path, error }
         };
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let mut summary = ExtractSummary {
@@ -393,9 +392,9 @@ impl PageBundle {
         }
         let file = dir.join("canvas.png");
         let mut png = Vec::new();
-        encode_png(&tiled.canvas, &mut png).map_err(|source| BundleError::Encode {
+        encode_png(&tiled.canvas, &mut png).map_err(|error| BundleError::Encode {
             index: self.manifest.cells.len(),
-            source,
+            error,
         })?;
         std::fs::write(&file, png).map_err(io(&file))?;
         let file = dir.join("manifest.json");

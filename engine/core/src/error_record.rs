@@ -206,9 +206,56 @@ impl ErrorRecord {
     }
 }
 
+/// One line for an error and its causes, as `{:#}` joins them but with each cause once:
+/// where an error's message already ends with its cause's (the `"cannot read {path}:
+/// {error}"` style, whose cause is also its `source()`), the cause is not repeated.
+/// What every command prints and every error record and log line says.
+pub fn describe(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    let mut previous = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if previous.is_empty() || !previous.ends_with(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        previous = text;
+    }
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot read {path}: {source}")]
+    struct Read {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_is_said_once_and_contexts_all() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let err = anyhow::Error::new(Read {
+            path: "a.json",
+            source: io(),
+        })
+        .context("loading the model");
+        assert_eq!(
+            format!("{err:#}"),
+            "loading the model: cannot read a.json: no such file: no such file"
+        );
+        assert_eq!(
+            describe(&err),
+            "loading the model: cannot read a.json: no such file"
+        );
+        let plain = anyhow::Error::new(io()).context("first").context("second");
+        assert_eq!(describe(&plain), "second: first: no such file");
+    }
 
     #[test]
     fn codes_serialize_as_their_published_strings() {

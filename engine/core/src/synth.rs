@@ -166,15 +166,15 @@ pub enum SynthError {
     Config { reason: String },
     #[error("shipped font {name} cannot be parsed: {reason}")]
     Font { name: &'static str, reason: String },
-    #[error("cannot write {path}: {source}")]
+    #[error("cannot write {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot encode {path}: {source}")]
+    #[error("cannot encode {path}: {error}")]
     Encode {
         path: PathBuf,
-        source: image::ImageError,
+        error: image::ImageError,
     },
 }
 
@@ -317,7 +317,7 @@ pub fn generate(
     }
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| SynthError::Io { path, source }
+        move |error| SynthError::Io { path, error }
     };
     let images = out.join(IMAGES_DIR);
     fs::create_dir_all(&images).map_err(io(&images))?;
@@ -358,9 +358,9 @@ pub fn generate(
 
 /// PNG with fast deflate: pages are mostly flat paper, so it still compresses well.
 fn write_png(image: &RgbImage, path: &Path) -> Result<(), SynthError> {
-    let file = File::create(path).map_err(|source| SynthError::Io {
+    let file = File::create(path).map_err(|error| SynthError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     let mut w = BufWriter::new(file);
     PngEncoder::new_with_quality(&mut w, CompressionType::Fast, FilterType::Adaptive)
@@ -370,12 +370,12 @@ fn write_png(image: &RgbImage, path: &Path) -> Result<(), SynthError> {
             image.height(),
             image::ExtendedColorType::Rgb8,
         )
-        .map_err(|source| SynthError::Encode {
+        .map_err(|error| SynthError::Encode {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
-    w.flush().map_err(|source| SynthError::Io {
+    w.flush().map_err(|error| SynthError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }

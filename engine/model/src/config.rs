@@ -9,20 +9,14 @@ use serde::{Deserialize, Serialize};
 /// Why a config file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read model config {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot write model config {path}: {source}")]
-    Write {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("model config {path} is not valid JSON for this schema: {source}")]
+    #[error("cannot read model config {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("cannot write model config {path}: {error}")]
+    Write { path: String, error: std::io::Error },
+    #[error("model config {path} is not valid JSON for this schema: {error}")]
     Parse {
         path: String,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("model config {path} is inconsistent: {reason}")]
     Invalid { path: String, reason: String },
@@ -373,9 +367,9 @@ impl SphinxConfig {
     /// Reads and validates a JSON config (as written by `scripts/convert_checkpoint.py`).
     pub fn from_json_file(path: &Path) -> Result<Self, ConfigError> {
         let (text, shown) = read_config(path)?;
-        let cfg: Self = serde_json::from_str(&text).map_err(|source| ConfigError::Parse {
+        let cfg: Self = serde_json::from_str(&text).map_err(|error| ConfigError::Parse {
             path: shown.clone(),
-            source,
+            error,
         })?;
         cfg.llm.validate().map_err(|reason| ConfigError::Invalid {
             path: shown,
@@ -387,14 +381,11 @@ impl SphinxConfig {
     /// Writes the config as pretty JSON.
     pub fn to_json_file(&self, path: &Path) -> Result<(), ConfigError> {
         let shown = path.display().to_string();
-        let text = serde_json::to_string_pretty(self).map_err(|source| ConfigError::Parse {
+        let text = serde_json::to_string_pretty(self).map_err(|error| ConfigError::Parse {
             path: shown.clone(),
-            source,
+            error,
         })?;
-        std::fs::write(path, text + "\n").map_err(|source| ConfigError::Write {
-            path: shown,
-            source,
-        })
+        std::fs::write(path, text + "\n").map_err(|error| ConfigError::Write { path: shown, error })
     }
 }
 
@@ -511,9 +502,9 @@ impl ModelConfig {
 
     /// Parses and validates config JSON; `shown` names its source in errors.
     pub fn from_json_str(text: &str, shown: &str) -> Result<Self, ConfigError> {
-        let cfg: Self = serde_json::from_str(text).map_err(|source| ConfigError::Parse {
+        let cfg: Self = serde_json::from_str(text).map_err(|error| ConfigError::Parse {
             path: shown.to_owned(),
-            source,
+            error,
         })?;
         cfg.sphinx
             .llm
@@ -534,9 +525,9 @@ impl ModelConfig {
 /// The text of a config file and the path as errors show it.
 fn read_config(path: &Path) -> Result<(String, String), ConfigError> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: shown.clone(),
-        source,
+        error,
     })?;
     Ok((text, shown))
 }

@@ -32,10 +32,10 @@ const IMAGE_MARK: &str = "<image>";
 /// Why a dataset or record cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read dataset {path}: {source}")]
+    #[error("cannot read dataset {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("dataset {path} line {line}: {reason}")]
     Record {
@@ -105,9 +105,9 @@ pub struct Dataset {
 impl Dataset {
     /// Reads a JSONL file; every line must be a record.
     pub fn load(path: &Path) -> Result<Self, DataError> {
-        let text = std::fs::read_to_string(path).map_err(|source| DataError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| DataError::Read {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
         let mut records = Vec::new();
         for (i, line) in text.lines().enumerate() {

@@ -27,15 +27,15 @@ pub struct ShapeMismatch {
 /// Why a checkpoint could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
-    #[error("cannot open checkpoint {path}: {source}")]
+    #[error("cannot open checkpoint {path}: {error}")]
     Open {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("checkpoint {path} is not a valid safetensors file: {source}")]
+    #[error("checkpoint {path} is not a valid safetensors file: {error}")]
     Format {
         path: PathBuf,
-        source: safetensors::SafeTensorError,
+        error: safetensors::SafeTensorError,
     },
     #[error("tensor {name} appears in both {first} and {second}")]
     Duplicate {
@@ -45,11 +45,11 @@ pub enum WeightsError {
     },
     #[error("{0}")]
     Mismatch(Box<Mismatch>),
-    #[error("copying tensor {name} from {path} failed: {source}")]
+    #[error("copying tensor {name} from {path} failed: {error}")]
     Copy {
         name: String,
         path: PathBuf,
-        source: tch::TchError,
+        error: tch::TchError,
     },
 }
 
@@ -143,9 +143,9 @@ pub fn load_stores(
         .collect::<Result<Vec<_>, _>>()?;
     let mut files = Vec::with_capacity(maps.len());
     for (path, map) in &maps {
-        let st = SafeTensors::deserialize(map).map_err(|source| WeightsError::Format {
+        let st = SafeTensors::deserialize(map).map_err(|error| WeightsError::Format {
             path: path.clone(),
-            source,
+            error,
         })?;
         files.push((path.as_path(), st));
     }
@@ -203,10 +203,10 @@ pub fn load_stores(
     tch::no_grad(|| -> Result<(), WeightsError> {
         for (name, var) in &vars {
             let (fi, view) = &index[name];
-            let copy_err = |source| WeightsError::Copy {
+            let copy_err = |error| WeightsError::Copy {
                 name: name.clone(),
                 path: files[*fi].0.to_path_buf(),
-                source,
+                error,
             };
             let kind = kind_of(view.dtype()).expect("dtypes were checked above");
             let src = borrow_tensor(view.data(), &var.size(), kind).map_err(copy_err)?;
@@ -223,9 +223,9 @@ pub fn load_stores(
 /// Names and shapes of every tensor in a safetensors file (for tools and error reports).
 pub fn list_tensors(path: &Path) -> Result<HashMap<String, Vec<i64>>, WeightsError> {
     let map = map_file(path)?;
-    let st = SafeTensors::deserialize(&map).map_err(|source| WeightsError::Format {
+    let st = SafeTensors::deserialize(&map).map_err(|error| WeightsError::Format {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     Ok(st
         .tensors()
@@ -235,9 +235,9 @@ pub fn list_tensors(path: &Path) -> Result<HashMap<String, Vec<i64>>, WeightsErr
 }
 
 fn map_file(path: &Path) -> Result<Mmap, WeightsError> {
-    let open_err = |source| WeightsError::Open {
+    let open_err = |error| WeightsError::Open {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let file = File::open(path).map_err(open_err)?;
     // SAFETY: the mapping is read-only and lives only for this call; a checkpoint being

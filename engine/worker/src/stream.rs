@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use sphinx_core::error_record::describe;
 use sphinx_core::prompts;
 use sphinx_core::result::{ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts};
 use sphinx_model::conversation::{Template, Turn};
@@ -208,7 +209,7 @@ impl<'m, T> PageStream<'m, T> {
                 vec![(tag, Err(e))]
             }
             Err(e) => {
-                tracing::warn!(error = %format!("{e:#}"), pages = pages.len(),
+                tracing::warn!(error = %describe(&e), pages = pages.len(),
                     "encoding the group failed, encoding page by page");
                 let mut failed = Vec::new();
                 for (tag, page) in pages {
@@ -554,13 +555,13 @@ impl<'m, T> PageStream<'m, T> {
         self.running.clear();
         let flights: Vec<Flight<T>> = std::mem::take(&mut self.pages).into_values().collect();
         if self.isolation == Isolation::FailAll || flights.len() == 1 {
-            let msg = format!("{e:#}");
+            let msg = describe(&e);
             return flights
                 .into_iter()
                 .map(|f| (f.tag, Err(anyhow!("{msg}"))))
                 .collect();
         }
-        tracing::warn!(error = %format!("{e:#}"), pages = flights.len(),
+        tracing::warn!(error = %describe(&e), pages = flights.len(),
             "batched decoding failed, running each page alone");
         flights
             .into_iter()

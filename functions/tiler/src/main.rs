@@ -49,7 +49,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             tracing::info!(deadline_ms = event.context.deadline, "invoked");
             sphinx_tiler::invoke(&tiler, event.payload, deadline)
                 .await
-                .map_err(|e| lambda_runtime::Error::from(format!("{e:#}")))
+                .map_err(|e| lambda_runtime::Error::from(sphinx_core::error_record::describe(&e)))
         }
     }))
     .await

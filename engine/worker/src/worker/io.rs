@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use sphinx_core::error_record::describe;
 use sphinx_core::keys;
 use sphinx_core::queue::{Message, Queue, MAX_BATCH, MAX_WAIT};
 use sphinx_core::retry::retry;
@@ -330,7 +331,7 @@ impl Io {
         PreparedPage::from_bundle(&bundle, job, &self.tile, &self.model_id).map_err(|e| {
             PageFailure::Permanent {
                 code: ErrorCode::BadBundle,
-                message: format!("{e:#}"),
+                message: describe(&e),
             }
         })
     }
@@ -437,6 +438,6 @@ impl Io {
 fn model_failure(e: anyhow::Error) -> PageFailure {
     PageFailure::Permanent {
         code: ErrorCode::ModelError,
-        message: format!("{e:#}"),
+        message: describe(&e),
     }
 }
