@@ -209,7 +209,8 @@ impl ErrorRecord {
 /// One line for an error and its causes, as `{:#}` joins them but with each cause once:
 /// where an error's message already ends with its cause's (the `"cannot read {path}:
 /// {error}"` style, whose cause is also its `source()`), the cause is not repeated.
-/// What every command prints and every error record and log line says.
+/// Used for the commands' `error:` line, error records, the worker's warnings and the
+/// Lambda's failure.
 pub fn describe(err: &anyhow::Error) -> String {
     let mut line = String::new();
     let mut previous = String::new();
