@@ -16,15 +16,16 @@ use tch::Tensor;
 
 use crate::views::canvas_tensor;
 
-/// A page's canvas `[3, S, S]` (uint8) and padding plan.
-pub(crate) type PageViews = (Tensor, Vec<bool>);
+/// A dataset page as rendered for the model: its canvas `[3, S, S]` (uint8) and padding
+/// plan (not [`crate::sphinx::PageViews`], the views cut from it).
+pub(crate) type RenderedPage = (Tensor, Vec<bool>);
 
 /// Rendered pages by path, at most `capacity` of them (the first ones asked for).
 pub(crate) struct PageCache {
     tile: TileConfig,
     isolation: Isolation,
     capacity: u64,
-    pages: RefCell<HashMap<PathBuf, PageViews>>,
+    pages: RefCell<HashMap<PathBuf, RenderedPage>>,
 }
 
 impl PageCache {
@@ -49,7 +50,7 @@ impl PageCache {
     }
 
     /// The page at `path`, from the cache when it is there (kept if there is room).
-    pub fn get(&self, path: &Path) -> Result<PageViews> {
+    pub fn get(&self, path: &Path) -> Result<RenderedPage> {
         if let Some((rgb, flags)) = self.pages.borrow().get(path) {
             return Ok((rgb.shallow_clone(), flags.clone()));
         }
@@ -78,7 +79,7 @@ impl PageCache {
         let chunk = todo.len().div_ceil(threads).max(1);
         let (tile, isolation) = (&self.tile, &self.isolation);
         // Each thread makes its pages' tensors, so no page is held twice.
-        let rendered: Vec<Vec<(PathBuf, PageViews)>> = std::thread::scope(|scope| {
+        let rendered: Vec<Vec<(PathBuf, RenderedPage)>> = std::thread::scope(|scope| {
             let handles: Vec<_> = todo
                 .chunks(chunk)
                 .map(|part| {

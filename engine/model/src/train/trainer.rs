@@ -23,7 +23,7 @@ use tch::{nn, Device, Kind, Reduction, Tensor};
 use super::checkpoint::{Output, TrainState, METRICS};
 use super::groups::{is_encoder_param, param_group, Group};
 use super::optimizer::{AdamW, AdamWConfig};
-use super::pages::{PageCache, PageViews};
+use super::pages::{PageCache, RenderedPage};
 use super::schedule::Schedule;
 use super::spec::{Precision, TrainSpec};
 use crate::char_tokenizer;
@@ -86,7 +86,7 @@ pub struct StepMetrics {
 struct Example {
     ids: Vec<i64>,
     labels: Vec<i64>,
-    image: Option<PageViews>,
+    image: Option<RenderedPage>,
 }
 
 /// A training run.
