@@ -75,7 +75,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub overlays: bool,
     /// Result files per document beside results/<doc_id>.json: a comma list of txt
-    /// (plain text), hocr, alto, pdf (searchable PDF), or all. Needs the ocr task.
+    /// (plain text), hocr, alto, pdf (searchable PDF), or all. Needs the ocr task (refused
+    /// up front without it).
     #[arg(long, default_value = "json")]
     pub formats: OutputFormats,
     #[command(flatten)]
@@ -114,7 +115,24 @@ pub struct DocumentOutcome {
     pub outputs: Vec<String>,
 }
 
+/// Refuses result formats the tasks cannot fill, before any model is loaded: text,
+/// hOCR, ALTO and the PDF's text layer are all made from the OCR task's lines.
+fn check_formats(args: &RunArgs) -> Result<()> {
+    let archives: Vec<&str> = args.formats.archives().map(|f| f.name()).collect();
+    if !archives.is_empty() && !args.tasks.contains(&Task::Ocr) {
+        let tasks: Vec<String> = args.tasks.iter().map(Task::to_string).collect();
+        bail!(
+            "--formats {} needs the ocr task, which is not among --task {}: add --task ocr, \
+             or leave --formats out for JSON only",
+            archives.join(","),
+            tasks.join(" --task ")
+        );
+    }
+    Ok(())
+}
+
 async fn run_local(args: RunArgs) -> Result<ExitCode> {
+    check_formats(&args)?;
     let (model_dir, random) = match &args.model {
         Some(dir) => (dir.clone(), false),
         None => default_model(&args.out)?,

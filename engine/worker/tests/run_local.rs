@@ -232,3 +232,27 @@ fn skip_token_and_released_models_both_run_and_say_what_a_page_cost() {
     // view and the top row (3 blocks) plus 2 skip tokens; the released layout all 5 blocks.
     assert_eq!(visual, [3 * 19 + 2, 5 * 19]);
 }
+
+#[test]
+fn text_formats_without_the_ocr_task_are_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    // No model folder and no input exist: the refusal must come first.
+    let mut a = args(&tmp.path().join("docs"), &out, &tmp.path().join("no-model"));
+    a.tasks = vec![
+        "caption".parse().unwrap(),
+        "grounding:the title".parse().unwrap(),
+    ];
+    a.formats = "txt,pdf".parse().unwrap();
+    let err = format!("{:#}", run_cmd::run(a.clone()).unwrap_err());
+    assert!(
+        err.contains("--formats txt,pdf needs the ocr task"),
+        "{err}"
+    );
+    assert!(err.contains("caption --task grounding:the title"), "{err}");
+    assert!(!out.exists(), "nothing may be written for a refused run");
+    // JSON alone needs no OCR: the run gets as far as the missing model.
+    a.formats = "json".parse().unwrap();
+    let err = format!("{:#}", run_cmd::run(a).unwrap_err());
+    assert!(err.contains("no-model"), "{err}");
+}
