@@ -21,7 +21,7 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use crate::convnext::check_pixels;
+use crate::layers::{self, check_pixels};
 use crate::vision_error::VisionError;
 
 /// `nn.LayerNorm` default epsilon, which every open_clip ViT norm uses.
@@ -114,24 +114,9 @@ struct Attention {
 
 impl Attention {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let (b, n, c) = x.size3().expect("attention input is [B, N, C]");
-        let qkv = x
-            .linear(&self.in_proj_weight, Some(&self.in_proj_bias))
-            .reshape([b, n, 3, self.heads, c / self.heads])
-            .permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let out = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            None::<Tensor>,
-            0.0,
-            false,
-            None,
-            false,
-        );
+        let qkv = x.linear(&self.in_proj_weight, Some(&self.in_proj_bias));
         self.out_proj
-            .forward(&out.transpose(1, 2).reshape([b, n, c]))
+            .forward(&layers::self_attend(&qkv, self.heads))
     }
 }
 
@@ -186,11 +171,7 @@ impl Block {
 }
 
 fn layer_norm(p: nn::Path, dim: i64) -> nn::LayerNorm {
-    let cfg = nn::LayerNormConfig {
-        eps: LN_EPS,
-        ..Default::default()
-    };
-    nn::layer_norm(p, vec![dim], cfg)
+    layers::layer_norm(p, dim, LN_EPS)
 }
 
 /// The CLIP image tower returning every `ln_post`-normed token (cls first).

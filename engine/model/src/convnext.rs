@@ -16,6 +16,7 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
+use crate::layers::{check_pixels, layer_norm};
 use crate::vision_error::VisionError;
 
 /// timm ConvNeXt's default patchify stem: a 4x4 conv with stride 4.
@@ -120,14 +121,6 @@ fn norm_f32(ln: &nn::LayerNorm, eps: f64, x: &Tensor) -> Tensor {
         eps,
         true,
     )
-}
-
-fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
-    let cfg = nn::LayerNormConfig {
-        eps,
-        ..Default::default()
-    };
-    nn::layer_norm(p, vec![dim], cfg)
 }
 
 /// One ConvNeXt block: 7x7 depthwise conv, LayerNorm, Linear-GELU-Linear, layer scale,
@@ -285,29 +278,6 @@ fn is_channels_last(x: &Tensor) -> bool {
         && stride[3] == size[1]
         && stride[2] == size[1] * size[3]
         && stride[0] == size[1] * size[2] * size[3]
-}
-
-/// Checks an encoder input is `[B, 3, H, W]` with both sides positive multiples of `multiple`.
-pub(crate) fn check_pixels(
-    encoder: &str,
-    pixels: &Tensor,
-    multiple: i64,
-) -> Result<(), VisionError> {
-    let size = pixels.size();
-    let ok = size.len() == 4
-        && size[0] > 0
-        && size[1] == 3
-        && size[2] > 0
-        && size[3] > 0
-        && size[2] % multiple == 0
-        && size[3] % multiple == 0;
-    if ok {
-        Ok(())
-    } else {
-        Err(VisionError::Shape(format!(
-            "{encoder} input must be [batch, 3, H, W] with H and W positive multiples of {multiple}, got {size:?}"
-        )))
-    }
 }
 
 #[cfg(test)]

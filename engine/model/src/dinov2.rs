@@ -14,7 +14,7 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use crate::convnext::check_pixels;
+use crate::layers::{self, check_pixels};
 use crate::vision_error::VisionError;
 
 /// LayerNorm epsilon of every DINOv2 norm (`partial(nn.LayerNorm, eps=1e-6)` in the reference).
@@ -101,24 +101,9 @@ struct Attention {
 
 impl Attention {
     fn forward(&self, x: &Tensor) -> Tensor {
-        let (b, n, c) = x.size3().expect("attention input is [B, N, C]");
-        let qkv = self
-            .qkv
-            .forward(x)
-            .reshape([b, n, 3, self.num_heads, c / self.num_heads])
-            .permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        let out = Tensor::scaled_dot_product_attention(
-            &q,
-            &k,
-            &v,
-            None::<Tensor>,
-            0.0,
-            false,
-            None,
-            false,
-        );
-        self.proj.forward(&out.transpose(1, 2).reshape([b, n, c]))
+        let qkv = self.qkv.forward(x);
+        self.proj
+            .forward(&layers::self_attend(&qkv, self.num_heads))
     }
 }
 
@@ -175,11 +160,7 @@ impl Block {
 }
 
 fn layer_norm(p: nn::Path, dim: i64) -> nn::LayerNorm {
-    let cfg = nn::LayerNormConfig {
-        eps: LN_EPS,
-        ..Default::default()
-    };
-    nn::layer_norm(p, vec![dim], cfg)
+    layers::layer_norm(p, dim, LN_EPS)
 }
 
 /// The DINOv2 ViT returning all normed tokens (cls first, then patches row-major).

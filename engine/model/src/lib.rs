@@ -14,6 +14,7 @@ pub mod decoder;
 pub mod dinov2;
 pub mod generate;
 pub mod kv_cache;
+mod layers;
 pub mod llama;
 pub mod memory;
 pub mod model_folder;

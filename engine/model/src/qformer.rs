@@ -25,7 +25,7 @@
 use tch::nn::{self, Module};
 use tch::Tensor;
 
-use crate::convnext::check_pixels;
+use crate::layers::{attend, check_pixels, layer_norm, self_attend};
 use crate::vision_error::VisionError;
 
 /// Sizes of the BLIP-2 image encoder and Q-Former.
@@ -120,37 +120,8 @@ impl QFormerConfig {
     }
 }
 
-fn layer_norm(p: nn::Path, dim: i64, eps: f64) -> nn::LayerNorm {
-    let cfg = nn::LayerNormConfig {
-        eps,
-        ..Default::default()
-    };
-    nn::layer_norm(p, vec![dim], cfg)
-}
-
 fn linear(p: nn::Path, i: i64, o: i64) -> nn::Linear {
     nn::linear(p, i, o, Default::default())
-}
-
-/// Softmax attention of `q: [B, Tq, C]` over `k, v: [B, Tk, C]` in `heads` heads.
-fn attend(q: &Tensor, k: &Tensor, v: &Tensor, heads: i64) -> Tensor {
-    let split = |x: &Tensor| {
-        let (b, t, c) = x.size3().expect("[B, T, C]");
-        x.reshape([b, t, heads, c / heads]).transpose(1, 2)
-    };
-    let (b, t, c) = q.size3().expect("[B, T, C]");
-    Tensor::scaled_dot_product_attention(
-        &split(q),
-        &split(k),
-        &split(v),
-        None::<Tensor>,
-        0.0,
-        false,
-        None,
-        false,
-    )
-    .transpose(1, 2)
-    .reshape([b, t, c])
 }
 
 /// One pre-norm block of the BLIP-2 ViT.
@@ -194,8 +165,7 @@ impl VisionLayer {
     fn forward(&self, x: &Tensor) -> Tensor {
         let h = self.layer_norm1.forward(x);
         let bias = Tensor::cat(&[&self.q_bias, &self.q_bias.zeros_like(), &self.v_bias], 0);
-        let qkv = h.linear(&self.qkv, Some(&bias)).chunk(3, -1);
-        let attn = attend(&qkv[0], &qkv[1], &qkv[2], self.heads);
+        let attn = self_attend(&h.linear(&self.qkv, Some(&bias)), self.heads);
         let x = x + self.projection.forward(&attn);
         let h = self.fc1.forward(&self.layer_norm2.forward(&x)).gelu("none");
         &x + self.fc2.forward(&h)
