@@ -1,7 +1,10 @@
 //! The progress bar every long command shows on stderr (hidden with `--quiet`, and by
 //! indicatif itself when stderr is not a terminal).
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressDrawTarget, ProgressStyle};
+
+/// The bar type, so its users need no `indicatif` dependency of their own.
+pub use indicatif::ProgressBar;
 
 /// A bar over `len` items called `unit` (e.g. "documents", "pages"), with elapsed
 /// time, ETA and a free message (rates, the current file).

@@ -48,6 +48,8 @@ async fn messages_are_redelivered_until_deleted() {
         q.delete(&m.receipt).await.unwrap();
     }
     assert!(q.is_empty());
+    // Redeliveries and deletions leave the count of messages sent alone.
+    assert_eq!(q.sent(), 13);
 }
 
 #[tokio::test]

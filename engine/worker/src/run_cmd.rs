@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use sphinx_core::error_record::describe;
 use sphinx_core::ingest::{self, IngestConfig, IngestOutcome, Ingestor};
 use sphinx_core::isolate::{render_page, Isolation};
 use sphinx_core::keys;
@@ -32,6 +33,7 @@ use crate::batch::DEFAULT_MAX_NEW_TOKENS;
 use crate::overlay;
 use crate::random_model;
 use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
+use sphinx_cli::progress::ProgressBar;
 use sphinx_cli::tile_cmd::source_name;
 use sphinx_model::model_folder::{self, Loaded};
 
@@ -81,6 +83,10 @@ pub struct RunArgs {
     pub formats: OutputFormats,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Documents tiled at the same time, each in its own render child, while the model
+    /// runs. Default: the cores less one (the one left for the model's host work).
+    #[arg(long)]
+    pub tile_threads: Option<usize>,
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub quiet: bool,
@@ -131,6 +137,21 @@ fn check_formats(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
+impl DocumentOutcome {
+    /// Nothing known yet but the name.
+    fn new(source: &str) -> Self {
+        Self {
+            source: source.to_string(),
+            doc_id: None,
+            pages: 0,
+            pages_done: 0,
+            error: None,
+            preview: String::new(),
+            outputs: Vec::new(),
+        }
+    }
+}
+
 async fn run_local(args: RunArgs) -> Result<ExitCode> {
     check_formats(&args)?;
     let (model_dir, random) = match &args.model {
@@ -156,28 +177,53 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
     let limits = args.limits.limits();
     let started = Instant::now();
 
-    // 1. Tile, through the ingestion library the tiler Lambda runs.
+    // 1. Tile, through the ingestion library the tiler Lambda runs, in the background:
+    //    each document's page jobs are queued as soon as it is tiled, so the model (2.)
+    //    starts on the first document instead of after the last.
     let sources = stage_inputs(&files, &args.inputs, &store)?;
     let tile = TileOptions {
         tile: loaded.tile.clone(),
         limits: limits.clone(),
         isolation: Isolation::this_binary(),
     };
-    let ingestor = Ingestor::new(
+    let ingestor = Arc::new(Ingestor::new(
         store.clone(),
         Some(infer.clone()),
         None,
         IngestConfig::local(LOCAL_BUCKET, args.tasks.clone(), tile),
-    );
-    let mut docs: Vec<DocumentOutcome> = Vec::new();
-    for source in &sources {
-        docs.push(tile_one(&ingestor, store.as_ref(), source).await?);
-    }
-    let pages_queued = infer.len() as u64;
-
-    // 2. Run the model over the page jobs.
-    let bar = sphinx_cli::progress::bar(pages_queued, "pages", args.quiet);
+    ));
     let shutdown = Arc::new(Shutdown::default());
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!(
+                    "interrupted: finishing the running batch, tiling no more documents \
+                     (ctrl-c again to abort)"
+                );
+                shutdown.request();
+                let _ = tokio::signal::ctrl_c().await;
+                std::process::exit(130);
+            }
+        });
+    }
+    let progress = Arc::new(RunProgress::new(
+        sphinx_cli::progress::bar(0, "pages", args.quiet),
+        infer.clone(),
+        sources.len(),
+    ));
+    let tiling = tokio::spawn(tile_all(
+        ingestor,
+        store.clone(),
+        sources.clone(),
+        args.tile_threads
+            .unwrap_or_else(default_tile_threads)
+            .max(1),
+        shutdown.clone(),
+        progress.clone(),
+    ));
+
+    // 2. Run the model over the page jobs as they come.
     let cfg = WorkerConfig {
         max_batch_pages: args.max_batch_pages.max(1),
         batch_wait: Duration::ZERO,
@@ -199,37 +245,37 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
         ..WorkerConfig::default()
     };
     let worker = Worker::new(&loaded, store.clone(), infer.clone(), cfg, shutdown.clone());
-    {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("interrupted: finishing the running batch (ctrl-c again to abort)");
-                shutdown.request();
-                let _ = tokio::signal::ctrl_c().await;
-                std::process::exit(130);
-            }
-        });
-    }
     spawn_grace_guard(
         shutdown.clone(),
         worker.inflight(),
         infer.clone(),
         Duration::from_secs(60),
     );
-    while !infer.is_empty() && !shutdown.requested() {
+    loop {
         worker
             .run(&mut |report| {
-                bar.inc((report.pages_done + report.pages_failed) as u64);
                 let secs = report.wall.as_secs_f64().max(1e-9);
-                bar.set_message(format!(
-                    "{:.2} pages/s, {:.0} tokens/s",
-                    report.pages_done as f64 / secs,
-                    report.stats.generated_tokens as f64 / secs
-                ));
+                progress.pages(
+                    (report.pages_done + report.pages_failed) as u64,
+                    format!(
+                        "{:.2} pages/s, {:.0} tokens/s",
+                        report.pages_done as f64 / secs,
+                        report.stats.generated_tokens as f64 / secs
+                    ),
+                );
             })
             .await?;
+        // The worker stops when the queue is empty (or it is released jobs to retry).
+        if shutdown.requested() || (tiling.is_finished() && infer.is_empty()) {
+            break;
+        }
+        // Everything tiled so far is done: wait for the next document's jobs.
+        while infer.is_empty() && !tiling.is_finished() && !shutdown.requested() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
-    bar.finish_and_clear();
+    let mut docs = tiling.await.context("the tiling task failed")?;
+    progress.bar.finish_and_clear();
 
     // 3. Report per document (and draw overlays).
     let mut failed = false;
@@ -242,14 +288,8 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
         doc.pages_done = results.len() as u32;
         if doc.pages_done < doc.pages {
             failed = true;
-            doc.error.get_or_insert_with(|| {
-                format!(
-                    "{} of {} pages failed (see {}/errors/{doc_id}/)",
-                    doc.pages - doc.pages_done,
-                    doc.pages,
-                    args.out.display()
-                )
-            });
+            let why = missing_pages(store.as_ref(), doc, &args.out, shutdown.requested()).await;
+            doc.error.get_or_insert(why);
         }
         if let Ok(merged) = DocumentResult::merge(results.clone()) {
             doc.preview = merged
@@ -314,6 +354,113 @@ fn default_model(out: &Path) -> Result<(PathBuf, bool)> {
     Ok((dir, true))
 }
 
+/// Render children beside the model: every core but one, at least one.
+fn default_tile_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
+/// The one progress bar of a run, fed from both sides: its length grows as the tiler
+/// queues page jobs, its position as the model settles pages, and its message says how
+/// far tiling is and how fast the model goes.
+struct RunProgress {
+    bar: ProgressBar,
+    queue: Arc<MemoryQueue>,
+    documents: usize,
+    tiled: std::sync::atomic::AtomicUsize,
+    rate: std::sync::Mutex<String>,
+}
+
+impl RunProgress {
+    fn new(bar: ProgressBar, queue: Arc<MemoryQueue>, documents: usize) -> Self {
+        let p = Self {
+            bar,
+            queue,
+            documents,
+            tiled: Default::default(),
+            rate: Default::default(),
+        };
+        p.refresh();
+        p
+    }
+
+    /// One more document tiled (or refused).
+    fn tiled(&self) {
+        self.tiled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.refresh();
+    }
+
+    /// `settled` more pages done or failed; `rate` says how fast.
+    fn pages(&self, settled: u64, rate: String) {
+        *self.rate.lock().unwrap() = rate;
+        self.bar.inc(settled);
+        self.refresh();
+    }
+
+    fn refresh(&self) {
+        self.bar
+            .set_length(self.queue.sent().max(self.bar.position()));
+        let tiled = self.tiled.load(std::sync::atomic::Ordering::Relaxed);
+        let rate = self.rate.lock().unwrap().clone();
+        self.bar.set_message(if tiled < self.documents {
+            format!("tiled {tiled}/{} documents  {rate}", self.documents)
+        } else {
+            rate
+        });
+    }
+}
+
+/// Tiles the staged inputs `threads` documents at a time; their page jobs go to the
+/// model's queue as each is done. Outcomes come back in input order, whatever order
+/// tiling finished in; after a shutdown request the documents not yet begun are reported
+/// as not tiled.
+async fn tile_all(
+    ingestor: Arc<Ingestor>,
+    store: Arc<LocalStore>,
+    sources: Vec<String>,
+    threads: usize,
+    shutdown: Arc<Shutdown>,
+    progress: Arc<RunProgress>,
+) -> Vec<DocumentOutcome> {
+    let mut outcomes: Vec<Option<DocumentOutcome>> = vec![None; sources.len()];
+    let mut running = tokio::task::JoinSet::new();
+    let mut next = sources.iter().enumerate();
+    loop {
+        while running.len() < threads && !shutdown.requested() {
+            let Some((i, source)) = next.next() else {
+                break;
+            };
+            let (ingestor, store, source) = (ingestor.clone(), store.clone(), source.clone());
+            running.spawn(async move { (i, tile_one(&ingestor, store.as_ref(), &source).await) });
+        }
+        let Some(joined) = running.join_next().await else {
+            break;
+        };
+        match joined {
+            Ok((i, outcome)) => outcomes[i] = Some(outcome),
+            // A panic in the ingestion library: that document fails, the rest go on.
+            Err(e) => tracing::error!(error = %e, "a tiling task died"),
+        }
+        progress.tiled();
+    }
+    outcomes
+        .into_iter()
+        .zip(&sources)
+        .map(|(outcome, source)| {
+            outcome.unwrap_or_else(|| {
+                let mut o = DocumentOutcome::new(source);
+                o.error = Some(if shutdown.requested() {
+                    "not tiled: the run was interrupted (the same command again finishes it)"
+                        .to_string()
+                } else {
+                    "not tiled: its tiling task died (see the log)".to_string()
+                });
+                o
+            })
+        })
+        .collect()
+}
+
 /// Links (or copies) each input to `<out>/inbox/<source name>`, as an S3 upload would
 /// place it; returns the source names (keys below `inbox/`).
 fn stage_inputs(files: &[PathBuf], roots: &[PathBuf], store: &LocalStore) -> Result<Vec<String>> {
@@ -350,29 +497,17 @@ fn stage_inputs(files: &[PathBuf], roots: &[PathBuf], store: &LocalStore) -> Res
 /// Tiles one staged input through the ingestion library the tiler Lambda runs (a long
 /// document is finished in one call; a document tiled by an earlier run gets jobs again
 /// for its pages that have no result yet).
-async fn tile_one(
-    ingestor: &Ingestor,
-    store: &dyn ObjectStore,
-    source: &str,
-) -> Result<DocumentOutcome> {
-    let mut outcome = DocumentOutcome {
-        source: source.to_string(),
-        doc_id: None,
-        pages: 0,
-        pages_done: 0,
-        error: None,
-        preview: String::new(),
-        outputs: Vec::new(),
-    };
+async fn tile_one(ingestor: &Ingestor, store: &dyn ObjectStore, source: &str) -> DocumentOutcome {
+    let mut outcome = DocumentOutcome::new(source);
     let key = keys::upload(&ingestor.config().inbox_prefix, source);
     let doc_id = match ingestor.ingest_upload(&key, ingest::far_deadline()).await {
         Ok(IngestOutcome::Rejected { code, message, .. }) => {
             outcome.error = Some(format!("{code}: {message}"));
-            return Ok(outcome);
+            return outcome;
         }
         Ok(IngestOutcome::Ignored { reason }) => {
             outcome.error = Some(format!("ignored: {reason}"));
-            return Ok(outcome);
+            return outcome;
         }
         Ok(
             IngestOutcome::AlreadyDone { doc_id }
@@ -381,14 +516,60 @@ async fn tile_one(
         ) => doc_id,
         Err(e) => {
             outcome.error = Some(e.to_string());
-            return Ok(outcome);
+            return outcome;
         }
     };
-    let manifest =
-        DocumentManifest::from_json(&store.get(&keys::document_manifest(&doc_id)).await?)?;
-    outcome.pages = manifest.page_count;
-    outcome.doc_id = Some(doc_id);
-    Ok(outcome)
+    let manifest_key = keys::document_manifest(&doc_id);
+    let manifest = match store.get(&manifest_key).await {
+        Ok(bytes) => DocumentManifest::from_json(&bytes).map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    };
+    match manifest {
+        Ok(m) => {
+            outcome.pages = m.page_count;
+            outcome.doc_id = Some(doc_id);
+        }
+        Err(e) => outcome.error = Some(format!("cannot read {manifest_key}: {}", describe(&e))),
+    }
+    outcome
+}
+
+/// Why some of a document's pages have no result: those with an error record failed,
+/// the others were never run (the run was interrupted before them).
+async fn missing_pages(
+    store: &dyn ObjectStore,
+    doc: &DocumentOutcome,
+    out: &Path,
+    interrupted: bool,
+) -> String {
+    let doc_id = doc.doc_id.as_deref().unwrap_or_default();
+    let mut failed = 0u32;
+    for page in 0..doc.pages {
+        if store.head(&keys::page_error(doc_id, page)).await.is_ok() {
+            failed += 1;
+        }
+    }
+    let not_run = (doc.pages - doc.pages_done).saturating_sub(failed);
+    let mut why = Vec::new();
+    if failed > 0 {
+        why.push(format!(
+            "{failed} of {} pages failed (see {}/errors/{doc_id}/)",
+            doc.pages,
+            out.display()
+        ));
+    }
+    if not_run > 0 {
+        why.push(format!(
+            "{not_run} of {} pages not run{}",
+            doc.pages,
+            if interrupted {
+                ": the run was interrupted (the same command again finishes them)"
+            } else {
+                ""
+            }
+        ));
+    }
+    why.join("; ")
 }
 
 async fn page_results(
@@ -472,4 +653,36 @@ fn print_summary(
         }
     }
     println!("results in {}", out.join("results").display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page with an error record failed; one with neither a result nor a record was
+    /// never run, and the summary must not send the user to an errors folder for it.
+    #[tokio::test]
+    async fn pages_without_results_are_failed_or_not_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(tmp.path()).unwrap();
+        let mut doc = DocumentOutcome::new("a.pdf");
+        doc.doc_id = Some("d1".into());
+        doc.pages = 4;
+        doc.pages_done = 1;
+        store
+            .put(&keys::page_error("d1", 2), b"{}".to_vec())
+            .await
+            .unwrap();
+        let out = Path::new("/results/here");
+        assert_eq!(
+            missing_pages(&store, &doc, out, true).await,
+            "1 of 4 pages failed (see /results/here/errors/d1/); 2 of 4 pages not run: the \
+             run was interrupted (the same command again finishes them)"
+        );
+        doc.pages_done = 3;
+        assert_eq!(
+            missing_pages(&store, &doc, out, false).await,
+            "1 of 4 pages failed (see /results/here/errors/d1/)"
+        );
+    }
 }

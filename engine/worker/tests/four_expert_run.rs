@@ -73,6 +73,7 @@ fn args(inputs: &Path, out: &Path, model: &Path, max_batch_pages: usize) -> RunA
         overlays: false,
         formats: "json".parse().unwrap(),
         limits: LimitArgs::default(),
+        tile_threads: None,
         quiet: true,
         cpu: true,
         devices: Default::default(),

@@ -63,6 +63,7 @@ fn args(inputs: &Path, out: &Path, model: &Path) -> RunArgs {
         overlays: true,
         formats: "all".parse().unwrap(),
         limits: LimitArgs::default(),
+        tile_threads: Some(2),
         quiet: true,
         cpu: true,
         devices: Default::default(),

@@ -50,6 +50,11 @@ impl MemoryQueue {
         self.inner.lock().unwrap().entries.len()
     }
 
+    /// Messages ever sent; deleting one does not lower it (a progress bar's total).
+    pub fn sent(&self) -> u64 {
+        self.inner.lock().unwrap().next_id
+    }
+
     /// True when every message has been deleted.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
