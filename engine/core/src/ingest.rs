@@ -83,7 +83,8 @@ pub enum WhenTiled {
     /// Nothing to do: a redelivered event (the cloud; its jobs were sent then).
     Nothing,
     /// Send jobs again for the pages that have no result yet (a rerun of `sphinx run`
-    /// after an interruption; the worker skips pages that are done).
+    /// after an interruption; the worker skips pages that are done), or, when the
+    /// manifest is of another layout than this configuration's, tile the document again.
     RequeueUnfinished,
 }
 
@@ -297,12 +298,30 @@ impl Ingestor {
         let doc_id = keys::doc_id(&bytes);
         let manifest_key = keys::document_manifest(&doc_id);
         match retry(policy, "head manifest", || self.store.head(&manifest_key)).await {
-            Ok(_) => {
+            Ok(_) if self.config.when_tiled == WhenTiled::Nothing => {
                 tracing::info!(key, doc_id, "already tiled and enqueued");
-                if self.config.when_tiled == WhenTiled::RequeueUnfinished {
-                    self.requeue_unfinished(&doc_id, source, &tasks).await?;
-                }
                 return Ok(IngestOutcome::AlreadyDone { doc_id });
+            }
+            Ok(_) => {
+                let manifest = self.read_manifest(&manifest_key).await?;
+                if manifest.tile_config == self.config.tile.tile {
+                    tracing::info!(key, doc_id, "already tiled");
+                    self.requeue_unfinished(&manifest, source, &tasks).await?;
+                    return Ok(IngestOutcome::AlreadyDone { doc_id });
+                }
+                // Tiled for another model's layout (`sphinx tile` defaults, or a rerun
+                // with another model): its bundles would fail every page, so tile again.
+                tracing::info!(
+                    key,
+                    doc_id,
+                    was = ?manifest.tile_config,
+                    now = ?self.config.tile.tile,
+                    "tiled for another layout, tiling again"
+                );
+                retry(policy, "delete manifest", || {
+                    self.store.delete(&manifest_key)
+                })
+                .await?;
             }
             Err(e) if e.is_not_found() => {}
             Err(e) => return Err(e.into()),
@@ -334,22 +353,24 @@ impl Ingestor {
     }
 
     /// Jobs for the pages of a tiled document that have no result.
+    async fn read_manifest(&self, key: &str) -> Result<DocumentManifest, IngestError> {
+        let bytes = retry(self.config.retry, "get manifest", || self.store.get(key)).await?;
+        DocumentManifest::from_json(&bytes).map_err(|e| IngestError::Tiling {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
     async fn requeue_unfinished(
         &self,
-        doc_id: &str,
+        manifest: &DocumentManifest,
         source: &str,
         tasks: &[Task],
     ) -> Result<(), IngestError> {
         let Some(jobs) = &self.jobs else {
             return Ok(());
         };
-        let policy = self.config.retry;
-        let manifest_key = keys::document_manifest(doc_id);
-        let bytes = retry(policy, "get manifest", || self.store.get(&manifest_key)).await?;
-        let manifest = DocumentManifest::from_json(&bytes).map_err(|e| IngestError::Tiling {
-            key: manifest_key.clone(),
-            reason: e.to_string(),
-        })?;
+        let doc_id = &manifest.doc_id;
         let mut bodies = Vec::new();
         for page in 0..manifest.page_count {
             let result = keys::page_result(doc_id, page);

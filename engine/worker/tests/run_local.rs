@@ -257,3 +257,55 @@ fn text_formats_without_the_ocr_task_are_refused_before_any_work() {
     let err = format!("{:#}", run_cmd::run(a).unwrap_err());
     assert!(err.contains("no-model"), "{err}");
 }
+
+/// `sphinx tile` (1024 px, 2x2 by default) and then `sphinx run` with a model that needs
+/// another layout, into the same folder: the run tiles the document again for its model
+/// instead of failing every page on bundles it cannot read.
+#[test]
+fn a_document_tiled_for_another_layout_is_tiled_again() {
+    render_in_sphinx_children();
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::copy(
+        repo().join("tests/data/formats/palette.png"),
+        docs.join("palette.png"),
+    )
+    .unwrap();
+    let out = tmp.path().join("out");
+    let tiled = std::process::Command::new(env!("CARGO_BIN_EXE_sphinx"))
+        .args(["tile", "--quiet", "--out"])
+        .args([&out, &docs])
+        .output()
+        .unwrap();
+    assert!(
+        tiled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tiled.stderr)
+    );
+    let manifest = |out: &Path| -> sphinx_core::DocumentManifest {
+        let work = out.join("work");
+        let doc = std::fs::read_dir(&work)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        sphinx_core::DocumentManifest::from_json(&std::fs::read(doc.join("manifest.json")).unwrap())
+            .unwrap()
+    };
+    assert_eq!(manifest(&out).tile_config.canvas, 1024);
+
+    let model = tmp.path().join("model");
+    tiny_model(&model);
+    let mut a = args(&docs, &out, &model);
+    a.formats = "json".parse().unwrap();
+    a.overlays = false;
+    assert_eq!(run_cmd::run(a).unwrap(), ExitCode::SUCCESS);
+    let now = manifest(&out);
+    assert_eq!((now.tile_config.canvas, now.tile_config.grid), (256, 2));
+    let result = out.join("results").join(format!("{}.json", now.doc_id));
+    let merged = DocumentResult::from_json(&std::fs::read(result).unwrap()).unwrap();
+    assert_eq!(merged.pages.len(), 1);
+    assert!(!out.join("errors").exists(), "no page may fail");
+}
