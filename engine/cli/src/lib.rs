@@ -10,6 +10,7 @@ pub mod front;
 pub mod inputs;
 pub mod logging;
 pub mod progress;
+pub mod stdout;
 pub mod synth_cmd;
 pub mod tile_cmd;
 

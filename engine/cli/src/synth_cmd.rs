@@ -150,7 +150,7 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
         .with_context(|| format!("sphinx synth into {}", args.out.display()))?;
     progress.finish_and_clear();
     let secs = start.elapsed().as_secs_f64();
-    println!(
+    crate::stdout::line(format!(
         "wrote {} pages ({} text lines, {} shapes) to {} in {:.1} s ({:.0} pages/min)",
         summary.pages,
         summary.lines,
@@ -158,6 +158,6 @@ pub fn run(args: SynthArgs) -> Result<ExitCode> {
         args.out.display(),
         secs,
         summary.pages as f64 * 60.0 / secs.max(1e-9)
-    );
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

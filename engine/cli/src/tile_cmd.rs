@@ -57,7 +57,7 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
     if let Some(pair) = &args.extract {
         let summary = bundle::extract_to_dir(&pair[0], &pair[1])
             .with_context(|| format!("cannot extract {}", pair[0].display()))?;
-        println!("{summary}");
+        crate::stdout::line(&summary)?;
         return Ok(ExitCode::SUCCESS);
     }
     let out = args
@@ -100,7 +100,7 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
         &progress,
     ));
     progress.finish_and_clear();
-    println!("{summary}");
+    crate::stdout::line(&summary)?;
     for failure in summary.failures.lock().unwrap().iter() {
         eprintln!("failed: {failure}");
     }

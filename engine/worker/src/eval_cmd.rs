@@ -168,7 +168,7 @@ impl Score {
 
 /// Runs `sphinx eval`: prints the summary as one JSON line.
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
-    println!("{}", evaluate(&args)?);
+    sphinx_cli::stdout::line(evaluate(&args)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -100,7 +100,7 @@ pub fn run(args: InferArgs) -> Result<ExitCode> {
         let img = overlay::draw(&page, result.frame.size_pixels, &spans)?;
         overlay::write_png(&img, path)?;
     }
-    println!("{}", String::from_utf8(result.to_json()?)?);
+    sphinx_cli::stdout::line(String::from_utf8(result.to_json()?)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

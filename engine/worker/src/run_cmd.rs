@@ -334,7 +334,13 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
             }
         }
     }
-    print_summary(&docs, &loaded, random, &args.out, started.elapsed());
+    sphinx_cli::stdout::line(summary(
+        &docs,
+        &loaded,
+        random,
+        &args.out,
+        started.elapsed(),
+    ))?;
     Ok(if failed {
         ExitCode::from(EXIT_SOME_FAILED)
     } else {
@@ -623,36 +629,37 @@ fn preview(text: &str) -> String {
     p
 }
 
-fn print_summary(
+/// What `sphinx run` prints at the end: totals, then a line per document (with its other
+/// result files, or why not).
+fn summary(
     docs: &[DocumentOutcome],
     loaded: &Loaded,
     random: bool,
     out: &Path,
     took: Duration,
-) {
+) -> String {
     let pages: u32 = docs.iter().map(|d| d.pages_done).sum();
     let secs = took.as_secs_f64();
-    println!(
+    let mut lines = vec![format!(
         "{} documents, {pages} pages in {secs:.1} s ({:.2} pages/s) with model {}{}",
         docs.len(),
         f64::from(pages) / secs.max(1e-9),
         loaded.id,
         if random { " (RANDOM WEIGHTS)" } else { "" }
-    );
+    )];
     for d in docs {
-        match (&d.error, &d.doc_id) {
-            (None, Some(id)) => println!(
+        lines.push(match (&d.error, &d.doc_id) {
+            (None, Some(id)) => format!(
                 "  ok      {}  {} pages  results/{id}.json  {:?}",
                 d.source, d.pages_done, d.preview
             ),
-            (Some(e), _) => println!("  FAILED  {}  {e}", d.source),
-            (None, None) => println!("  ?       {}", d.source),
-        }
-        for o in &d.outputs {
-            println!("          {o}");
-        }
+            (Some(e), _) => format!("  FAILED  {}  {e}", d.source),
+            (None, None) => format!("  ?       {}", d.source),
+        });
+        lines.extend(d.outputs.iter().map(|o| format!("          {o}")));
     }
-    println!("results in {}", out.join("results").display());
+    lines.push(format!("results in {}", out.join("results").display()));
+    lines.join("\n")
 }
 
 #[cfg(test)]

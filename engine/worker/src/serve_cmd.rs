@@ -168,7 +168,12 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         Duration::from_secs(args.grace_s),
     );
     let summary = worker
-        .run(&mut |report| println!("{}", emf_line("serve", report)))
+        .run(&mut |report| {
+            // A metric line that cannot be written must not stop the worker.
+            if let Err(e) = sphinx_cli::stdout::line(emf_line("serve", report)) {
+                tracing::warn!(error = %e, "cannot write the metrics line to stdout");
+            }
+        })
         .await?;
     tracing::info!(?summary, "worker stopped");
     Ok(ExitCode::SUCCESS)

@@ -220,7 +220,8 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         trainer.spec.steps
     );
     let outcome = trainer.run(&ctl, &mut |m| {
-        println!("{}", serde_json::to_string(m).unwrap_or_default());
+        // Metrics are also in the run's metrics.jsonl: a failed write loses no record.
+        let _ = sphinx_cli::stdout::line(serde_json::to_string(m).unwrap_or_default());
     })?;
     match outcome {
         TrainOutcome::Finished { model } => {

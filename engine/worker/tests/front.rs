@@ -140,3 +140,50 @@ fn a_front_without_its_engine_says_what_is_missing() {
         .status
         .success());
 }
+
+/// Runs `sphinx` with its stdout a pipe nobody reads (`sphinx run ... | head` after head
+/// exited), so every write to it fails with EPIPE.
+fn with_stdout_closed(args: &[&str]) -> Output {
+    let mut child = Command::new(FRONT)
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_closed_stdout_ends_the_output_not_the_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let image = repo.join("samples/synthetic/images/2000000.png");
+    let (tiled, ran) = (tmp.path().join("tiled"), tmp.path().join("ran"));
+    let image = image.to_str().unwrap();
+    // The front's own command, then the engine's: the whole pipeline with the nano.
+    let tile = ["tile", "--quiet", "--out", tiled.to_str().unwrap(), image];
+    let run = [
+        "run",
+        "--quiet",
+        "--cpu",
+        "--max-new-tokens",
+        "8",
+        "--out",
+        ran.to_str().unwrap(),
+        image,
+    ];
+    for args in [&tile[..], &run[..]] {
+        let done = with_stdout_closed(args);
+        let stderr = text(&done.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(done.status.code(), Some(0), "{args:?}: {stderr}");
+    }
+    // The work was done and stored all the same.
+    assert!(tiled.join("work").is_dir());
+    let results = std::fs::read_dir(ran.join("results")).unwrap().count();
+    assert!(
+        results >= 2,
+        "a page folder and a merged result, got {results} entries"
+    );
+}
