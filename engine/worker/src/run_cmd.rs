@@ -166,6 +166,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
         );
     }
     let loaded = crate::devices::load(&model_dir, &args.devices, args.cpu)?;
+    RunRecord::new(&loaded.id, &args).claim(&args.out)?;
     let files = sphinx_cli::inputs::collect(&args.inputs)?;
     if files.is_empty() {
         bail!("no files found in the given inputs");
@@ -358,6 +359,73 @@ fn default_model(out: &Path) -> Result<(PathBuf, bool)> {
     let dir = out.join(".models").join(random_model::RANDOM_MODEL_ID);
     random_model::ensure(&dir)?;
     Ok((dir, true))
+}
+
+/// What the results under an `--out` folder were made with, kept in
+/// `<out>/.sphinx-run.json`. A rerun keeps every finished page and writes a document's
+/// files once, so one with another model, other tasks or other formats would leave the
+/// old results under the new run's name: it is refused instead.
+#[derive(Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct RunRecord {
+    model: String,
+    /// Sorted: the order `--task` flags came in changes nothing a result holds.
+    tasks: Vec<String>,
+    formats: String,
+}
+
+impl RunRecord {
+    const FILE: &'static str = ".sphinx-run.json";
+
+    fn new(model: &str, args: &RunArgs) -> Self {
+        let mut tasks: Vec<String> = args.tasks.iter().map(Task::to_string).collect();
+        tasks.sort();
+        tasks.dedup();
+        Self {
+            model: model.to_string(),
+            tasks,
+            formats: args.formats.to_string(),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "model {}, tasks {}, formats {}",
+            self.model,
+            self.tasks.join(" "),
+            self.formats
+        )
+    }
+
+    /// Records this run in `out`, or checks it is the run recorded there.
+    fn claim(&self, out: &Path) -> Result<()> {
+        let path = out.join(Self::FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let was: Self = serde_json::from_slice(&bytes)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                if was != *self {
+                    bail!(
+                        "{} holds the results of a run with {}; this run asks for {}. A \
+                         rerun keeps finished pages as they are, so give another --out (or \
+                         delete {} to start over)",
+                        out.display(),
+                        was.describe(),
+                        self.describe(),
+                        out.display()
+                    );
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(out)
+                    .with_context(|| format!("cannot create {}", out.display()))?;
+                let json = serde_json::to_vec_pretty(self).expect("strings serialize");
+                std::fs::write(&path, json)
+                    .with_context(|| format!("cannot write {}", path.display()))
+            }
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
 }
 
 /// Render children beside the model: every core but one, at least one.

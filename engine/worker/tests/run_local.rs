@@ -309,3 +309,50 @@ fn a_document_tiled_for_another_layout_is_tiled_again() {
     assert_eq!(merged.pages.len(), 1);
     assert!(!out.join("errors").exists(), "no page may fail");
 }
+
+/// A rerun into the same `--out` keeps finished pages, so one with another model, other
+/// tasks or other formats is refused up front, naming both runs; the same run again
+/// (its tasks in any order) goes ahead.
+#[test]
+fn a_rerun_with_other_settings_is_refused() {
+    render_in_sphinx_children();
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::copy(
+        repo().join("tests/data/formats/palette.png"),
+        docs.join("palette.png"),
+    )
+    .unwrap();
+    let (model, other) = (tmp.path().join("model"), tmp.path().join("other"));
+    tiny_model(&model);
+    tiny_model(&other);
+    let out = tmp.path().join("out");
+    let first = args(&docs, &out, &model);
+    assert_eq!(run_cmd::run(first.clone()).unwrap(), ExitCode::SUCCESS);
+
+    let mut same = first.clone();
+    same.tasks.reverse();
+    assert_eq!(run_cmd::run(same).unwrap(), ExitCode::SUCCESS);
+
+    let refused = |a: RunArgs| format!("{:#}", run_cmd::run(a).unwrap_err());
+    let mut tasks = first.clone();
+    tasks.tasks = vec!["caption".parse().unwrap()];
+    tasks.formats = "json".parse().unwrap();
+    let err = refused(tasks);
+    assert!(
+        err.contains("tasks caption:short ocr, formats txt,hocr,alto,pdf,json")
+            && err.contains("this run asks for model model, tasks caption, formats json"),
+        "{err}"
+    );
+    let mut model_b = first.clone();
+    model_b.model = Some(other);
+    let err = refused(model_b);
+    assert!(
+        err.contains("with model model,") && err.contains("for model other,"),
+        "{err}"
+    );
+    let mut formats = first;
+    formats.formats = "txt".parse().unwrap();
+    assert!(refused(formats).contains("formats txt,json"));
+}
