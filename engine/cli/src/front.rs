@@ -64,7 +64,9 @@ pub fn main() -> ExitCode {
     }
     let cli = FrontCli::parse_from(&args);
     cli.log.init();
-    exit_status(cli.command.run())
+    let outcome = cli.command.run();
+    sphinx_core::isolate::end_pooled_children();
+    exit_status(outcome)
 }
 
 /// A command's outcome as the process's exit status: its own, or 1 after printing the

@@ -187,3 +187,58 @@ fn a_closed_stdout_ends_the_output_not_the_command() {
         "a page folder and a merged result, got {results} entries"
     );
 }
+
+/// The processes whose process group is `pgid`, from `/proc` (a zombie counts: it is
+/// a child nobody reaped).
+fn group_members(pgid: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid pgrp ...`; comm may hold spaces, so split after its ')'.
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(2).and_then(|g| g.parse::<u32>().ok()) == Some(pgid) {
+            found.push(format!("{head}) {}", fields[0]));
+        }
+    }
+    found
+}
+
+#[test]
+fn no_render_child_outlives_its_command() {
+    use std::os::unix::process::CommandExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/earnings.pdf");
+    let (tiled, ran) = (tmp.path().join("tiled"), tmp.path().join("ran"));
+    let pdf = pdf.to_str().unwrap();
+    let tile = ["tile", "--quiet", "--out", tiled.to_str().unwrap(), pdf];
+    let run = [
+        "run",
+        "--quiet",
+        "--cpu",
+        "--max-new-tokens",
+        "4",
+        "--out",
+        ran.to_str().unwrap(),
+        pdf,
+    ];
+    for args in [&tile[..], &run[..]] {
+        // Its own process group, which its render children join.
+        let child = Command::new(FRONT)
+            .args(args)
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pgid = child.id();
+        let done = child.wait_with_output().unwrap();
+        assert!(done.status.success(), "{args:?}: {}", text(&done.stderr));
+        let left = group_members(pgid);
+        assert!(left.is_empty(), "{args:?} left {left:?}");
+    }
+}

@@ -12,7 +12,8 @@
 //! next document gets a fresh child, and no thread is ever abandoned in the parent.
 //!
 //! Idle children are kept in a process-wide pool and reused across documents, so the cost
-//! of isolation is one process start per worker thread, not per page.
+//! of isolation is one process start per worker thread, not per page; a command ends them
+//! before it exits ([`end_pooled_children`]).
 //!
 //! The parts: `protocol.rs` (the wire, and [`DocInfo`]), `process.rs` (the child as the
 //! parent sees it: start, exchange, budget, death), `child.rs` (the child's own loop under
@@ -97,6 +98,14 @@ enum State {
 
 /// Idle renderers, reused across documents.
 static POOL: Mutex<Vec<Renderer>> = Mutex::new(Vec::new());
+
+/// Ends the idle pooled children, each killed and reaped. A command calls it before it
+/// exits: a child left to notice its closed stdin would outlive the command for a moment,
+/// an orphan (and a zombie where the container's first process reaps none).
+pub fn end_pooled_children() {
+    let idle = std::mem::take(&mut *POOL.lock().unwrap_or_else(|p| p.into_inner()));
+    drop(idle);
+}
 
 impl Renderer {
     /// A renderer for `isolation` whose child (if any) has `memory` bytes of heap.

@@ -14,12 +14,14 @@ fn main() -> ExitCode {
     sphinx_core::isolate::run_child_if_requested();
     let cli = cli::Cli::parse();
     cli.log.init();
-    exit_status(match cli.command {
+    let outcome = match cli.command {
         cli::Command::Local(command) => command.run(),
         cli::Command::Infer(args) => infer_cmd::run(args),
         cli::Command::Run(args) => run_cmd::run(args),
         cli::Command::Serve(args) => serve_cmd::run(args),
         cli::Command::Train(args) => train_cmd::run(args),
         cli::Command::Eval(args) => eval_cmd::run(args),
-    })
+    };
+    sphinx_core::isolate::end_pooled_children();
+    exit_status(outcome)
 }
