@@ -143,7 +143,7 @@ fn a_front_without_its_engine_says_what_is_missing() {
 
 /// Runs `sphinx` with its stdout a pipe nobody reads (`sphinx run ... | head` after head
 /// exited), so every write to it fails with EPIPE.
-fn with_stdout_closed(args: &[&str]) -> Output {
+fn with_stdout_closed(args: &[String]) -> Output {
     let mut child = Command::new(FRONT)
         .args(args)
         .stdout(std::process::Stdio::piped())
@@ -154,26 +154,33 @@ fn with_stdout_closed(args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// `sphinx tile` of `input` into `tiled`, then `sphinx run` of it into `ran` (the nano,
+/// on the CPU, a few tokens): the front's own command, then the engine's.
+fn tile_then_run(input: &str, tiled: &Path, ran: &Path) -> [Vec<String>; 2] {
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let (tiled, ran) = (tiled.to_str().unwrap(), ran.to_str().unwrap());
+    [
+        words(&["tile", "--quiet", "--out", tiled, input]),
+        words(&[
+            "run",
+            "--quiet",
+            "--cpu",
+            "--max-new-tokens",
+            "4",
+            "--out",
+            ran,
+            input,
+        ]),
+    ]
+}
+
 #[test]
 fn a_closed_stdout_ends_the_output_not_the_command() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let image = repo.join("samples/synthetic/images/2000000.png");
     let (tiled, ran) = (tmp.path().join("tiled"), tmp.path().join("ran"));
-    let image = image.to_str().unwrap();
-    // The front's own command, then the engine's: the whole pipeline with the nano.
-    let tile = ["tile", "--quiet", "--out", tiled.to_str().unwrap(), image];
-    let run = [
-        "run",
-        "--quiet",
-        "--cpu",
-        "--max-new-tokens",
-        "8",
-        "--out",
-        ran.to_str().unwrap(),
-        image,
-    ];
-    for args in [&tile[..], &run[..]] {
+    for args in &tile_then_run(image.to_str().unwrap(), &tiled, &ran) {
         let done = with_stdout_closed(args);
         let stderr = text(&done.stderr);
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
@@ -214,19 +221,7 @@ fn no_render_child_outlives_its_command() {
     let tmp = tempfile::tempdir().unwrap();
     let pdf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../samples/earnings.pdf");
     let (tiled, ran) = (tmp.path().join("tiled"), tmp.path().join("ran"));
-    let pdf = pdf.to_str().unwrap();
-    let tile = ["tile", "--quiet", "--out", tiled.to_str().unwrap(), pdf];
-    let run = [
-        "run",
-        "--quiet",
-        "--cpu",
-        "--max-new-tokens",
-        "4",
-        "--out",
-        ran.to_str().unwrap(),
-        pdf,
-    ];
-    for args in [&tile[..], &run[..]] {
+    for args in &tile_then_run(pdf.to_str().unwrap(), &tiled, &ran) {
         // Its own process group, which its render children join.
         let child = Command::new(FRONT)
             .args(args)

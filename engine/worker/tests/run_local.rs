@@ -24,6 +24,9 @@ fn render_in_sphinx_children() {
     );
 }
 
+/// A one-page image document.
+const PALETTE: &str = "tests/data/formats/palette.png";
+
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
@@ -70,6 +73,17 @@ fn args(inputs: &Path, out: &Path, model: &Path) -> RunArgs {
     }
 }
 
+/// A temporary folder whose `docs/` holds copies of `files` (path in the repository, name).
+fn docs_folder(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let docs = tmp.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    for (from, name) in files {
+        std::fs::copy(repo().join(from), docs.join(name)).unwrap();
+    }
+    (tmp, docs)
+}
+
 fn mtimes(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -87,19 +101,10 @@ fn mtimes(dir: &Path) -> Vec<(PathBuf, std::time::SystemTime)> {
 #[test]
 fn run_writes_cloud_keys_and_a_rerun_skips_finished_pages() {
     render_in_sphinx_children();
-    let tmp = tempfile::tempdir().unwrap();
-    let docs = tmp.path().join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
-    std::fs::copy(
-        repo().join("samples/mattsnotes.pdf"),
-        docs.join("notes.pdf"),
-    )
-    .unwrap();
-    std::fs::copy(
-        repo().join("tests/data/formats/palette.png"),
-        docs.join("palette.png"),
-    )
-    .unwrap();
+    let (tmp, docs) = docs_folder(&[
+        ("samples/mattsnotes.pdf", "notes.pdf"),
+        (PALETTE, "palette.png"),
+    ]);
     std::fs::write(docs.join("broken.pdf"), b"%PDF-1.4\nnot really").unwrap();
     let model = tmp.path().join("model");
     tiny_model(&model);
@@ -264,14 +269,7 @@ fn text_formats_without_the_ocr_task_are_refused_before_any_work() {
 #[test]
 fn a_document_tiled_for_another_layout_is_tiled_again() {
     render_in_sphinx_children();
-    let tmp = tempfile::tempdir().unwrap();
-    let docs = tmp.path().join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
-    std::fs::copy(
-        repo().join("tests/data/formats/palette.png"),
-        docs.join("palette.png"),
-    )
-    .unwrap();
+    let (tmp, docs) = docs_folder(&[(PALETTE, "palette.png")]);
     let out = tmp.path().join("out");
     let tiled = std::process::Command::new(env!("CARGO_BIN_EXE_sphinx"))
         .args(["tile", "--quiet", "--out"])
@@ -316,14 +314,7 @@ fn a_document_tiled_for_another_layout_is_tiled_again() {
 #[test]
 fn a_rerun_with_other_settings_is_refused() {
     render_in_sphinx_children();
-    let tmp = tempfile::tempdir().unwrap();
-    let docs = tmp.path().join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
-    std::fs::copy(
-        repo().join("tests/data/formats/palette.png"),
-        docs.join("palette.png"),
-    )
-    .unwrap();
+    let (tmp, docs) = docs_folder(&[(PALETTE, "palette.png")]);
     let (model, other) = (tmp.path().join("model"), tmp.path().join("other"));
     tiny_model(&model);
     tiny_model(&other);
