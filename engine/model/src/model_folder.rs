@@ -40,6 +40,16 @@ pub struct Loaded {
     _stores: Vec<nn::VarStore>,
 }
 
+/// The id results name a model by ([`Loaded::id`]): its folder's name, known before the
+/// weights are read.
+pub fn model_id(dir: &Path) -> String {
+    dir.canonicalize()
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
 /// Loads a converted model folder onto `device`.
 pub fn load(dir: &Path, device: Device) -> Result<Loaded> {
     // A trained folder may carry its own encoder sizes (`vision`); a converted release
@@ -166,14 +176,8 @@ pub fn load_planned(
         );
     }
     let tile = vision.tiling(cfg.skip_tokens);
-    let id = dir
-        .canonicalize()
-        .unwrap_or_else(|_| dir.to_path_buf())
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| dir.display().to_string());
     Ok(Loaded {
-        id,
+        id: model_id(dir),
         model,
         tokenizer,
         tile,

@@ -165,8 +165,11 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
             model_dir.display()
         );
     }
+    // Checked before the (possibly long) load; recorded once the model is there.
+    let record = RunRecord::new(&model_folder::model_id(&model_dir), &args);
+    record.check(&args.out)?;
     let loaded = crate::devices::load(&model_dir, &args.devices, args.cpu)?;
-    RunRecord::new(&loaded.id, &args).claim(&args.out)?;
+    record.claim(&args.out)?;
     let files = sphinx_cli::inputs::collect(&args.inputs)?;
     if files.is_empty() {
         bail!("no files found in the given inputs");
@@ -396,35 +399,39 @@ impl RunRecord {
         )
     }
 
+    /// Refuses a run other than the one recorded in `out`; true when one is recorded.
+    fn check(&self, out: &Path) -> Result<bool> {
+        let path = out.join(Self::FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let was: Self = serde_json::from_slice(&bytes)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if was != *self {
+            bail!(
+                "{} holds the results of a run with {}; this run asks for {}. A rerun keeps \
+                 finished pages as they are, so give another --out (or delete {} to start \
+                 over)",
+                out.display(),
+                was.describe(),
+                self.describe(),
+                out.display()
+            );
+        }
+        Ok(true)
+    }
+
     /// Records this run in `out`, or checks it is the run recorded there.
     fn claim(&self, out: &Path) -> Result<()> {
-        let path = out.join(Self::FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => {
-                let was: Self = serde_json::from_slice(&bytes)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                if was != *self {
-                    bail!(
-                        "{} holds the results of a run with {}; this run asks for {}. A \
-                         rerun keeps finished pages as they are, so give another --out (or \
-                         delete {} to start over)",
-                        out.display(),
-                        was.describe(),
-                        self.describe(),
-                        out.display()
-                    );
-                }
-                Ok(())
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(out)
-                    .with_context(|| format!("cannot create {}", out.display()))?;
-                let json = serde_json::to_vec_pretty(self).expect("strings serialize");
-                std::fs::write(&path, json)
-                    .with_context(|| format!("cannot write {}", path.display()))
-            }
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        if self.check(out)? {
+            return Ok(());
         }
+        let path = out.join(Self::FILE);
+        std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+        let json = serde_json::to_vec_pretty(self).expect("strings serialize");
+        std::fs::write(&path, json).with_context(|| format!("cannot write {}", path.display()))
     }
 }
 
