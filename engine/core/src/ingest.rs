@@ -198,6 +198,14 @@ impl Ingestor {
             Err(e) if e.is_not_found() => return ignored("object no longer exists".into()),
             other => other?,
         };
+        if info.size > self.config.tile.limits.max_bytes {
+            // Never held whole (a hostile upload can be terabytes): hashed as it streams by.
+            let doc_id = match retry(policy, "hash upload", || self.store.sha256(key)).await {
+                Err(e) if e.is_not_found() => return ignored("object no longer exists".into()),
+                other => other?,
+            };
+            return self.reject_too_large(&doc_id, &source, info.size).await;
+        }
         let bytes = match retry(policy, "get upload", || self.store.get(key)).await {
             Err(e) if e.is_not_found() => return ignored("object no longer exists".into()),
             other => Arc::new(other?),

@@ -90,6 +90,10 @@ pub trait ObjectStore: Send + Sync {
     /// Reads a whole object; a missing one is [`StoreError::NotFound`].
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError>;
 
+    /// The SHA-256 (lowercase hex) of an object's bytes, read piece by piece: the document
+    /// id ([`crate::keys::doc_id`]) of an upload too large to hold in memory.
+    async fn sha256(&self, key: &str) -> Result<String, StoreError>;
+
     /// Size and user metadata of an object; a missing one is [`StoreError::NotFound`].
     async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError>;
 

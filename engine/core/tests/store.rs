@@ -1,5 +1,5 @@
 //! LocalStore against the ObjectStore contract (S3Store is only exercised, not run through
-//! these checks, in functions/tiler/tests/e2e_lambda.rs against moto: put, list, get).
+//! these checks, in functions/tiler/tests/e2e_lambda.rs against moto: put, list, get, sha256).
 
 use std::sync::Arc;
 
@@ -18,6 +18,15 @@ async fn local_store_follows_the_object_store_contract() {
     assert_eq!(store.get("work/a/x.bin").await.unwrap(), b"two!");
     let info = store.head("work/a/x.bin").await.unwrap();
     assert_eq!((info.size, info.metadata.len()), (4, 0));
+    assert_eq!(
+        store.sha256("work/a/x.bin").await.unwrap(),
+        sphinx_core::keys::doc_id(b"two!")
+    );
+    assert!(store
+        .sha256("work/a/none")
+        .await
+        .unwrap_err()
+        .is_not_found());
 
     let mut meta = Metadata::new();
     meta.insert("sphinx-tasks".into(), "ocr,caption".into());

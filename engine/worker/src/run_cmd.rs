@@ -560,7 +560,7 @@ fn stage_inputs(files: &[PathBuf], roots: &[PathBuf], store: &LocalStore) -> Res
             .zip(std::fs::metadata(file).ok())
             .is_some_and(|(a, b)| {
                 (a.dev() == b.dev() && a.ino() == b.ino())
-                    || (a.len() == b.len() && std::fs::read(&dest).ok() == std::fs::read(file).ok())
+                    || (a.len() == b.len() && same_bytes(&dest, file).unwrap_or(false))
             });
         if !same {
             let _ = std::fs::remove_file(&dest);
@@ -573,6 +573,24 @@ fn stage_inputs(files: &[PathBuf], roots: &[PathBuf], store: &LocalStore) -> Res
         sources.push(source);
     }
     Ok(sources)
+}
+
+/// Whether two files of one length hold the same bytes, compared a piece at a time: an
+/// input may be far larger than memory (it is refused later, by its size).
+fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let (mut a, mut b) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = a.read(&mut x)?;
+        if n == 0 {
+            return Ok(b.read(&mut y)? == 0);
+        }
+        b.read_exact(&mut y[..n])?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
 }
 
 /// Tiles one staged input through the ingestion library the tiler Lambda runs (a long
@@ -743,6 +761,24 @@ mod tests {
 
     /// A page with an error record failed; one with neither a result nor a record was
     /// never run, and the summary must not send the user to an errors folder for it.
+    #[test]
+    fn files_are_compared_by_content_across_pieces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (a, b, c) = (
+            tmp.path().join("a"),
+            tmp.path().join("b"),
+            tmp.path().join("c"),
+        );
+        std::fs::write(&a, &body).unwrap();
+        std::fs::write(&b, &body).unwrap();
+        let mut other = body.clone();
+        other[150_000] ^= 1; // in the third piece
+        std::fs::write(&c, &other).unwrap();
+        assert!(same_bytes(&a, &b).unwrap());
+        assert!(!same_bytes(&a, &c).unwrap());
+    }
+
     #[tokio::test]
     async fn pages_without_results_are_failed_or_not_run() {
         let tmp = tempfile::tempdir().unwrap();

@@ -331,6 +331,16 @@ async fn lambda_end_to_end_against_local_s3_and_sqs() {
     let infer = SqsQueue::new(sqs.clone(), &aws["SPHINX_INFER_QUEUE_URL"]);
     let ingest = SqsQueue::new(sqs, &aws["SPHINX_INGEST_QUEUE_URL"]);
     upload_fixtures(&bucket).await;
+    // The hash of an upload too large to hold, streamed from S3: the id of its bytes.
+    assert_eq!(
+        bucket.sha256(&format!("inbox/{PDF}")).await.unwrap(),
+        keys::doc_id(&fixture(PDF))
+    );
+    assert!(bucket
+        .sha256("inbox/none")
+        .await
+        .unwrap_err()
+        .is_not_found());
 
     // 1. The endpoint refuses service: every document record comes back as an item
     //    failure, and nothing is marked complete.

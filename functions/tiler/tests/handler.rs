@@ -402,3 +402,35 @@ async fn no_time_left_means_retry_later_with_nothing_written() {
     assert!(rig.local.list("work/").await.unwrap().is_empty());
     assert!(rig.infer.is_empty() && rig.ingest.is_empty());
 }
+
+#[tokio::test]
+async fn an_upload_over_the_byte_limit_is_recorded_without_being_read_whole() {
+    let rig = Rig::new();
+    let bytes = fixture(JPEG);
+    rig.local
+        .put("inbox/photo.jpg", bytes.clone())
+        .await
+        .unwrap();
+    let limit = (bytes.len() / 2).to_string();
+    let counting = Arc::new(CountingStore::new(rig.local.clone()));
+    let tiler = rig.tiler(counting.clone(), &[("SPHINX_MAX_BYTES", &limit)]);
+    let body = event("sqs-batch-mixed.json")["Records"][1]["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let response = invoke(&tiler, sqs_event(&[body])).await;
+    assert_eq!(
+        failed_ids(&response),
+        Vec::<String>::new(),
+        "recorded, not retried"
+    );
+    // Its id is the hash of its bytes, as for any upload, though nothing read them whole.
+    let id = keys::doc_id(&bytes);
+    let record: ErrorRecord =
+        serde_json::from_slice(&rig.local.get(&keys::error_record(&id)).await.unwrap()).unwrap();
+    assert_eq!(record.code, "too_large");
+    assert!(record.message.contains(&limit), "{}", record.message);
+    assert_eq!(counting.get_count("get"), 0, "{:?}", counting.counts);
+    assert_eq!(counting.get_count("sha256"), 1, "{:?}", counting.counts);
+    assert!(rig.infer.is_empty());
+}

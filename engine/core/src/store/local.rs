@@ -161,6 +161,12 @@ impl ObjectStore for LocalStore {
         self.get_blocking(key)
     }
 
+    async fn sha256(&self, key: &str) -> Result<String, StoreError> {
+        let file =
+            std::fs::File::open(self.path_of(key)?).map_err(|e| io_error("sha256", key, e))?;
+        crate::keys::doc_id_of_reader(file).map_err(|e| io_error("sha256", key, e))
+    }
+
     async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         self.head_blocking(key)
     }

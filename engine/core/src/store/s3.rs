@@ -193,6 +193,34 @@ impl ObjectStore for S3Store {
         Ok(body.into_bytes().to_vec())
     }
 
+    async fn sha256(&self, key: &str) -> Result<String, StoreError> {
+        use sha2::{Digest, Sha256};
+        validate_key(key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| store_error("sha256", key, e))?;
+        let mut body = out.body;
+        let mut hasher = Sha256::new();
+        loop {
+            match body.try_next().await {
+                Ok(Some(piece)) => hasher.update(&piece),
+                Ok(None) => return Ok(hex::encode(hasher.finalize())),
+                Err(e) => {
+                    return Err(StoreError::Transient {
+                        op: "sha256",
+                        key: key.to_string(),
+                        message: format!("reading the body: {e}"),
+                    })
+                }
+            }
+        }
+    }
+
     async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         validate_key(key)?;
         let out = self

@@ -171,6 +171,10 @@ impl ObjectStore for CountingStore {
         self.count("get");
         self.inner.get(key).await
     }
+    async fn sha256(&self, key: &str) -> Result<String, StoreError> {
+        self.count("sha256");
+        self.inner.sha256(key).await
+    }
     async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         self.count("head");
         self.inner.head(key).await
@@ -222,6 +226,9 @@ impl ObjectStore for FlakyStore {
     }
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
         self.inner.get(key).await
+    }
+    async fn sha256(&self, key: &str) -> Result<String, StoreError> {
+        self.inner.sha256(key).await
     }
     async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
         self.inner.head(key).await
