@@ -16,6 +16,7 @@ use sphinx_core::document::sniff;
 use sphinx_core::keys;
 use sphinx_core::result::{DocumentResult, OutputRecord, PageResult};
 use sphinx_core::retry::{retry, RetryPolicy};
+use sphinx_core::DocumentManifest;
 use sphinx_core::ErrorRecord;
 use sphinx_core::Isolation;
 use sphinx_core::Limits;
@@ -149,15 +150,7 @@ async fn write_archives(
         reasons.insert(page, reason);
     }
     let upload_key = keys::upload(&outputs.inbox_prefix, source);
-    let upload = match retry(policy, "get upload", || store.get(&upload_key)).await {
-        Ok(bytes) if keys::doc_id(&bytes) != doc_id => Err(format!(
-            "the upload {upload_key} has changed since it was read (its SHA-256 is not the \
-             document id)"
-        )),
-        Ok(bytes) => Ok(Arc::new(bytes)),
-        Err(e) if e.is_not_found() => Err(format!("the upload {upload_key} no longer exists")),
-        Err(e) => return Err(e.into()),
-    };
+    let upload = read_upload(store, &upload_key, &doc_id, policy).await?;
     let (merged, outputs_cfg) = (merged.clone(), outputs.clone());
     let source = source.to_string();
     let archives = tokio::task::spawn_blocking(move || {
@@ -209,9 +202,152 @@ async fn write_archives(
     Ok(archives.records)
 }
 
+/// The original upload of `doc_id` (for the searchable PDF), or why it cannot be had.
+/// Its size is checked against the manifest before it is read: an upload replaced since
+/// by a larger object (of any size) is never read whole.
+async fn read_upload(
+    store: &dyn ObjectStore,
+    key: &str,
+    doc_id: &str,
+    policy: RetryPolicy,
+) -> Result<Result<Arc<Vec<u8>>, String>> {
+    let gone = || format!("the upload {key} no longer exists");
+    let changed = |how: String| format!("the upload {key} has changed since it was read ({how})");
+    let manifest_key = keys::document_manifest(doc_id);
+    let manifest = retry(policy, "get manifest", || store.get(&manifest_key)).await?;
+    let was = DocumentManifest::from_json(&manifest)
+        .with_context(|| format!("document manifest {manifest_key}"))?
+        .source
+        .bytes;
+    match retry(policy, "head upload", || store.head(key)).await {
+        Ok(info) if info.size != was => {
+            return Ok(Err(changed(format!("{} bytes, not {was}", info.size))))
+        }
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => return Ok(Err(gone())),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(match retry(policy, "get upload", || store.get(key)).await {
+        Ok(bytes) if keys::doc_id(&bytes) != doc_id => {
+            Err(changed("its SHA-256 is not the document id".to_string()))
+        }
+        Ok(bytes) => Ok(Arc::new(bytes)),
+        Err(e) if e.is_not_found() => Err(gone()),
+        Err(e) => return Err(e.into()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use sphinx_core::boxes::PageFrame;
+    use sphinx_core::result::{ModelInfo, StopReason, TaskResult};
+    use sphinx_core::{IngestConfig, Ingestor, LocalStore, PageBundle, Task, TileOptions};
+
+    const UPLOAD: &str = "inbox/palette.png";
+
+    /// A one-page image document in a fresh store, tiled, with a page result: ready to
+    /// complete. Returns the store (in its folder) and the document id.
+    async fn tiled_document_with_a_result() -> (tempfile::TempDir, Arc<LocalStore>, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(LocalStore::new(dir.path()).unwrap());
+        let png = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../tests/data/formats/palette.png"),
+        )
+        .unwrap();
+        store.put(UPLOAD, png.clone()).await.unwrap();
+        let tile = TileOptions {
+            tile: Default::default(),
+            limits: Limits::default(),
+            isolation: Isolation::InProcess,
+        };
+        let config = IngestConfig::local("local", vec![Task::Ocr], tile);
+        Ingestor::new(store.clone(), None, None, config)
+            .ingest_upload(UPLOAD, sphinx_core::ingest::far_deadline())
+            .await
+            .unwrap();
+        let doc_id = keys::doc_id(&png);
+        let bundle = store.get(&keys::page_bundle(&doc_id, 0)).await.unwrap();
+        let frame =
+            PageFrame::from_manifest(&PageBundle::decode(bundle).unwrap().manifest).unwrap();
+        let task = TaskResult::from_answer(
+            Task::Ocr,
+            "read".into(),
+            "Hello".into(),
+            &frame,
+            StopReason::Eos,
+            Default::default(),
+            Default::default(),
+        );
+        let model = ModelInfo { id: "m".into() };
+        let page = PageResult::new(doc_id.clone(), 0, 1, model, frame, vec![task]);
+        store
+            .put(&keys::page_result(&doc_id, 0), page.to_json().unwrap())
+            .await
+            .unwrap();
+        (dir, store, doc_id)
+    }
+
+    /// Completes the document with a searchable PDF asked for; what became of the PDF.
+    async fn pdf_outcome(store: &LocalStore, doc_id: &str) -> OutputRecord {
+        let outputs = Outputs {
+            formats: "pdf".parse().unwrap(),
+            isolation: Isolation::InProcess,
+            ..Outputs::default()
+        };
+        let policy = RetryPolicy {
+            attempts: 1,
+            base: std::time::Duration::from_millis(1),
+        };
+        let done = complete_document(store, doc_id, "palette.png", 1, policy, &outputs)
+            .await
+            .unwrap();
+        assert_eq!(done, Completion::Written);
+        let merged = store.get(&keys::document_result(doc_id)).await.unwrap();
+        let merged = DocumentResult::from_json(&merged).unwrap();
+        merged.outputs.into_iter().next().unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_pdf_is_made_from_the_upload_the_tiler_read_and_no_other() {
+        // Untouched: the PDF is made.
+        let (_dir, store, doc_id) = tiled_document_with_a_result().await;
+        let made = pdf_outcome(&store, &doc_id).await;
+        assert!(made.key.is_some() && made.reason.is_none(), "{made:?}");
+
+        // Replaced by a larger object: refused from its size, before any of it is read.
+        let (_dir, store, doc_id) = tiled_document_with_a_result().await;
+        let was = store.head(UPLOAD).await.unwrap().size;
+        store
+            .put(UPLOAD, vec![7u8; 3 * was as usize])
+            .await
+            .unwrap();
+        let reason = pdf_outcome(&store, &doc_id).await.reason.unwrap();
+        assert!(
+            reason.contains(&format!(
+                "changed since it was read ({} bytes, not {was})",
+                3 * was
+            )),
+            "{reason}"
+        );
+
+        // Replaced by as many other bytes: refused from their hash.
+        let (_dir, store, doc_id) = tiled_document_with_a_result().await;
+        store.put(UPLOAD, vec![7u8; was as usize]).await.unwrap();
+        let reason = pdf_outcome(&store, &doc_id).await.reason.unwrap();
+        assert!(
+            reason.contains("its SHA-256 is not the document id"),
+            "{reason}"
+        );
+
+        // Deleted.
+        let (_dir, store, doc_id) = tiled_document_with_a_result().await;
+        store.delete(UPLOAD).await.unwrap();
+        let reason = pdf_outcome(&store, &doc_id).await.reason.unwrap();
+        assert!(reason.contains("no longer exists"), "{reason}");
+    }
 
     #[test]
     fn page_indices_are_read_from_keys() {
