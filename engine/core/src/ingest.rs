@@ -31,6 +31,9 @@ use crate::store::{ObjectInfo, ObjectStore, StoreError};
 /// Finished page bundles waiting for upload; bounds memory to a few pages while
 /// rendering the next page overlaps the upload of the previous one.
 const UPLOAD_QUEUE_DEPTH: usize = 2;
+/// Largest job sidecar read: [`job::MAX_TASKS`] tasks of [`job::MAX_TASK_TEXT`] characters
+/// fit with room to spare.
+pub const MAX_SIDECAR_BYTES: u64 = 256 << 10;
 /// Version of the [`Continuation`] message schema.
 pub const CONTINUATION_VERSION: u32 = 1;
 
@@ -405,6 +408,22 @@ impl Ingestor {
                 .map_err(|e| format!("x-amz-meta-{}: {e}", job::TASKS_METADATA)));
         }
         let sidecar = job::sidecar_key(key);
+        match retry(self.config.retry, "head sidecar", || {
+            self.store.head(&sidecar)
+        })
+        .await
+        {
+            // Read only when small: an uploader could make it any size.
+            Ok(info) if info.size > MAX_SIDECAR_BYTES => {
+                return Ok(Err(format!(
+                    "{sidecar} is {} bytes; a task list needs at most {MAX_SIDECAR_BYTES}",
+                    info.size
+                )))
+            }
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return Ok(Ok(self.config.default_tasks.clone())),
+            Err(e) => return Err(e.into()),
+        }
         match retry(self.config.retry, "get sidecar", || {
             self.store.get(&sidecar)
         })

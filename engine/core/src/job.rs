@@ -58,6 +58,13 @@ pub enum JobError {
     UnexpectedArgument { task: String, argument: String },
     #[error("invalid job spec: {0}")]
     InvalidSpec(String),
+    #[error("{count} tasks asked for; at most {MAX_TASKS} (each costs a generation per page)")]
+    TooManyTasks { count: usize },
+    #[error(
+        "the {task} text is {chars} characters; at most {MAX_TASK_TEXT} (it goes into the \
+         prompt of every page)"
+    )]
+    TextTooLong { task: &'static str, chars: usize },
     #[error("unsupported {what} schema version {found} (this build reads {expected})")]
     Version {
         what: &'static str,
@@ -134,17 +141,45 @@ impl fmt::Display for Task {
 /// environment variables). Duplicates are dropped, order is kept. Arguments cannot
 /// contain commas; use a [`SidecarSpec`] sidecar for those.
 pub fn parse_tasks(list: &str) -> Result<Vec<Task>, JobError> {
+    let tasks = list
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(str::parse)
+        .collect::<Result<Vec<Task>, _>>()?;
+    check_tasks(tasks)
+}
+
+/// Most distinct tasks one upload may ask for: each is a generation on every page.
+pub const MAX_TASKS: usize = 16;
+/// Most characters of a grounding query or a question: each is in every page's prompt.
+pub const MAX_TASK_TEXT: usize = 2000;
+
+/// The tasks an upload asked for (its metadata or its sidecar), duplicates dropped in
+/// order, within the bounds above: what the uploader controls is bounded before any page
+/// is tiled for it.
+pub fn check_tasks(asked: Vec<Task>) -> Result<Vec<Task>, JobError> {
     let mut tasks: Vec<Task> = Vec::new();
-    for part in list.split(',').filter(|p| !p.trim().is_empty()) {
-        let task: Task = part.parse()?;
+    for task in asked {
+        let text = match &task {
+            Task::Grounding { query } => Some(("grounding query", query)),
+            Task::Ask { question } => Some(("question", question)),
+            Task::Ocr | Task::Caption { .. } => None,
+        };
+        if let Some((what, text)) = text {
+            let chars = text.chars().count();
+            if chars > MAX_TASK_TEXT {
+                return Err(JobError::TextTooLong { task: what, chars });
+            }
+        }
         if !tasks.contains(&task) {
             tasks.push(task);
         }
     }
-    if tasks.is_empty() {
-        return Err(JobError::NoTasks);
+    match tasks.len() {
+        0 => Err(JobError::NoTasks),
+        count if count > MAX_TASKS => Err(JobError::TooManyTasks { count }),
+        _ => Ok(tasks),
     }
-    Ok(tasks)
 }
 
 /// The comma-list form of `tasks` (inverse of [`parse_tasks`]).
@@ -176,10 +211,10 @@ impl SidecarSpec {
                 expected: JOB_SPEC_VERSION,
             });
         }
-        if spec.tasks.is_empty() {
-            return Err(JobError::NoTasks);
-        }
-        Ok(spec)
+        Ok(SidecarSpec {
+            tasks: check_tasks(spec.tasks)?,
+            ..spec
+        })
     }
 }
 
@@ -281,6 +316,48 @@ mod tests {
                     question: "Who signed?".into()
                 },
             ]
+        );
+    }
+
+    #[test]
+    fn what_an_upload_asks_for_is_bounded() {
+        let many: Vec<String> = (0..=MAX_TASKS)
+            .map(|i| format!("ask:question {i}"))
+            .collect();
+        assert_eq!(
+            parse_tasks(&many.join(",")),
+            Err(JobError::TooManyTasks {
+                count: MAX_TASKS + 1
+            })
+        );
+        // Duplicates are one task, so they count once.
+        let same = vec!["ocr"; 3 * MAX_TASKS].join(",");
+        assert_eq!(parse_tasks(&same).unwrap(), vec![Task::Ocr]);
+        let long = format!("grounding:{}", "é".repeat(MAX_TASK_TEXT + 1));
+        let err = parse_tasks(&long).unwrap_err();
+        assert_eq!(
+            err,
+            JobError::TextTooLong {
+                task: "grounding query",
+                chars: MAX_TASK_TEXT + 1
+            }
+        );
+        assert!(err.to_string().contains("at most 2000"), "{err}");
+        let exactly = format!("ask:{}", "x".repeat(MAX_TASK_TEXT));
+        assert!(parse_tasks(&exactly).is_ok());
+        // A sidecar is held to the same bounds, and its duplicates dropped.
+        let tasks: Vec<String> = (0..=MAX_TASKS)
+            .map(|i| format!(r#"{{"task":"ask","question":"q{i}"}}"#))
+            .collect();
+        let sidecar = format!(r#"{{"schema_version":1,"tasks":[{}]}}"#, tasks.join(","));
+        assert!(matches!(
+            SidecarSpec::from_json(sidecar.as_bytes()),
+            Err(JobError::TooManyTasks { .. })
+        ));
+        let twice = br#"{"schema_version":1,"tasks":[{"task":"ocr"},{"task":"ocr"}]}"#;
+        assert_eq!(
+            SidecarSpec::from_json(twice).unwrap().tasks,
+            vec![Task::Ocr]
         );
     }
 

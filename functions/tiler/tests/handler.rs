@@ -148,15 +148,15 @@ async fn mixed_batch_tiles_like_sphinx_tile_and_enqueues_one_job_per_page() {
         "one manifest per good document"
     );
     assert_eq!(counting.get_count("list") + counting.get_count("delete"), 0);
-    // Per upload: head + get of the upload, a sidecar lookup unless metadata decided
-    // (PDF: found, corrupt file: absent), and a head of the manifest.
+    // Per upload: head + get of the upload, a head of the manifest, and unless metadata
+    // decided a head of the sidecar (PDF: found, then read; corrupt file: absent).
     assert_eq!(
         counting.get_count("get"),
-        3 + 2,
+        3 + 1,
         "{:?}",
         counting.counts.lock().unwrap()
     );
-    assert_eq!(counting.get_count("head"), 3 * 2);
+    assert_eq!(counting.get_count("head"), 3 * 2 + 2);
 
     // A redelivered batch rewrites nothing new and sends no second set of jobs.
     let before = snapshot(rig.local.as_ref(), "").await;
@@ -432,5 +432,45 @@ async fn an_upload_over_the_byte_limit_is_recorded_without_being_read_whole() {
     assert!(record.message.contains(&limit), "{}", record.message);
     assert_eq!(counting.get_count("get"), 0, "{:?}", counting.counts);
     assert_eq!(counting.get_count("sha256"), 1, "{:?}", counting.counts);
+    assert!(rig.infer.is_empty());
+}
+
+#[tokio::test]
+async fn an_oversized_sidecar_is_recorded_without_being_read() {
+    let rig = Rig::new();
+    rig.local
+        .put("inbox/photo.jpg", fixture(JPEG))
+        .await
+        .unwrap();
+    let huge = vec![b' '; sphinx_core::ingest::MAX_SIDECAR_BYTES as usize + 1];
+    rig.local
+        .put("inbox/photo.jpg.job.json", huge)
+        .await
+        .unwrap();
+    let counting = Arc::new(CountingStore::new(rig.local.clone()));
+    let tiler = rig.tiler(counting.clone(), &[]);
+    let body = event("sqs-batch-mixed.json")["Records"][1]["body"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let response = invoke(&tiler, sqs_event(&[body])).await;
+    assert_eq!(
+        failed_ids(&response),
+        Vec::<String>::new(),
+        "recorded, not retried"
+    );
+    let id = keys::doc_id(&fixture(JPEG));
+    let record: ErrorRecord =
+        serde_json::from_slice(&rig.local.get(&keys::error_record(&id)).await.unwrap()).unwrap();
+    assert_eq!(record.code, "invalid_tasks");
+    assert!(
+        record
+            .message
+            .contains("photo.jpg.job.json is 262145 bytes"),
+        "{}",
+        record.message
+    );
+    // The upload itself is read (its id); the sidecar never is.
+    assert_eq!(counting.get_count("get"), 1, "{:?}", counting.counts);
     assert!(rig.infer.is_empty());
 }
