@@ -1,20 +1,22 @@
 //! Expands the command line's files and folders into the list of documents to process.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
 /// Every regular file named directly, plus every regular file under a named folder
-/// (recursively, hidden entries skipped), in a stable sorted order. Types are not
-/// guessed from names here: each file's bytes decide later, so a bad file becomes an
-/// error record instead of being silently left out.
+/// (recursively, hidden entries skipped, symbolic links followed, each folder once), in a
+/// stable sorted order. Types are not guessed from names here: each file's bytes decide
+/// later, so a bad file becomes an error record instead of being silently left out.
 pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
+    let mut seen = HashSet::new();
     for path in paths {
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
-            walk(path, &mut files)?;
+            walk(path, &mut files, &mut seen)?;
         } else if meta.is_file() {
             files.push(path.clone());
         } else {
@@ -26,7 +28,15 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Adds the files under `dir`; `seen` holds the folders walked (as canonical paths), so a
+/// link back up the tree ends instead of looping.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) -> Result<()> {
+    let real = dir
+        .canonicalize()
+        .with_context(|| format!("cannot read {}", dir.display()))?;
+    if !seen.insert(real) {
+        return Ok(());
+    }
     let entries =
         std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
     for entry in entries {
@@ -35,11 +45,20 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
             continue;
         }
         let path = entry.path();
-        let kind = entry
+        let mut kind = entry
             .file_type()
             .with_context(|| format!("cannot stat {}", path.display()))?;
+        if kind.is_symlink() {
+            match std::fs::metadata(&path) {
+                Ok(target) => kind = target.file_type(),
+                Err(e) => {
+                    eprintln!("skipped {}: a link to nothing ({e})", path.display());
+                    continue;
+                }
+            }
+        }
         if kind.is_dir() {
-            walk(&path, out)?;
+            walk(&path, out, seen)?;
         } else if kind.is_file() {
             out.push(path);
         }
@@ -71,6 +90,27 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["a/b/two.pdf", "a/one.png", "single.bin"]);
+    }
+
+    #[test]
+    fn links_are_followed_once_and_broken_ones_skipped() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        let (docs, elsewhere) = (dir.path().join("docs"), dir.path().join("elsewhere"));
+        std::fs::create_dir_all(docs.join("sub")).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("scan.pdf"), b"x").unwrap();
+        std::fs::write(docs.join("sub/page.png"), b"x").unwrap();
+        symlink(elsewhere.join("scan.pdf"), docs.join("linked.pdf")).unwrap();
+        symlink(&elsewhere, docs.join("more")).unwrap();
+        symlink(&docs, docs.join("sub/loop")).unwrap();
+        symlink(dir.path().join("gone.pdf"), docs.join("broken.pdf")).unwrap();
+        let got = collect(std::slice::from_ref(&docs)).unwrap();
+        let names: Vec<_> = got
+            .iter()
+            .map(|p| p.strip_prefix(&docs).unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["linked.pdf", "more/scan.pdf", "sub/page.png"]);
     }
 
     #[test]
