@@ -108,7 +108,12 @@ mod tests {
         let got = collect(std::slice::from_ref(&docs)).unwrap();
         let names: Vec<_> = got
             .iter()
-            .map(|p| p.strip_prefix(&docs).unwrap().to_string_lossy().into_owned())
+            .map(|p| {
+                p.strip_prefix(&docs)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         assert_eq!(names, ["linked.pdf", "more/scan.pdf", "sub/page.png"]);
     }
