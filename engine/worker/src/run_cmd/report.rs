@@ -1,0 +1,273 @@
+//! What a run did, per document: pages done, why others are missing, the other result
+//! files, overlays, and the summary `sphinx run` prints.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Result;
+use sphinx_core::isolate::{render_page, Isolation};
+use sphinx_core::keys;
+use sphinx_core::Limits;
+use sphinx_core::{DocumentResult, ObjectStore, PageResult};
+use sphinx_model::model_folder::Loaded;
+
+use crate::overlay;
+
+/// What one document became.
+#[derive(Debug, Clone)]
+pub struct DocumentOutcome {
+    pub source: String,
+    pub doc_id: Option<String>,
+    pub pages: u32,
+    pub pages_done: u32,
+    /// The reason the whole document or some of its pages failed.
+    pub error: Option<String>,
+    /// The start of the document's first task text.
+    pub preview: String,
+    /// The other result files: written (`results/<doc_id>.txt`, ...) or why not.
+    pub outputs: Vec<String>,
+}
+
+impl DocumentOutcome {
+    /// Nothing known yet but the name.
+    pub(super) fn new(source: &str) -> Self {
+        Self {
+            source: source.to_string(),
+            doc_id: None,
+            pages: 0,
+            pages_done: 0,
+            error: None,
+            preview: String::new(),
+            outputs: Vec::new(),
+        }
+    }
+}
+
+/// Where a run's overlays come from and go: the input files beside their source names,
+/// and `<out>/overlays/`.
+pub(super) struct Overlays<'a> {
+    pub(super) files: &'a [PathBuf],
+    pub(super) sources: &'a [String],
+    pub(super) loaded: &'a Loaded,
+    pub(super) limits: &'a Limits,
+    pub(super) dir: PathBuf,
+}
+
+/// Fills in each tiled document's pages done, preview, result files and, for a document
+/// short of pages, why; draws the overlays when asked. True when every document has all
+/// its pages.
+pub(super) async fn settle(
+    docs: &mut [DocumentOutcome],
+    store: &dyn ObjectStore,
+    out: &Path,
+    interrupted: bool,
+    overlays: Option<&Overlays<'_>>,
+) -> Result<bool> {
+    let mut complete = true;
+    for doc in docs {
+        let Some(doc_id) = doc.doc_id.clone() else {
+            complete = false;
+            continue;
+        };
+        let results = page_results(store, &doc_id, doc.pages).await?;
+        doc.pages_done = results.len() as u32;
+        if doc.pages_done < doc.pages {
+            complete = false;
+            let why = missing_pages(store, doc, out, interrupted).await;
+            doc.error.get_or_insert(why);
+        }
+        if let Ok(merged) = DocumentResult::merge(results.clone()) {
+            doc.preview = merged
+                .tasks
+                .first()
+                .map(|t| preview(&t.text))
+                .unwrap_or_default();
+        }
+        if let Ok(written) = store.get(&keys::document_result(&doc_id)).await {
+            if let Ok(merged) = DocumentResult::from_json(&written) {
+                doc.outputs = merged.outputs.iter().map(describe_output).collect();
+            }
+        }
+        if let Some(o) = overlays {
+            let file = o
+                .files
+                .iter()
+                .zip(o.sources)
+                .find(|(_, s)| **s == doc.source);
+            if let Some((file, _)) = file {
+                draw_overlays(file, &results, o.loaded, o.limits, &o.dir)?;
+            }
+        }
+    }
+    Ok(complete)
+}
+
+/// One result file of a document: its key (and pages that gave no text), or why it was
+/// not made.
+fn describe_output(o: &sphinx_core::result::OutputRecord) -> String {
+    match (&o.key, &o.reason) {
+        (Some(key), _) if o.pages_without_text.is_empty() => key.clone(),
+        (Some(key), _) => format!("{key} (pages without text: {:?})", o.pages_without_text),
+        (None, reason) => format!(
+            "no {}: {}",
+            o.format,
+            reason.as_deref().unwrap_or("not made")
+        ),
+    }
+}
+
+/// Why some of a document's pages have no result: those with an error record failed,
+/// the others were never run (the run was interrupted before them).
+async fn missing_pages(
+    store: &dyn ObjectStore,
+    doc: &DocumentOutcome,
+    out: &Path,
+    interrupted: bool,
+) -> String {
+    let doc_id = doc.doc_id.as_deref().unwrap_or_default();
+    let mut failed = 0u32;
+    for page in 0..doc.pages {
+        if store.head(&keys::page_error(doc_id, page)).await.is_ok() {
+            failed += 1;
+        }
+    }
+    let not_run = (doc.pages - doc.pages_done).saturating_sub(failed);
+    let mut why = Vec::new();
+    if failed > 0 {
+        why.push(format!(
+            "{failed} of {} pages failed (see {}/errors/{doc_id}/)",
+            doc.pages,
+            out.display()
+        ));
+    }
+    if not_run > 0 {
+        why.push(format!(
+            "{not_run} of {} pages not run{}",
+            doc.pages,
+            if interrupted {
+                ": the run was interrupted (the same command again finishes them)"
+            } else {
+                ""
+            }
+        ));
+    }
+    why.join("; ")
+}
+
+async fn page_results(
+    store: &dyn ObjectStore,
+    doc_id: &str,
+    pages: u32,
+) -> Result<Vec<PageResult>> {
+    let mut out = Vec::new();
+    for page in 0..pages {
+        if let Ok(bytes) = store.get(&keys::page_result(doc_id, page)).await {
+            out.push(PageResult::from_json(&bytes)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Draws each page's boxes on a fresh render of the page.
+fn draw_overlays(
+    file: &Path,
+    results: &[PageResult],
+    loaded: &Loaded,
+    limits: &Limits,
+    dir: &Path,
+) -> Result<()> {
+    let bytes = Arc::new(std::fs::read(file)?);
+    for r in results {
+        let (_, page) = render_page(
+            &Isolation::this_binary(),
+            &bytes,
+            limits,
+            loaded.tile.canvas,
+            r.page_index,
+        )?;
+        let spans: Vec<_> = r.tasks.iter().flat_map(|t| t.spans.clone()).collect();
+        let img = overlay::draw(&page.image, r.frame.size_pixels, &spans)?;
+        let path = dir
+            .join(&r.doc_id)
+            .join(format!("page-{:04}.png", r.page_index));
+        std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+        overlay::write_png(&img, &path)?;
+    }
+    Ok(())
+}
+
+fn preview(text: &str) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut p: String = one_line.chars().take(70).collect();
+    if one_line.chars().count() > 70 {
+        p.push('…');
+    }
+    p
+}
+
+/// What `sphinx run` prints at the end: totals, then a line per document (with its other
+/// result files, or why not).
+pub(super) fn summary(
+    docs: &[DocumentOutcome],
+    loaded: &Loaded,
+    random: bool,
+    out: &Path,
+    took: Duration,
+) -> String {
+    let pages: u32 = docs.iter().map(|d| d.pages_done).sum();
+    let secs = took.as_secs_f64();
+    let mut lines = vec![format!(
+        "{} documents, {pages} pages in {secs:.1} s ({:.2} pages/s) with model {}{}",
+        docs.len(),
+        f64::from(pages) / secs.max(1e-9),
+        loaded.id,
+        if random { " (RANDOM WEIGHTS)" } else { "" }
+    )];
+    for d in docs {
+        lines.push(match (&d.error, &d.doc_id) {
+            (None, Some(id)) => format!(
+                "  ok      {}  {} pages  results/{id}.json  {:?}",
+                d.source, d.pages_done, d.preview
+            ),
+            (Some(e), _) => format!("  FAILED  {}  {e}", d.source),
+            (None, None) => format!("  ?       {}", d.source),
+        });
+        lines.extend(d.outputs.iter().map(|o| format!("          {o}")));
+    }
+    lines.push(format!("results in {}", out.join("results").display()));
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sphinx_core::LocalStore;
+
+    /// A page with an error record failed; one with neither a result nor a record was
+    /// never run, and the summary must not send the user to an errors folder for it.
+    #[tokio::test]
+    async fn pages_without_results_are_failed_or_not_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(tmp.path()).unwrap();
+        let mut doc = DocumentOutcome::new("a.pdf");
+        doc.doc_id = Some("d1".into());
+        doc.pages = 4;
+        doc.pages_done = 1;
+        store
+            .put(&keys::page_error("d1", 2), b"{}".to_vec())
+            .await
+            .unwrap();
+        let out = Path::new("/results/here");
+        assert_eq!(
+            missing_pages(&store, &doc, out, true).await,
+            "1 of 4 pages failed (see /results/here/errors/d1/); 2 of 4 pages not run: the \
+             run was interrupted (the same command again finishes them)"
+        );
+        doc.pages_done = 3;
+        assert_eq!(
+            missing_pages(&store, &doc, out, false).await,
+            "1 of 4 pages failed (see /results/here/errors/d1/)"
+        );
+    }
+}
