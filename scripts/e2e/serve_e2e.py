@@ -212,6 +212,8 @@ def main():
             check(made == sorted(stem + ext for ext in (".txt", ".hocr", ".alto.xml", ".pdf")),
                   f"{key} records its txt, hOCR, ALTO and PDF ({doc['outputs']})")
         check(len(archives) == 4 * len(merged), f"4 result files per document ({archives})")
+        sources = sorted(str(stack.get_json(k).get("source")) for k in merged)
+        check(sources == sorted([pdf.name, png.name]), f"each merged result names its upload ({sources})")
         errors = {stack.get_json(k)["source"]: stack.get_json(k) for k in stack.keys("errors/") if k.count("/") == 1}
         check(sorted(errors) == ["bomb.pdf", "corrupt.pdf"], f"an error record for each bad upload ({sorted(errors)})")
         check(errors["bomb.pdf"]["code"] == "render_memory",
@@ -225,6 +227,9 @@ def main():
             str(p.relative_to(local)) for p in (local / "results").rglob("*.json")
         )
         check(local_keys == results, "same result keys")
+        for key in merged:
+            check(stack.get_json(key)["source"] == json.loads((local / key).read_text())["source"],
+                  f"{key} names the same upload in both paths")
         for key in pages:
             cloud = stack.get_json(key)
             mine = json.loads((local / key).read_text())

@@ -19,7 +19,7 @@ use crate::prompts::PROMPT_VERSION;
 
 /// Schema version of [`PageResult`] and [`DocumentResult`]: `MAJOR.MINOR`. Readers accept
 /// any minor of their major (minors only add optional fields) and reject other majors.
-pub const RESULT_SCHEMA_VERSION: &str = "1.1";
+pub const RESULT_SCHEMA_VERSION: &str = "1.2";
 /// The major part of [`RESULT_SCHEMA_VERSION`].
 pub const RESULT_SCHEMA_MAJOR: u32 = 1;
 
@@ -215,6 +215,11 @@ pub struct MergedTask {
 pub struct DocumentResult {
     pub schema_version: String,
     pub doc_id: String,
+    /// The upload's name below the inbox (schema 1.2), so a result found by its id says
+    /// which file it is. Uploads of the same bytes share one `doc_id` and one result: it
+    /// names the one whose page jobs completed the document.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     pub page_count: u32,
     /// Pages without a result (yet): the merge is partial when this is not empty.
     pub missing_pages: Vec<u32>,
@@ -308,6 +313,7 @@ impl DocumentResult {
         Ok(Self {
             schema_version: RESULT_SCHEMA_VERSION.to_owned(),
             doc_id,
+            source: None,
             page_count,
             missing_pages,
             tasks,

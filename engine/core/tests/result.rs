@@ -179,6 +179,27 @@ fn pages_merge_in_order_with_missing_pages_listed() {
     ));
 }
 
+/// Schema 1.2 names the upload a document result came from; a 1.1 result (without the
+/// field) still reads, and a merge alone does not know the name.
+#[test]
+fn document_results_name_their_upload_and_older_minors_still_read() {
+    let mut doc = DocumentResult::merge(vec![page(0, 1, vec![ocr_result("<p>A</p>")])]).unwrap();
+    assert_eq!(doc.source, None);
+    doc.source = Some("scans/2026/invoice 7.pdf".to_string());
+    let json = doc.to_json().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_eq!(v["source"], "scans/2026/invoice 7.pdf");
+    assert_eq!(v["schema_version"], "1.2");
+    assert_eq!(DocumentResult::from_json(&json).unwrap(), doc);
+
+    let mut older = v.clone();
+    older["schema_version"] = "1.1".into();
+    older.as_object_mut().unwrap().remove("source");
+    let read = DocumentResult::from_json(&serde_json::to_vec(&older).unwrap()).unwrap();
+    assert_eq!(read.source, None);
+    assert_eq!(read.tasks, doc.tasks);
+}
+
 #[test]
 fn measured_timings_round_trip_bit_exactly() {
     // Values that serde_json's fast float parser reads back one ulp off unless

@@ -181,6 +181,40 @@ fn run_writes_cloud_keys_and_a_rerun_skips_finished_pages() {
     assert_eq!(record["source"], "broken.pdf");
     assert!(!out.join(keys::document_result(&bad_id)).exists());
 
+    // documents.jsonl maps each input, in input order, to its result or its failure.
+    let index: Vec<serde_json::Value> = std::fs::read_to_string(out.join("documents.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sources: Vec<&str> = index
+        .iter()
+        .map(|d| d["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["broken.pdf", "notes.pdf", "palette.png"]);
+    assert_eq!(index[0]["status"], "failed");
+    let why = index[0]["error"].as_str().unwrap();
+    assert!(why.starts_with(record["code"].as_str().unwrap()), "{why}");
+    assert!(index[0].get("result").is_none());
+    for (line, doc_id, pages) in [(&index[1], &pdf_id, 3), (&index[2], &png_id, 1)] {
+        assert_eq!(line["status"], "ok");
+        assert_eq!(line["doc_id"], doc_id.as_str());
+        assert_eq!(
+            (line["pages"].as_u64(), line["pages_done"].as_u64()),
+            (Some(pages), Some(pages))
+        );
+        assert_eq!(line["result"], keys::document_result(doc_id));
+        assert_eq!(line["outputs"].as_array().unwrap().len(), 4);
+        let merged: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join(keys::document_result(doc_id))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            merged["source"], line["source"],
+            "the merged result names its input"
+        );
+    }
+
     // A rerun: every page is already done, so nothing is written again.
     let before = mtimes(&out.join("results"));
     let code = run_cmd::run(args(&docs, &out, &model)).unwrap();

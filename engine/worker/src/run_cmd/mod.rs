@@ -239,6 +239,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
         overlays.as_ref(),
     )
     .await?;
+    report::write_index(&docs, &args.out)?;
     sphinx_cli::stdout::line(report::summary(
         &docs,
         &loaded,

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use sphinx_core::isolate::{render_page, Isolation};
 use sphinx_core::keys;
+use sphinx_core::result::OutputRecord;
 use sphinx_core::Limits;
 use sphinx_core::{DocumentResult, ObjectStore, PageResult};
 use sphinx_model::model_folder::Loaded;
@@ -25,8 +26,10 @@ pub struct DocumentOutcome {
     pub error: Option<String>,
     /// The start of the document's first task text.
     pub preview: String,
+    /// `results/<doc_id>.json`, once written (every page has a result or an error record).
+    pub result: Option<String>,
     /// The other result files: written (`results/<doc_id>.txt`, ...) or why not.
-    pub outputs: Vec<String>,
+    pub outputs: Vec<OutputRecord>,
 }
 
 impl DocumentOutcome {
@@ -39,6 +42,7 @@ impl DocumentOutcome {
             pages_done: 0,
             error: None,
             preview: String::new(),
+            result: None,
             outputs: Vec::new(),
         }
     }
@@ -84,9 +88,11 @@ pub(super) async fn settle(
                 .map(|t| preview(&t.text))
                 .unwrap_or_default();
         }
-        if let Ok(written) = store.get(&keys::document_result(&doc_id)).await {
+        let result_key = keys::document_result(&doc_id);
+        if let Ok(written) = store.get(&result_key).await {
             if let Ok(merged) = DocumentResult::from_json(&written) {
-                doc.outputs = merged.outputs.iter().map(describe_output).collect();
+                doc.outputs = merged.outputs;
+                doc.result = Some(result_key);
             }
         }
         if let Some(o) = overlays {
@@ -105,7 +111,7 @@ pub(super) async fn settle(
 
 /// One result file of a document: its key (and pages that gave no text), or why it was
 /// not made.
-fn describe_output(o: &sphinx_core::result::OutputRecord) -> String {
+fn describe_output(o: &OutputRecord) -> String {
     match (&o.key, &o.reason) {
         (Some(key), _) if o.pages_without_text.is_empty() => key.clone(),
         (Some(key), _) => format!("{key} (pages without text: {:?})", o.pages_without_text),
@@ -206,6 +212,78 @@ fn preview(text: &str) -> String {
     p
 }
 
+/// The run's per-document index under `--out`, for scripts: results are keyed by
+/// content hash, and this maps each input back to them.
+pub const INDEX_FILE: &str = "documents.jsonl";
+
+/// How a document ended, as the index says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Status {
+    /// Every page has a result.
+    Ok,
+    /// Some pages have results, others failed or were not run.
+    Partial,
+    /// No page has a result (refused at upload, every page failed, or not run).
+    Failed,
+}
+
+/// One line of [`INDEX_FILE`].
+#[derive(Debug, serde::Serialize)]
+struct IndexLine<'a> {
+    /// The input's name below the inputs given (the name `inbox/` holds it under).
+    source: &'a str,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    doc_id: Option<&'a str>,
+    pages: u32,
+    pages_done: u32,
+    /// The merged result's path below `--out`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    outputs: &'a [OutputRecord],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+impl<'a> IndexLine<'a> {
+    fn of(d: &'a DocumentOutcome) -> Self {
+        let status = match (d.pages_done, &d.error) {
+            (0, _) => Status::Failed,
+            (_, None) if d.pages_done == d.pages => Status::Ok,
+            _ => Status::Partial,
+        };
+        Self {
+            source: &d.source,
+            status,
+            doc_id: d.doc_id.as_deref(),
+            pages: d.pages,
+            pages_done: d.pages_done,
+            result: d.result.as_deref(),
+            outputs: &d.outputs,
+            error: d.error.as_deref(),
+        }
+    }
+}
+
+/// Writes `<out>/documents.jsonl`: a JSON line per input, in input order, replacing the
+/// last run's (written beside and renamed, so a reader never sees half of it).
+pub(super) fn write_index(docs: &[DocumentOutcome], out: &Path) -> Result<()> {
+    let mut body = Vec::new();
+    for d in docs {
+        serde_json::to_writer(&mut body, &IndexLine::of(d)).expect("plain data serializes");
+        body.push(b'\n');
+    }
+    let (path, partial) = (
+        out.join(INDEX_FILE),
+        out.join(format!(".{INDEX_FILE}.part")),
+    );
+    std::fs::write(&partial, body)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, &path).with_context(|| format!("cannot write {}", path.display()))
+}
+
 /// What `sphinx run` prints at the end: totals, then a line per document (with its other
 /// result files, or why not).
 pub(super) fn summary(
@@ -233,9 +311,17 @@ pub(super) fn summary(
             (Some(e), _) => format!("  FAILED  {}  {e}", d.source),
             (None, None) => format!("  ?       {}", d.source),
         });
-        lines.extend(d.outputs.iter().map(|o| format!("          {o}")));
+        lines.extend(
+            d.outputs
+                .iter()
+                .map(|o| format!("          {}", describe_output(o))),
+        );
     }
-    lines.push(format!("results in {}", out.join("results").display()));
+    lines.push(format!(
+        "results in {} (a line per document: {})",
+        out.join("results").display(),
+        out.join(INDEX_FILE).display()
+    ));
     lines.join("\n")
 }
 
@@ -243,6 +329,33 @@ pub(super) fn summary(
 mod tests {
     use super::*;
     use sphinx_core::LocalStore;
+
+    /// The index calls a document ok only with every page done, partial with some.
+    #[test]
+    fn index_lines_say_ok_partial_or_failed() {
+        let mut d = DocumentOutcome::new("scans/a.pdf");
+        d.error = Some("encrypted: the PDF is encrypted".into());
+        let line = serde_json::to_value(IndexLine::of(&d)).unwrap();
+        assert_eq!(line["status"], "failed");
+        assert_eq!(line["error"], "encrypted: the PDF is encrypted");
+        assert!(line.get("doc_id").is_none() && line.get("result").is_none());
+
+        d.doc_id = Some("d1".into());
+        d.pages = 3;
+        d.pages_done = 2;
+        d.error = Some("1 of 3 pages failed".into());
+        d.result = Some(keys::document_result("d1"));
+        let line = serde_json::to_value(IndexLine::of(&d)).unwrap();
+        assert_eq!(line["status"], "partial");
+        assert_eq!(line["result"], "results/d1.json");
+
+        d.pages_done = 3;
+        d.error = None;
+        assert_eq!(
+            serde_json::to_value(IndexLine::of(&d)).unwrap()["status"],
+            "ok"
+        );
+    }
 
     /// A page with an error record failed; one with neither a result nor a record was
     /// never run, and the summary must not send the user to an errors folder for it.

@@ -112,6 +112,7 @@ pub async fn complete_document(
         return Ok(Completion::AllPagesFailed);
     }
     let mut merged = DocumentResult::merge(pages)?;
+    merged.source = Some(source.to_string());
     if outputs.formats.archives().next().is_some() {
         let failed: Vec<u32> = failed.into_iter().filter(|p| *p < page_count).collect();
         merged.outputs = write_archives(store, &merged, &failed, source, policy, outputs).await?;
@@ -307,6 +308,7 @@ mod tests {
         assert_eq!(done, Completion::Written);
         let merged = store.get(&keys::document_result(doc_id)).await.unwrap();
         let merged = DocumentResult::from_json(&merged).unwrap();
+        assert_eq!(merged.source.as_deref(), Some("palette.png"));
         merged.outputs.into_iter().next().unwrap()
     }
 
