@@ -55,13 +55,13 @@ pub enum DocError {
     #[error("document has no pages")]
     NoPages,
     /// The bytes claim a format but do not decode as it (truncated, corrupt).
-    #[error("malformed document: {reason}")]
+    #[error("malformed {reason}")]
     Malformed {
-        /// What the decoder rejected.
+        /// The format, then what its decoder rejected ("PDF: truncated: ...").
         reason: String,
     },
     /// A valid document uses a feature this service does not decode.
-    #[error("unsupported {kind:?} feature: {reason}")]
+    #[error("unsupported {kind} feature: {reason}")]
     Unsupported {
         /// Format of the document.
         kind: SourceKind,
@@ -143,7 +143,7 @@ impl DocError {
     /// Builds [`DocError::Malformed`] naming the format and the decoder's reason.
     pub(crate) fn malformed(kind: SourceKind, reason: impl std::fmt::Display) -> Self {
         Self::Malformed {
-            reason: format!("{kind:?}: {reason}"),
+            reason: format!("{kind}: {reason}"),
         }
     }
 }
@@ -151,5 +151,26 @@ impl DocError {
 impl Coded for DocError {
     fn error_code(&self) -> ErrorCode {
         self.code()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Messages name the format as people write it, once, and say what its decoder said.
+    #[test]
+    fn messages_name_the_format_once() {
+        let err = DocError::malformed(SourceKind::Pdf, "truncated: no %%EOF marker");
+        assert_eq!(err.to_string(), "malformed PDF: truncated: no %%EOF marker");
+        assert_eq!(err.code(), ErrorCode::Malformed);
+        let err = DocError::Unsupported {
+            kind: SourceKind::Tiff,
+            reason: "JPEG-in-TIFF compression".into(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "unsupported TIFF feature: JPEG-in-TIFF compression"
+        );
     }
 }

@@ -18,3 +18,16 @@ pub enum SourceKind {
     /// WebP, lossy or lossless.
     Webp,
 }
+
+impl std::fmt::Display for SourceKind {
+    /// The format's usual written name, for messages ("malformed PDF: ...").
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Pdf => "PDF",
+            Self::Tiff => "TIFF",
+            Self::Png => "PNG",
+            Self::Jpeg => "JPEG",
+            Self::Webp => "WebP",
+        })
+    }
+}

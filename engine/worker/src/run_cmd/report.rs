@@ -22,6 +22,8 @@ pub struct DocumentOutcome {
     pub doc_id: Option<String>,
     pub pages: u32,
     pub pages_done: u32,
+    /// The error record's code when the upload itself was refused (`malformed`, ...).
+    pub code: Option<String>,
     /// The reason the whole document or some of its pages failed.
     pub error: Option<String>,
     /// The start of the document's first task text.
@@ -40,6 +42,7 @@ impl DocumentOutcome {
             doc_id: None,
             pages: 0,
             pages_done: 0,
+            code: None,
             error: None,
             preview: String::new(),
             result: None,
@@ -243,6 +246,9 @@ struct IndexLine<'a> {
     result: Option<&'a str>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     outputs: &'a [OutputRecord],
+    /// The error record's code when the upload was refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
 }
@@ -262,6 +268,7 @@ impl<'a> IndexLine<'a> {
             pages_done: d.pages_done,
             result: d.result.as_deref(),
             outputs: &d.outputs,
+            code: d.code.as_deref(),
             error: d.error.as_deref(),
         }
     }
@@ -308,7 +315,10 @@ pub(super) fn summary(
                 "  ok      {}  {} pages  results/{id}.json  {:?}",
                 d.source, d.pages_done, d.preview
             ),
-            (Some(e), _) => format!("  FAILED  {}  {e}", d.source),
+            (Some(e), _) => match &d.code {
+                Some(code) => format!("  FAILED  {}  {e} ({code})", d.source),
+                None => format!("  FAILED  {}  {e}", d.source),
+            },
             (None, None) => format!("  ?       {}", d.source),
         });
         lines.extend(
@@ -334,12 +344,15 @@ mod tests {
     #[test]
     fn index_lines_say_ok_partial_or_failed() {
         let mut d = DocumentOutcome::new("scans/a.pdf");
-        d.error = Some("encrypted: the PDF is encrypted".into());
+        d.code = Some("encrypted".into());
+        d.error = Some("PDF is encrypted".into());
         let line = serde_json::to_value(IndexLine::of(&d)).unwrap();
         assert_eq!(line["status"], "failed");
-        assert_eq!(line["error"], "encrypted: the PDF is encrypted");
+        assert_eq!(line["code"], "encrypted");
+        assert_eq!(line["error"], "PDF is encrypted");
         assert!(line.get("doc_id").is_none() && line.get("result").is_none());
 
+        d.code = None;
         d.doc_id = Some("d1".into());
         d.pages = 3;
         d.pages_done = 2;

@@ -127,7 +127,8 @@ async fn tile_one(ingestor: &Ingestor, store: &dyn ObjectStore, source: &str) ->
     let key = keys::upload(&ingestor.config().inbox_prefix, source);
     let doc_id = match ingestor.ingest_upload(&key, ingest::far_deadline()).await {
         Ok(IngestOutcome::Rejected { code, message, .. }) => {
-            outcome.error = Some(format!("{code}: {message}"));
+            outcome.code = Some(code.to_string());
+            outcome.error = Some(message);
             return outcome;
         }
         Ok(IngestOutcome::Ignored { reason }) => {
