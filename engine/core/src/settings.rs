@@ -44,28 +44,49 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
 }
 
 /// Bounds on what one upload may cost (`--max-bytes` or `SPHINX_MAX_BYTES`, ...); unset
-/// ones keep [`Limits::default`].
+/// ones keep [`Limits::default`]. Each flag's help says what it bounds and its default.
 #[derive(Debug, Clone, Default, Args)]
 pub struct LimitArgs {
-    /// Largest input file in bytes.
-    #[arg(long, env = ENV_MAX_BYTES)]
+    #[arg(long, env = ENV_MAX_BYTES, help = limit_help(
+        "Largest input file in bytes; a larger one is hashed as it streams, never read whole",
+        format!("{} (256 MiB)", limits::DEFAULT_MAX_BYTES),
+    ))]
     pub max_bytes: Option<u64>,
-    /// Most pages per document.
-    #[arg(long, env = ENV_MAX_PAGES)]
+    #[arg(long, env = ENV_MAX_PAGES, help = limit_help(
+        "Most pages per document", limits::DEFAULT_MAX_PAGES.to_string(),
+    ))]
     pub max_pages: Option<u32>,
-    /// Most decoded pixels per page image.
-    #[arg(long, env = ENV_MAX_PIXELS)]
+    #[arg(long, env = ENV_MAX_PIXELS, help = limit_help(
+        "Most decoded pixels per page image (and per image a PDF declares)",
+        limits::DEFAULT_MAX_PIXELS.to_string(),
+    ))]
     pub max_pixels: Option<u64>,
-    /// Longest side a PDF page is rendered at, in pixels.
-    #[arg(long, env = ENV_MAX_RENDER_SIDE)]
+    #[arg(long, env = ENV_MAX_RENDER_SIDE, help = limit_help(
+        "Longest side a PDF page is rendered at, in pixels",
+        limits::DEFAULT_MAX_RENDER_SIDE.to_string(),
+    ))]
     pub max_render_side: Option<u32>,
-    /// Seconds (whole or fractional) one page may take to render before the document fails.
-    #[arg(long, env = ENV_PAGE_TIMEOUT_S, value_parser = parse_seconds)]
+    #[arg(long, env = ENV_PAGE_TIMEOUT_S, value_parser = parse_seconds, help = limit_help(
+        "Seconds (whole or fractional) one page may take to render before the document fails",
+        limits::DEFAULT_PAGE_TIMEOUT.as_secs_f64().to_string(),
+    ))]
     pub page_timeout: Option<Duration>,
-    /// MiB of heap for the child process that opens and renders documents; a decoder
-    /// bomb that needs more becomes a `render_memory` error.
-    #[arg(long, env = ENV_RENDER_MEMORY_MB)]
+    #[arg(long, env = ENV_RENDER_MEMORY_MB, help = limit_help(
+        "MiB of heap for the child process that opens and renders documents; a decoder bomb \
+         that needs more becomes a `render_memory` error",
+        format!(
+            "{}; in the tiler Lambda, its memory less {}",
+            limits::DEFAULT_RENDER_MEMORY >> 20,
+            limits::RENDER_MEMORY_HEADROOM >> 20
+        ),
+    ))]
     pub max_render_memory: Option<u64>,
+}
+
+/// A limit's help line with its default, taken from [`crate::limits`] so the two cannot
+/// drift apart.
+fn limit_help(what: &str, default: String) -> String {
+    format!("{what} [default: {default}]")
 }
 
 impl LimitArgs {
@@ -265,6 +286,33 @@ mod tests {
             .to_string();
         assert!(err.contains("expected cpu, cuda or cuda:N"), "{err}");
         assert_eq!(DeviceSpec::Cuda(2).to_string(), "cuda:2");
+    }
+
+    /// Each limit's help gives the default it falls back to, from `Limits::default()`.
+    #[test]
+    fn limit_help_states_the_defaults_in_force() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let help = cmd.render_help().to_string();
+        let d = Limits::default();
+        for (flag, default) in [
+            ("--max-bytes", d.max_bytes.to_string()),
+            ("--max-pages", d.max_pages.to_string()),
+            ("--max-pixels", d.max_pixels.to_string()),
+            ("--max-render-side", d.max_render_side.to_string()),
+            ("--page-timeout", d.page_timeout.as_secs().to_string()),
+            ("--max-render-memory", (d.render_memory >> 20).to_string()),
+        ] {
+            let line = help
+                .lines()
+                .skip_while(|l| !l.contains(flag))
+                .take(2)
+                .collect::<String>();
+            assert!(
+                line.contains(&format!("[default: {default}")),
+                "{flag}: {line}"
+            );
+        }
     }
 
     #[test]
