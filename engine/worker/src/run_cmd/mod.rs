@@ -242,7 +242,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
     report::write_index(&docs, &args.out)?;
     sphinx_cli::stdout::line(report::summary(
         &docs,
-        &loaded,
+        &loaded.id,
         random,
         &args.out,
         started.elapsed(),

@@ -1,6 +1,7 @@
 //! What a run did, per document: pages done, why others are missing, the other result
 //! files, overlays, and the summary `sphinx run` prints.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -292,24 +293,50 @@ pub(super) fn write_index(docs: &[DocumentOutcome], out: &Path) -> Result<()> {
 }
 
 /// What `sphinx run` prints at the end: totals, then a line per document (with its other
-/// result files, or why not).
+/// result files, or why not). Inputs with the same bytes are one document with one
+/// result: its pages count once, and the later names point to the first.
 pub(super) fn summary(
     docs: &[DocumentOutcome],
-    loaded: &Loaded,
+    model_id: &str,
     random: bool,
     out: &Path,
     took: Duration,
 ) -> String {
-    let pages: u32 = docs.iter().map(|d| d.pages_done).sum();
+    let mut first_name: HashMap<&str, &str> = HashMap::new();
+    let mut pages = 0u32;
+    for d in docs {
+        match &d.doc_id {
+            Some(id) if first_name.contains_key(id.as_str()) => {}
+            Some(id) => {
+                first_name.insert(id, &d.source);
+                pages += d.pages_done;
+            }
+            None => pages += d.pages_done,
+        }
+    }
+    let distinct = first_name.len() + docs.iter().filter(|d| d.doc_id.is_none()).count();
     let secs = took.as_secs_f64();
     let mut lines = vec![format!(
-        "{} documents, {pages} pages in {secs:.1} s ({:.2} pages/s) with model {}{}",
+        "{} documents{}, {pages} pages in {secs:.1} s ({:.2} pages/s) with model {model_id}{}",
         docs.len(),
+        if distinct < docs.len() {
+            format!(" ({distinct} distinct)")
+        } else {
+            String::new()
+        },
         f64::from(pages) / secs.max(1e-9),
-        loaded.id,
         if random { " (RANDOM WEIGHTS)" } else { "" }
     )];
     for d in docs {
+        let first = d.doc_id.as_deref().and_then(|id| first_name.get(id));
+        if let (Some(first), None) = (first.filter(|f| **f != d.source), &d.error) {
+            let id = d.doc_id.as_deref().unwrap_or_default();
+            lines.push(format!(
+                "  ok      {}  the same bytes as {first}: results/{id}.json",
+                d.source
+            ));
+            continue;
+        }
         lines.push(match (&d.error, &d.doc_id) {
             (None, Some(id)) => format!(
                 "  ok      {}  {} pages  results/{id}.json  {:?}",
@@ -339,6 +366,51 @@ pub(super) fn summary(
 mod tests {
     use super::*;
     use sphinx_core::LocalStore;
+
+    /// Two inputs with the same bytes are one document: its pages count once, and the
+    /// second name points to the first.
+    #[test]
+    fn the_summary_counts_identical_inputs_once() {
+        let doc = |source: &str, id: &str, pages: u32| {
+            let mut d = DocumentOutcome::new(source);
+            d.doc_id = Some(id.into());
+            (d.pages, d.pages_done) = (pages, pages);
+            d
+        };
+        let mut refused = DocumentOutcome::new("bad.pdf");
+        refused.code = Some("malformed".into());
+        refused.error = Some("malformed PDF: truncated".into());
+        let docs = [
+            doc("a.pdf", "d1", 3),
+            doc("b.pdf", "d1", 3),
+            doc("c.pdf", "d2", 1),
+            refused,
+        ];
+        let text = summary(
+            &docs,
+            "nano",
+            false,
+            Path::new("out"),
+            Duration::from_secs(2),
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].starts_with("4 documents (3 distinct), 4 pages in 2.0 s (2.00 pages/s)"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[2],
+            "  ok      b.pdf  the same bytes as a.pdf: results/d1.json"
+        );
+        assert!(
+            lines[3].starts_with("  ok      c.pdf  1 pages  results/d2.json"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[4],
+            "  FAILED  bad.pdf  malformed PDF: truncated (malformed)"
+        );
+    }
 
     /// The index calls a document ok only with every page done, partial with some.
     #[test]
