@@ -125,6 +125,29 @@ impl S3Store {
     pub fn bucket(&self) -> &str {
         &self.bucket
     }
+
+    /// The body of `key`, not yet read: `get` collects it, `sha256` hashes it as it streams.
+    async fn body(&self, op: &'static str, key: &str) -> Result<ByteStream, StoreError> {
+        validate_key(key)?;
+        let out = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| store_error(op, key, e))?;
+        Ok(out.body)
+    }
+}
+
+/// A body cut off while being read: the next attempt may get all of it.
+fn body_error(op: &'static str, key: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Transient {
+        op,
+        key: key.to_string(),
+        message: format!("reading the body: {e}"),
+    }
 }
 
 #[async_trait]
@@ -172,53 +195,26 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &str) -> Result<Vec<u8>, StoreError> {
-        validate_key(key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| store_error("get", key, e))?;
-        let body = out
-            .body
+        let body = self.body("get", key).await?;
+        let bytes = body
             .collect()
             .await
-            .map_err(|e| StoreError::Transient {
-                op: "get",
-                key: key.to_string(),
-                message: format!("reading the body: {e}"),
-            })?;
-        Ok(body.into_bytes().to_vec())
+            .map_err(|e| body_error("get", key, e))?;
+        Ok(bytes.into_bytes().to_vec())
     }
 
     async fn sha256(&self, key: &str) -> Result<String, StoreError> {
         use sha2::{Digest, Sha256};
-        validate_key(key)?;
-        let out = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| store_error("sha256", key, e))?;
-        let mut body = out.body;
+        let mut body = self.body("sha256", key).await?;
         let mut hasher = Sha256::new();
-        loop {
-            match body.try_next().await {
-                Ok(Some(piece)) => hasher.update(&piece),
-                Ok(None) => return Ok(hex::encode(hasher.finalize())),
-                Err(e) => {
-                    return Err(StoreError::Transient {
-                        op: "sha256",
-                        key: key.to_string(),
-                        message: format!("reading the body: {e}"),
-                    })
-                }
-            }
+        while let Some(piece) = body
+            .try_next()
+            .await
+            .map_err(|e| body_error("sha256", key, e))?
+        {
+            hasher.update(&piece);
         }
+        Ok(hex::encode(hasher.finalize()))
     }
 
     async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
