@@ -39,6 +39,7 @@ print(f"CER {100 * e['cer']:.1f}% over {e['reference_chars']} characters "
       f"(WER {100 * e['wer']:.1f}%, exact lines {100 * e['exact_line_rate']:.0f}%)")
 PY
 echo
+echo "Per input:         $out/documents.jsonl (its doc_id, status and result files)"
 echo "Page results:      $out/results/<doc_id>/page-NNNN.json (merged: $out/results/<doc_id>.json)"
 echo "Archive formats:   $out/results/<doc_id>.txt, .hocr (hOCR 1.2), .alto.xml (ALTO v4), .pdf (searchable)"
 echo "Box overlays:      $out/overlays/<doc_id>/page-NNNN.png"
