@@ -181,9 +181,10 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
     } else {
         Device::cuda_if_available()
     };
+    // The data first: a wrong path is said before a model is loaded.
+    let data = Dataset::load(&args.data)?;
     let loaded = sphinx_model::model_folder::load(&args.model, device)
         .with_context(|| format!("cannot load model {}", args.model.display()))?;
-    let data = Dataset::load(&args.data)?;
     let ocr_question = prompts::question(&Task::Ocr)?;
     // (page, reference) pairs, then batches through the worker's batch path.
     let mut work = Vec::new();

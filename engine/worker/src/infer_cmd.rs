@@ -86,6 +86,9 @@ fn gen_config(args: &InferArgs) -> Result<Sampling> {
 /// `sphinx infer`.
 pub fn run(args: InferArgs) -> Result<ExitCode> {
     let sampling = gen_config(&args)?;
+    // A wrong path is said before a model is loaded.
+    std::fs::metadata(&args.input)
+        .with_context(|| format!("cannot read {}", args.input.display()))?;
     let loaded = crate::devices::load(&args.model, &args.devices, args.cpu)?;
     let (result, page) = infer_file(
         &loaded,

@@ -81,3 +81,21 @@ fn eval_scores_every_page_and_the_summary_adds_up() {
     );
     assert!(summary["pages_per_s"].as_f64().unwrap() > 0.0);
 }
+
+/// A wrong data path is said before a model is loaded (the model is missing too).
+#[test]
+fn a_wrong_data_path_is_said_before_the_model_is_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args = EvalArgs {
+        model: tmp.path().join("no-model"),
+        data: tmp.path().join("no-data.jsonl"),
+        limit: None,
+        max_new_tokens: 4,
+        batch: 1,
+        cpu: true,
+        predictions: None,
+    };
+    let err = format!("{:#}", evaluate(&args).unwrap_err());
+    assert!(err.contains("no-data.jsonl"), "{err}");
+    assert!(!err.contains("no-model"), "{err}");
+}

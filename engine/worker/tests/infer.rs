@@ -280,3 +280,23 @@ fn a_bad_page_in_a_submitted_group_fails_only_itself() {
     let err = format!("{:#}", done[1].1.as_ref().unwrap_err());
     assert!(err.contains("page 1 of d has no task"), "{err}");
 }
+
+/// A wrong page path is said at once, before a model (minutes of loading for a large one)
+/// is even looked for: the model path here does not exist either.
+#[test]
+fn a_wrong_input_is_said_before_the_model_is_loaded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (page, model) = (tmp.path().join("no-page.pdf"), tmp.path().join("no-model"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sphinx-engine"))
+        .args(["infer", "--task", "ocr", "--cpu", "--model"])
+        .args([&model, &page])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!("cannot read {}", page.display())),
+        "{said}"
+    );
+    assert!(!said.contains("no-model"), "{said}");
+}

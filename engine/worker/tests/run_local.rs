@@ -291,10 +291,20 @@ fn text_formats_without_the_ocr_task_are_refused_before_any_work() {
     );
     assert!(err.contains("caption --task grounding:the title"), "{err}");
     assert!(!out.exists(), "nothing may be written for a refused run");
-    // JSON alone needs no OCR: the run gets as far as the missing model.
+    // JSON alone needs no OCR: the run gets as far as the inputs, which are looked at
+    // before a model (minutes of loading for a large one) is.
     a.formats = "json".parse().unwrap();
+    let err = format!("{:#}", run_cmd::run(a.clone()).unwrap_err());
+    assert!(err.contains("cannot read") && err.contains("docs"), "{err}");
+    assert!(!err.contains("no-model"), "{err}");
+    std::fs::create_dir_all(tmp.path().join("docs")).unwrap();
+    let err = format!("{:#}", run_cmd::run(a.clone()).unwrap_err());
+    assert_eq!(err, "no files found in the given inputs");
+    // With something to read, the run gets as far as the missing model.
+    std::fs::write(tmp.path().join("docs/a.png"), b"not read").unwrap();
     let err = format!("{:#}", run_cmd::run(a).unwrap_err());
     assert!(err.contains("no-model"), "{err}");
+    assert!(!out.exists(), "nothing may be written for a refused run");
 }
 
 /// `sphinx tile` (1024 px, 2x2 by default) and then `sphinx run` with a model that needs

@@ -5,10 +5,12 @@
 //! tiler Lambda runs (`sphinx_core::ingest`) tiles them into `<out>/work/` in the
 //! background and enqueues page jobs (tiling.rs), and the queue worker of `sphinx serve`
 //! writes `<out>/results/<doc_id>/page-NNNN.json` and the merged
-//! `<out>/results/<doc_id>.json`; report.rs says what each document became. Keys and
-//! results are therefore those of the cloud. A rerun skips finished pages, and
-//! `<out>/.sphinx-run.json` (record.rs) keeps a rerun from mixing other results in.
+//! `<out>/results/<doc_id>.json`; report.rs says what each document became, index.rs
+//! writes it to `<out>/documents.jsonl`. Keys and results are therefore those of the
+//! cloud. A rerun skips finished pages, and `<out>/.sphinx-run.json` (record.rs) keeps a
+//! rerun from mixing other results in.
 
+mod index;
 mod record;
 mod report;
 mod staging;
@@ -125,7 +127,12 @@ fn check_formats(args: &RunArgs) -> Result<()> {
 }
 
 async fn run_local(args: RunArgs) -> Result<ExitCode> {
+    // What the command line asks is checked before the (possibly long) model load.
     check_formats(&args)?;
+    let files = sphinx_cli::inputs::collect(&args.inputs)?;
+    if files.is_empty() {
+        bail!("no files found in the given inputs");
+    }
     let (model_dir, random) = match &args.model {
         Some(dir) => (dir.clone(), false),
         None => default_model(&args.out)?,
@@ -137,15 +144,11 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
             model_dir.display()
         );
     }
-    // Checked before the (possibly long) load; recorded once the model is there.
+    // Checked before the load too; recorded once the model is there.
     let record = RunRecord::new(&model_folder::model_id(&model_dir), &args);
     record.check(&args.out)?;
     let loaded = crate::devices::load(&model_dir, &args.devices, args.cpu)?;
     record.claim(&args.out)?;
-    let files = sphinx_cli::inputs::collect(&args.inputs)?;
-    if files.is_empty() {
-        bail!("no files found in the given inputs");
-    }
     let store = Arc::new(
         LocalStore::new(&args.out).with_context(|| format!("cannot use {}", args.out.display()))?,
     );
@@ -239,7 +242,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
         overlays.as_ref(),
     )
     .await?;
-    report::write_index(&docs, &args.out)?;
+    index::write_index(&docs, &args.out)?;
     sphinx_cli::stdout::line(report::summary(
         &docs,
         &loaded.id,

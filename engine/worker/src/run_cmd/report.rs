@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use sphinx_core::isolate::{render_page, Isolation};
 use sphinx_core::keys;
 use sphinx_core::result::OutputRecord;
@@ -14,6 +14,7 @@ use sphinx_core::Limits;
 use sphinx_core::{DocumentResult, ObjectStore, PageResult};
 use sphinx_model::model_folder::Loaded;
 
+use super::index::INDEX_FILE;
 use crate::overlay;
 
 /// What one document became.
@@ -216,82 +217,6 @@ fn preview(text: &str) -> String {
     p
 }
 
-/// The run's per-document index under `--out`, for scripts: results are keyed by
-/// content hash, and this maps each input back to them.
-pub const INDEX_FILE: &str = "documents.jsonl";
-
-/// How a document ended, as the index says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-enum Status {
-    /// Every page has a result.
-    Ok,
-    /// Some pages have results, others failed or were not run.
-    Partial,
-    /// No page has a result (refused at upload, every page failed, or not run).
-    Failed,
-}
-
-/// One line of [`INDEX_FILE`].
-#[derive(Debug, serde::Serialize)]
-struct IndexLine<'a> {
-    /// The input's name below the inputs given (the name `inbox/` holds it under).
-    source: &'a str,
-    status: Status,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    doc_id: Option<&'a str>,
-    pages: u32,
-    pages_done: u32,
-    /// The merged result's path below `--out`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    result: Option<&'a str>,
-    #[serde(skip_serializing_if = "<[_]>::is_empty")]
-    outputs: &'a [OutputRecord],
-    /// The error record's code when the upload was refused.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    code: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-}
-
-impl<'a> IndexLine<'a> {
-    fn of(d: &'a DocumentOutcome) -> Self {
-        let status = match (d.pages_done, &d.error) {
-            (0, _) => Status::Failed,
-            (_, None) if d.pages_done == d.pages => Status::Ok,
-            _ => Status::Partial,
-        };
-        Self {
-            source: &d.source,
-            status,
-            doc_id: d.doc_id.as_deref(),
-            pages: d.pages,
-            pages_done: d.pages_done,
-            result: d.result.as_deref(),
-            outputs: &d.outputs,
-            code: d.code.as_deref(),
-            error: d.error.as_deref(),
-        }
-    }
-}
-
-/// Writes `<out>/documents.jsonl`: a JSON line per input, in input order, replacing the
-/// last run's (written beside and renamed, so a reader never sees half of it).
-pub(super) fn write_index(docs: &[DocumentOutcome], out: &Path) -> Result<()> {
-    let mut body = Vec::new();
-    for d in docs {
-        serde_json::to_writer(&mut body, &IndexLine::of(d)).expect("plain data serializes");
-        body.push(b'\n');
-    }
-    let (path, partial) = (
-        out.join(INDEX_FILE),
-        out.join(format!(".{INDEX_FILE}.part")),
-    );
-    std::fs::write(&partial, body)
-        .with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, &path).with_context(|| format!("cannot write {}", path.display()))
-}
-
 /// What `sphinx run` prints at the end: totals, then a line per document (with its other
 /// result files, or why not). Inputs with the same bytes are one document with one
 /// result: its pages count once, and the later names point to the first.
@@ -409,36 +334,6 @@ mod tests {
         assert_eq!(
             lines[4],
             "  FAILED  bad.pdf  malformed PDF: truncated (malformed)"
-        );
-    }
-
-    /// The index calls a document ok only with every page done, partial with some.
-    #[test]
-    fn index_lines_say_ok_partial_or_failed() {
-        let mut d = DocumentOutcome::new("scans/a.pdf");
-        d.code = Some("encrypted".into());
-        d.error = Some("PDF is encrypted".into());
-        let line = serde_json::to_value(IndexLine::of(&d)).unwrap();
-        assert_eq!(line["status"], "failed");
-        assert_eq!(line["code"], "encrypted");
-        assert_eq!(line["error"], "PDF is encrypted");
-        assert!(line.get("doc_id").is_none() && line.get("result").is_none());
-
-        d.code = None;
-        d.doc_id = Some("d1".into());
-        d.pages = 3;
-        d.pages_done = 2;
-        d.error = Some("1 of 3 pages failed".into());
-        d.result = Some(keys::document_result("d1"));
-        let line = serde_json::to_value(IndexLine::of(&d)).unwrap();
-        assert_eq!(line["status"], "partial");
-        assert_eq!(line["result"], "results/d1.json");
-
-        d.pages_done = 3;
-        d.error = None;
-        assert_eq!(
-            serde_json::to_value(IndexLine::of(&d)).unwrap()["status"],
-            "ok"
         );
     }
 

@@ -141,7 +141,7 @@ async fn tile_one(ingestor: &Ingestor, store: &dyn ObjectStore, source: &str) ->
             | IngestOutcome::Enqueued { doc_id, .. },
         ) => doc_id,
         Err(e) => {
-            outcome.error = Some(e.to_string());
+            outcome.error = Some(describe(&e.into()));
             return outcome;
         }
     };
