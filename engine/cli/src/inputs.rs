@@ -1,6 +1,6 @@
 //! Expands the command line's files and folders into the list of documents to process.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -66,6 +66,80 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) -> Resu
     Ok(())
 }
 
+/// The name each file is known by in manifests, results and `inbox/`, one per distinct
+/// file: its path relative to the folder it was found in, or its file name when given
+/// directly (the Lambda uses the key under `inbox/`), so the same upload gets the same
+/// manifest locally and in the cloud. Two different files that would share a name
+/// (`a/x.pdf` and `b/x.pdf` given directly) are each named by their path below the
+/// folder they share (`a/x.pdf`, `b/x.pdf`) instead of one taking the other's place.
+pub fn names(files: &[PathBuf], roots: &[PathBuf]) -> Vec<String> {
+    let mut names: Vec<String> = files.iter().map(|f| plain_name(f, roots)).collect();
+    // Which files are the same file, whatever path names them.
+    let identity: Vec<PathBuf> = files
+        .iter()
+        .map(|f| f.canonicalize().unwrap_or_else(|_| absolute(f)))
+        .collect();
+    // A lengthened name can meet a third file's name; a few rounds settle any real
+    // input, and the whole path, unique for distinct files, ends the rest.
+    for round in 0..8 {
+        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, name) in names.iter().enumerate() {
+            by_name.entry(name).or_default().push(i);
+        }
+        let clashes: Vec<Vec<usize>> = by_name
+            .into_values()
+            .filter(|group| group.iter().any(|&i| identity[i] != identity[group[0]]))
+            .collect();
+        if clashes.is_empty() {
+            break;
+        }
+        for group in clashes {
+            let paths: Vec<PathBuf> = group.iter().map(|&i| absolute(&files[i])).collect();
+            let shared = if round < 7 {
+                common_folder(&paths)
+            } else {
+                PathBuf::from("/")
+            };
+            for (&i, path) in group.iter().zip(&paths) {
+                let rel = path.strip_prefix(&shared).unwrap_or(path);
+                names[i] = rel.to_string_lossy().into_owned();
+            }
+        }
+    }
+    names
+}
+
+/// A file's name before clashes are looked at.
+fn plain_name(file: &Path, roots: &[PathBuf]) -> String {
+    roots
+        .iter()
+        .filter(|root| root.is_dir())
+        .find_map(|root| file.strip_prefix(root).ok())
+        .map(|rel| rel.to_string_lossy().into_owned())
+        .unwrap_or_else(|| {
+            file.file_name().map_or_else(
+                || file.to_string_lossy().into_owned(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        })
+}
+
+/// `path` from the root, links not resolved (a name should read as the user wrote it).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The deepest folder holding every path.
+fn common_folder(paths: &[PathBuf]) -> PathBuf {
+    let mut shared: PathBuf = paths[0].parent().map(Path::to_path_buf).unwrap_or_default();
+    while !paths.iter().all(|p| p.starts_with(&shared)) {
+        if !shared.pop() {
+            break;
+        }
+    }
+    shared
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,5 +196,47 @@ mod tests {
     fn a_missing_path_is_an_error_naming_it() {
         let err = collect(&[PathBuf::from("/definitely/not/here.pdf")]).unwrap_err();
         assert!(format!("{err:#}").contains("/definitely/not/here.pdf"));
+    }
+
+    #[test]
+    fn different_files_never_share_a_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, docs) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("docs"),
+        );
+        for folder in [&a, &b, &docs.join("a")] {
+            std::fs::create_dir_all(folder).unwrap();
+        }
+        std::fs::write(a.join("x.pdf"), b"one").unwrap();
+        std::fs::write(b.join("x.pdf"), b"two").unwrap();
+        std::fs::write(docs.join("a/x.pdf"), b"three").unwrap();
+        std::fs::write(docs.join("y.pdf"), b"four").unwrap();
+
+        // Alone, or with files of other names, a file keeps its short name.
+        let files = vec![a.join("x.pdf"), docs.join("y.pdf")];
+        assert_eq!(names(&files, &files), ["x.pdf", "y.pdf"]);
+        let roots = vec![docs.clone()];
+        let files = collect(&roots).unwrap();
+        assert_eq!(names(&files, &roots), ["a/x.pdf", "y.pdf"]);
+
+        // Two files called x.pdf: each by its path below the folder they share.
+        let files = vec![a.join("x.pdf"), b.join("x.pdf")];
+        assert_eq!(names(&files, &files), ["a/x.pdf", "b/x.pdf"]);
+
+        // ... and when that meets a third file's name, again until all differ.
+        let roots = vec![docs.clone(), a.join("x.pdf"), b.join("x.pdf")];
+        let files = collect(&roots).unwrap();
+        let got = names(&files, &roots);
+        let unique: HashSet<&String> = got.iter().collect();
+        assert_eq!(unique.len(), files.len(), "{got:?}");
+        assert!(got.contains(&"b/x.pdf".to_string()), "{got:?}");
+        assert!(got.contains(&"y.pdf".to_string()), "{got:?}");
+
+        // One file named twice (a path and its link) is one name: the same bytes.
+        std::os::unix::fs::symlink(a.join("x.pdf"), dir.path().join("x.pdf")).unwrap();
+        let files = vec![a.join("x.pdf"), dir.path().join("x.pdf")];
+        assert_eq!(names(&files, &files), ["x.pdf", "x.pdf"]);
     }
 }

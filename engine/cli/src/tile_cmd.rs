@@ -152,11 +152,12 @@ async fn tile_files(
     let ingestor = Arc::new(Ingestor::new(store.clone(), None, None, config));
     let summary = TileTotals::default();
     let mut running = tokio::task::JoinSet::new();
-    let mut next = files.iter();
+    let mut next = files.iter().zip(inputs::names(files, roots));
     loop {
         while running.len() < threads {
-            let Some(file) = next.next() else { break };
-            let source = source_name(file, roots);
+            let Some((file, source)) = next.next() else {
+                break;
+            };
             progress.set_message(source.clone());
             let (ingestor, file) = (ingestor.clone(), file.clone());
             running.spawn(async move {
@@ -193,23 +194,6 @@ async fn tile_files(
         progress.inc(1);
     }
     summary
-}
-
-/// The name a document is known by in manifests: its path relative to the folder it
-/// was found in, or its file name when given directly (the Lambda uses the key under
-/// `inbox/`), so the same upload gets the same manifest locally and in the cloud.
-pub fn source_name(file: &Path, roots: &[PathBuf]) -> String {
-    roots
-        .iter()
-        .filter(|root| root.is_dir())
-        .find_map(|root| file.strip_prefix(root).ok())
-        .map(|rel| rel.to_string_lossy().into_owned())
-        .unwrap_or_else(|| {
-            file.file_name().map_or_else(
-                || file.to_string_lossy().into_owned(),
-                |n| n.to_string_lossy().into_owned(),
-            )
-        })
 }
 
 /// One file through [`Ingestor::ingest_bytes`]; a file over the byte limit is never

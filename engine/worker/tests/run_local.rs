@@ -391,3 +391,40 @@ fn a_rerun_with_other_settings_is_refused() {
     formats.formats = "txt".parse().unwrap();
     assert!(refused(formats).contains("formats txt,json"));
 }
+
+/// Two different files with one name (`a/x.pdf`, `b/x.pdf` given directly) are two
+/// documents: neither takes the other's place in `inbox/`, and each has its result.
+#[test]
+fn files_sharing_a_name_are_each_run() {
+    render_in_sphinx_children();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::copy(repo().join("samples/mattsnotes.pdf"), a.join("x.pdf")).unwrap();
+    std::fs::copy(repo().join(PALETTE), b.join("x.pdf")).unwrap();
+    let model = tmp.path().join("model");
+    tiny_model(&model);
+    let out = tmp.path().join("out");
+    let mut run = args(&a, &out, &model);
+    run.inputs = vec![a.join("x.pdf"), b.join("x.pdf")];
+    run.formats = "json".parse().unwrap();
+    run.overlays = false;
+    assert_eq!(run_cmd::run(run).unwrap(), ExitCode::SUCCESS);
+    for (file, source, pages) in [
+        (a.join("x.pdf"), "a/x.pdf", 3),
+        (b.join("x.pdf"), "b/x.pdf", 1),
+    ] {
+        let doc_id = keys::doc_id(&std::fs::read(&file).unwrap());
+        let merged = DocumentResult::from_json(
+            &std::fs::read(out.join(keys::document_result(&doc_id))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(merged.source.as_deref(), Some(source));
+        assert_eq!(merged.pages.len(), pages);
+        assert_eq!(
+            std::fs::read(out.join("inbox").join(source)).unwrap(),
+            std::fs::read(&file).unwrap()
+        );
+    }
+}

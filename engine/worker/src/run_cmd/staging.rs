@@ -4,7 +4,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use sphinx_cli::tile_cmd::source_name;
 use sphinx_core::ingest;
 use sphinx_core::keys;
 use sphinx_core::LocalStore;
@@ -16,10 +15,9 @@ pub(super) fn stage_inputs(
     roots: &[PathBuf],
     store: &LocalStore,
 ) -> Result<Vec<String>> {
-    let mut sources = Vec::with_capacity(files.len());
-    for file in files {
-        let source = source_name(file, roots);
-        let key = keys::upload(ingest::DEFAULT_INBOX_PREFIX, &source);
+    let sources = sphinx_cli::inputs::names(files, roots);
+    for (file, source) in files.iter().zip(&sources) {
+        let key = keys::upload(ingest::DEFAULT_INBOX_PREFIX, source);
         let dest = store.path_of(&key)?;
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)?;
@@ -41,7 +39,6 @@ pub(super) fn stage_inputs(
                 })?;
             }
         }
-        sources.push(source);
     }
     Ok(sources)
 }
