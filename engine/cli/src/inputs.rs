@@ -9,9 +9,13 @@ use anyhow::{bail, Context, Result};
 /// (recursively, hidden entries skipped, symbolic links followed, each folder once), in a
 /// stable sorted order. Types are not guessed from names here: each file's bytes decide
 /// later, so a bad file becomes an error record instead of being silently left out.
-pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+///
+/// `out`, the command's output folder, is never walked: `sphinx run . --out results`
+/// would otherwise take its own results, bundles and copies for new documents on a rerun.
+pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
-    let mut seen = HashSet::new();
+    // Folders already walked, as canonical paths; the output folder counts as walked.
+    let mut seen: HashSet<PathBuf> = out.canonicalize().into_iter().collect();
     for path in paths {
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -29,7 +33,7 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Adds the files under `dir`; `seen` holds the folders walked (as canonical paths), so a
-/// link back up the tree ends instead of looping.
+/// link back up the tree ends instead of looping (and a folder in it is not walked).
 fn walk(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) -> Result<()> {
     let real = dir
         .canonicalize()
@@ -144,6 +148,26 @@ fn common_folder(paths: &[PathBuf]) -> PathBuf {
 mod tests {
     use super::*;
 
+    /// An output folder that does not exist: nothing to leave out.
+    const NO_OUT: &str = "/definitely/no/output";
+
+    #[test]
+    fn the_output_folder_is_not_an_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("results");
+        std::fs::create_dir_all(out.join("inbox")).unwrap();
+        std::fs::write(out.join("inbox/scan.pdf"), b"x").unwrap();
+        std::fs::write(out.join("documents.jsonl"), b"{}").unwrap();
+        std::fs::write(dir.path().join("scan.pdf"), b"x").unwrap();
+        // The same folder however it is written: `.`, relative, through a link.
+        std::os::unix::fs::symlink(&out, dir.path().join("linked-results")).unwrap();
+        let roots = vec![dir.path().to_path_buf()];
+        let got = collect(&roots, &dir.path().join("./results")).unwrap();
+        assert_eq!(got, [dir.path().join("scan.pdf")]);
+        // Without it, the output's files would have been inputs (the link once).
+        assert_eq!(collect(&roots, NO_OUT.as_ref()).unwrap().len(), 3);
+    }
+
     #[test]
     fn folders_expand_recursively_and_hidden_files_are_skipped() {
         let dir = tempfile::tempdir().unwrap();
@@ -153,7 +177,11 @@ mod tests {
         std::fs::write(dir.path().join("a/.hidden"), b"x").unwrap();
         let single = dir.path().join("single.bin");
         std::fs::write(&single, b"x").unwrap();
-        let got = collect(&[dir.path().join("a"), single.clone(), single.clone()]).unwrap();
+        let got = collect(
+            &[dir.path().join("a"), single.clone(), single.clone()],
+            NO_OUT.as_ref(),
+        )
+        .unwrap();
         let names: Vec<_> = got
             .iter()
             .map(|p| {
@@ -179,7 +207,7 @@ mod tests {
         symlink(&elsewhere, docs.join("more")).unwrap();
         symlink(&docs, docs.join("sub/loop")).unwrap();
         symlink(dir.path().join("gone.pdf"), docs.join("broken.pdf")).unwrap();
-        let got = collect(std::slice::from_ref(&docs)).unwrap();
+        let got = collect(std::slice::from_ref(&docs), NO_OUT.as_ref()).unwrap();
         let names: Vec<_> = got
             .iter()
             .map(|p| {
@@ -194,7 +222,11 @@ mod tests {
 
     #[test]
     fn a_missing_path_is_an_error_naming_it() {
-        let err = collect(&[PathBuf::from("/definitely/not/here.pdf")]).unwrap_err();
+        let err = collect(
+            &[PathBuf::from("/definitely/not/here.pdf")],
+            NO_OUT.as_ref(),
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains("/definitely/not/here.pdf"));
     }
 
@@ -218,7 +250,7 @@ mod tests {
         let files = vec![a.join("x.pdf"), docs.join("y.pdf")];
         assert_eq!(names(&files, &files), ["x.pdf", "y.pdf"]);
         let roots = vec![docs.clone()];
-        let files = collect(&roots).unwrap();
+        let files = collect(&roots, NO_OUT.as_ref()).unwrap();
         assert_eq!(names(&files, &roots), ["a/x.pdf", "y.pdf"]);
 
         // Two files called x.pdf: each by its path below the folder they share.
@@ -227,7 +259,7 @@ mod tests {
 
         // ... and when that meets a third file's name, again until all differ.
         let roots = vec![docs.clone(), a.join("x.pdf"), b.join("x.pdf")];
-        let files = collect(&roots).unwrap();
+        let files = collect(&roots, NO_OUT.as_ref()).unwrap();
         let got = names(&files, &roots);
         let unique: HashSet<&String> = got.iter().collect();
         assert_eq!(unique.len(), files.len(), "{got:?}");

@@ -76,7 +76,7 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
     opts.tile
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid --canvas/--grid: {e}"))?;
-    let files = inputs::collect(&args.inputs)?;
+    let files = inputs::collect(&args.inputs, &out)?;
     if files.is_empty() {
         anyhow::bail!("no files found in the given inputs");
     }

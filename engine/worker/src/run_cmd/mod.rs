@@ -129,7 +129,7 @@ fn check_formats(args: &RunArgs) -> Result<()> {
 async fn run_local(args: RunArgs) -> Result<ExitCode> {
     // What the command line asks is checked before the (possibly long) model load.
     check_formats(&args)?;
-    let files = sphinx_cli::inputs::collect(&args.inputs)?;
+    let files = sphinx_cli::inputs::collect(&args.inputs, &args.out)?;
     if files.is_empty() {
         bail!("no files found in the given inputs");
     }
