@@ -53,6 +53,9 @@ pub struct EvalArgs {
     /// see what the model gets wrong.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
+    /// No progress bar (it is also hidden when stderr is not a terminal).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// The text of an OCR answer without tags and boxes, lines trimmed.
@@ -215,6 +218,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
         )),
         None => None,
     };
+    let progress = sphinx_cli::progress::bar(work.len() as u64, "pages", args.quiet);
     let decode_started = Instant::now();
     for chunk in work.chunks(args.batch.max(1)) {
         let mut prepared = Vec::with_capacity(chunk.len());
@@ -253,7 +257,10 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
                 writeln!(out, "{row}")?;
             }
         }
+        progress.inc(chunk.len() as u64);
+        progress.set_message(format!("CER so far {:.1}%", 100.0 * score.cer()));
     }
+    progress.finish_and_clear();
     let summary = serde_json::json!({
         "model": args.model.display().to_string(),
         "data": args.data.display().to_string(),

@@ -42,6 +42,7 @@ fn eval_scores_every_page_and_the_summary_adds_up() {
         batch: 2,
         cpu: true,
         predictions: Some(predictions.clone()),
+        quiet: true,
     };
     let summary = evaluate(&args).unwrap();
 
@@ -94,6 +95,7 @@ fn a_wrong_data_path_is_said_before_the_model_is_loaded() {
         batch: 1,
         cpu: true,
         predictions: None,
+        quiet: true,
     };
     let err = format!("{:#}", evaluate(&args).unwrap_err());
     assert!(err.contains("no-data.jsonl"), "{err}");

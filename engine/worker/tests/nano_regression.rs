@@ -53,6 +53,7 @@ fn committed_nano_reads_held_out_pages_as_well_as_recorded() {
         batch: 50,
         cpu: true,
         predictions: None,
+        quiet: true,
     })
     .unwrap();
     let cer = summary["cer"].as_f64().unwrap();
