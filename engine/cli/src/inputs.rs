@@ -77,40 +77,75 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, seen: &mut HashSet<PathBuf>) -> Resu
 /// (`a/x.pdf` and `b/x.pdf` given directly) are each named by their path below the
 /// folder they share (`a/x.pdf`, `b/x.pdf`) instead of one taking the other's place.
 pub fn names(files: &[PathBuf], roots: &[PathBuf]) -> Vec<String> {
-    let mut names: Vec<String> = files.iter().map(|f| plain_name(f, roots)).collect();
+    let mut names: Vec<String> = files
+        .iter()
+        .map(|f| key_safe(&plain_name(f, roots)))
+        .collect();
     // Which files are the same file, whatever path names them.
     let identity: Vec<PathBuf> = files
         .iter()
         .map(|f| f.canonicalize().unwrap_or_else(|_| absolute(f)))
         .collect();
-    // A lengthened name can meet a third file's name; a few rounds settle any real
-    // input, and the whole path, unique for distinct files, ends the rest.
-    for round in 0..8 {
-        let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, name) in names.iter().enumerate() {
-            by_name.entry(name).or_default().push(i);
-        }
-        let clashes: Vec<Vec<usize>> = by_name
-            .into_values()
-            .filter(|group| group.iter().any(|&i| identity[i] != identity[group[0]]))
-            .collect();
+    // A lengthened name can meet a third file's name: a few rounds settle real inputs.
+    for _ in 0..4 {
+        let clashes = clashes(&names, &identity);
         if clashes.is_empty() {
-            break;
+            return names;
         }
         for group in clashes {
             let paths: Vec<PathBuf> = group.iter().map(|&i| absolute(&files[i])).collect();
-            let shared = if round < 7 {
-                common_folder(&paths)
-            } else {
-                PathBuf::from("/")
-            };
+            let shared = common_folder(&paths);
             for (&i, path) in group.iter().zip(&paths) {
                 let rel = path.strip_prefix(&shared).unwrap_or(path);
-                names[i] = rel.to_string_lossy().into_owned();
+                names[i] = key_safe(&rel.to_string_lossy());
             }
         }
     }
+    // What paths cannot part (names alike once made readable, such as two that differ
+    // only in bytes that are not UTF-8): a number after the stem, `scan~2.pdf`.
+    let mut taken: HashSet<String> = names.iter().cloned().collect();
+    for group in clashes(&names, &identity) {
+        let first = &identity[group[0]];
+        let mut renamed: HashMap<&PathBuf, String> = HashMap::new();
+        for &i in group.iter().filter(|&&i| identity[i] != *first) {
+            let name = renamed.entry(&identity[i]).or_insert_with(|| {
+                let (stem, ext) = match names[i].rsplit_once('.') {
+                    Some((stem, ext)) if !stem.is_empty() && !ext.contains('/') => {
+                        (stem.to_string(), format!(".{ext}"))
+                    }
+                    _ => (names[i].clone(), String::new()),
+                };
+                let free = (2..)
+                    .map(|n| format!("{stem}~{n}{ext}"))
+                    .find(|name| !taken.contains(name))
+                    .expect("some number is free");
+                taken.insert(free.clone());
+                free
+            });
+            names[i] = name.clone();
+        }
+    }
     names
+}
+
+/// Groups of indices whose names are equal while their files differ.
+fn clashes(names: &[String], identity: &[PathBuf]) -> Vec<Vec<usize>> {
+    let mut by_name: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        by_name.entry(name).or_default().push(i);
+    }
+    let mut groups: Vec<Vec<usize>> = by_name
+        .into_values()
+        .filter(|group| group.iter().any(|&i| identity[i] != identity[group[0]]))
+        .collect();
+    groups.sort();
+    groups
+}
+
+/// A name every store takes as a key: a backslash (a Windows path separator that S3 and
+/// the local store refuse) becomes `_`.
+fn key_safe(name: &str) -> String {
+    name.replace('\\', "_")
 }
 
 /// A file's name before clashes are looked at.
@@ -265,6 +300,15 @@ mod tests {
         assert_eq!(unique.len(), files.len(), "{got:?}");
         assert!(got.contains(&"b/x.pdf".to_string()), "{got:?}");
         assert!(got.contains(&"y.pdf".to_string()), "{got:?}");
+
+        // A backslash cannot be in a key; names that stay alike get a number.
+        std::fs::write(dir.path().join("scan\\1.pdf"), b"five").unwrap();
+        std::fs::write(dir.path().join("scan_1.pdf"), b"six").unwrap();
+        let files = vec![
+            dir.path().join("scan\\1.pdf"),
+            dir.path().join("scan_1.pdf"),
+        ];
+        assert_eq!(names(&files, &files), ["scan_1.pdf", "scan_1~2.pdf"]);
 
         // One file named twice (a path and its link) is one name: the same bytes.
         std::os::unix::fs::symlink(a.join("x.pdf"), dir.path().join("x.pdf")).unwrap();

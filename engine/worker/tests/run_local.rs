@@ -192,6 +192,10 @@ fn run_writes_cloud_keys_and_a_rerun_skips_finished_pages() {
         .map(|d| d["source"].as_str().unwrap())
         .collect();
     assert_eq!(sources, ["broken.pdf", "notes.pdf", "palette.png"]);
+    for line in &index {
+        let source = line["source"].as_str().unwrap();
+        assert_eq!(line["input"], docs.join(source).display().to_string());
+    }
     assert_eq!(index[0]["status"], "failed");
     assert_eq!(index[0]["code"], record["code"]);
     assert_eq!(index[0]["error"], record["message"]);

@@ -27,7 +27,10 @@ enum Status {
 /// One line of [`INDEX_FILE`].
 #[derive(Debug, serde::Serialize)]
 struct IndexLine<'a> {
-    /// The input's name below the inputs given (the name `inbox/` holds it under).
+    /// The input's path, as given or found under a folder given.
+    input: &'a str,
+    /// Its name below the inputs given: the key below `inbox/`, the merged result's
+    /// `source`.
     source: &'a str,
     status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -54,6 +57,7 @@ impl<'a> IndexLine<'a> {
             _ => Status::Partial,
         };
         Self {
+            input: &d.input,
             source: &d.source,
             status,
             doc_id: d.doc_id.as_deref(),

@@ -159,7 +159,8 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
     // 1. Tile, through the ingestion library the tiler Lambda runs, in the background:
     //    each document's page jobs are queued as soon as it is tiled, so the model (2.)
     //    starts on the first document instead of after the last.
-    let sources = staging::stage_inputs(&files, &args.inputs, &store)?;
+    let staged = staging::stage_inputs(&files, &args.inputs, &store);
+    let sources: Vec<String> = staged.iter().map(|s| s.source.clone()).collect();
     let tile = TileOptions {
         tile: loaded.tile.clone(),
         limits: limits.clone(),
@@ -185,7 +186,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
     let tiler = tokio::spawn(tiling::tile_all(
         ingestor,
         store.clone(),
-        sources.clone(),
+        staged,
         threads,
         shutdown.clone(),
         progress.clone(),
@@ -224,6 +225,9 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
         }
     }
     let mut docs = tiler.await.context("the tiling task failed")?;
+    for (doc, file) in docs.iter_mut().zip(&files) {
+        doc.input = file.display().to_string();
+    }
     progress.bar.finish_and_clear();
 
     // 3. Report per document (and draw overlays).

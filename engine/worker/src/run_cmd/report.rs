@@ -20,6 +20,9 @@ use crate::overlay;
 /// What one document became.
 #[derive(Debug, Clone)]
 pub struct DocumentOutcome {
+    /// The input's path as the command line led to it.
+    pub input: String,
+    /// Its name in `inbox/`, manifests and results.
     pub source: String,
     pub doc_id: Option<String>,
     pub pages: u32,
@@ -40,6 +43,7 @@ impl DocumentOutcome {
     /// Nothing known yet but the name.
     pub(super) fn new(source: &str) -> Self {
         Self {
+            input: String::new(),
             source: source.to_string(),
             doc_id: None,
             pages: 0,

@@ -12,6 +12,7 @@ use sphinx_core::keys;
 use sphinx_core::{DocumentManifest, LocalStore, MemoryQueue, ObjectStore};
 
 use super::report::DocumentOutcome;
+use super::staging::Staged;
 use crate::worker::Shutdown;
 
 /// Render children beside the model: every core but one, at least one.
@@ -76,20 +77,27 @@ impl RunProgress {
 pub(super) async fn tile_all(
     ingestor: Arc<Ingestor>,
     store: Arc<LocalStore>,
-    sources: Vec<String>,
+    staged: Vec<Staged>,
     threads: usize,
     shutdown: Arc<Shutdown>,
     progress: Arc<RunProgress>,
 ) -> Vec<DocumentOutcome> {
-    let mut outcomes: Vec<Option<DocumentOutcome>> = vec![None; sources.len()];
+    let mut outcomes: Vec<Option<DocumentOutcome>> = vec![None; staged.len()];
     let mut running = tokio::task::JoinSet::new();
-    let mut next = sources.iter().enumerate();
+    let mut next = staged.iter().enumerate();
     loop {
         while running.len() < threads && !shutdown.requested() {
-            let Some((i, source)) = next.next() else {
+            let Some((i, input)) = next.next() else {
                 break;
             };
-            let (ingestor, store, source) = (ingestor.clone(), store.clone(), source.clone());
+            if let Some(problem) = &input.problem {
+                let mut outcome = DocumentOutcome::new(&input.source);
+                outcome.error = Some(problem.clone());
+                outcomes[i] = Some(outcome);
+                progress.tiled();
+                continue;
+            }
+            let (ingestor, store, source) = (ingestor.clone(), store.clone(), input.source.clone());
             running.spawn(async move { (i, tile_one(&ingestor, store.as_ref(), &source).await) });
         }
         let Some(joined) = running.join_next().await else {
@@ -104,10 +112,10 @@ pub(super) async fn tile_all(
     }
     outcomes
         .into_iter()
-        .zip(&sources)
-        .map(|(outcome, source)| {
+        .zip(&staged)
+        .map(|(outcome, input)| {
             outcome.unwrap_or_else(|| {
-                let mut o = DocumentOutcome::new(source);
+                let mut o = DocumentOutcome::new(&input.source);
                 o.error = Some(if shutdown.requested() {
                     "not tiled: the run was interrupted (the same command again finishes it)"
                         .to_string()
