@@ -110,7 +110,9 @@ pub trait ObjectStore: Send + Sync {
 }
 
 /// Checks that `key` is a relative `/`-separated path with no empty, `.` or `..`
-/// segments and no backslash or NUL, the common ground of S3 keys and file paths.
+/// segments and no backslash or NUL, the common ground of S3 keys and file paths: what
+/// a key must be before it names a file ([`LocalStore`], and every copy of S3 objects
+/// into a local folder). S3 itself takes any name ([`validate_s3_key`]).
 pub fn validate_key(key: &str) -> Result<(), StoreError> {
     let invalid = |reason| {
         Err(StoreError::InvalidKey {
@@ -133,9 +135,40 @@ pub fn validate_key(key: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What S3 takes as a key: 1 to 1,024 bytes of UTF-8, any of them, for a key is a name,
+/// not a path there. Uploads come with whatever their tools wrote (`scans\2026.pdf`,
+/// `batch//a.pdf`) and must be read like any other.
+pub fn validate_s3_key(key: &str) -> Result<(), StoreError> {
+    let reason = match key.len() {
+        0 => "empty",
+        1..=1024 => return Ok(()),
+        _ => "longer than 1,024 bytes",
+    };
+    Err(StoreError::InvalidKey {
+        key: key.to_string(),
+        reason,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s3_keys_are_names_not_paths() {
+        for fine in [
+            "inbox/scans\\2026.pdf",
+            "inbox/batch//a.pdf",
+            "inbox/./x",
+            "../x",
+        ] {
+            assert!(validate_s3_key(fine).is_ok(), "{fine:?}");
+            assert!(validate_key(fine).is_err(), "{fine:?} names no file");
+        }
+        assert!(validate_s3_key("").is_err());
+        assert!(validate_s3_key(&"k".repeat(1024)).is_ok());
+        assert!(validate_s3_key(&"k".repeat(1025)).is_err());
+    }
 
     #[test]
     fn keys_that_could_escape_a_root_are_refused() {

@@ -47,6 +47,9 @@ pub async fn fetch_to_cache(
     cache: &Path,
 ) -> Result<PathBuf> {
     let prefix = resolve_latest(store, prefix).await?;
+    // The prefix becomes a folder: one that could leave the cache is refused.
+    sphinx_core::store::validate_key(&prefix)
+        .with_context(|| format!("model s3://{bucket}/{prefix} cannot be cached"))?;
     let dir = cache.join(bucket).join(&prefix);
     std::fs::create_dir_all(&dir)
         .with_context(|| format!("cannot create model cache {}", dir.display()))?;
@@ -164,5 +167,11 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("not a run name"), "{err}");
+        // A prefix that would make a folder outside the cache is refused before any.
+        let err = fetch_to_cache(&store, "bkt", "models/../../../escaped", cache.path())
+            .await
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("cannot be cached"), "{err:#}");
+        assert!(!cache.path().join("../escaped").exists());
     }
 }

@@ -142,6 +142,9 @@ fn fetch_dataset(uri: &str, cache: &Path, s3: &S3Args) -> Result<String> {
     let listed = block_on(store.list(&folder))??;
     let local_root = cache.join(&bucket);
     for k in listed {
+        // A key is copied to a file of its name: one that could leave the cache is refused.
+        sphinx_core::store::validate_key(&k)
+            .with_context(|| format!("dataset {uri}: s3://{bucket}/{k} cannot be cached"))?;
         let dest = local_root.join(&k);
         let size = block_on(store.head(&k))??.size;
         if std::fs::metadata(&dest).is_ok_and(|m| m.len() == size) {

@@ -17,13 +17,16 @@ use std::io::{BufRead, BufReader};
 use std::net::TcpListener as StdListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use sphinx_core::keys;
 use sphinx_core::store::{LocalStore, ObjectStore, S3Store};
 use sphinx_core::PageJob;
-use sphinx_core::{Queue, SqsQueue};
+use sphinx_core::{MemoryQueue, Queue, SqsQueue};
+use sphinx_tiler::event::ObjectRef;
+use sphinx_tiler::handler::Tiler;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -327,7 +330,7 @@ async fn lambda_end_to_end_against_local_s3_and_sqs() {
             .build(),
     );
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let bucket = S3Store::new(s3, BUCKET);
+    let bucket = S3Store::new(s3.clone(), BUCKET);
     let infer = SqsQueue::new(sqs.clone(), &aws["SPHINX_INFER_QUEUE_URL"]);
     let ingest = SqsQueue::new(sqs, &aws["SPHINX_INGEST_QUEUE_URL"]);
     upload_fixtures(&bucket).await;
@@ -467,6 +470,38 @@ async fn lambda_end_to_end_against_local_s3_and_sqs() {
             .await
             .unwrap();
     assert_eq!(failed_ids(&response), Vec::<String>::new());
+
+    // 4. S3 keys are names, not paths: an upload whose tool wrote a backslash and a
+    //    doubled slash is read, hashed and tiled like any other (it went to the DLQ).
+    let odd = "inbox/scans\\2026//palette.png";
+    let png = std::fs::read(workspace().join("tests/data/formats/palette.png")).unwrap();
+    bucket.put(odd, png.clone()).await.unwrap();
+    assert_eq!(bucket.head(odd).await.unwrap().size, png.len() as u64);
+    assert_eq!(bucket.sha256(odd).await.unwrap(), keys::doc_id(&png));
+    let jobs = Arc::new(MemoryQueue::new());
+    let tiler = Tiler::new(
+        Arc::new(S3Store::new(s3.clone(), BUCKET)),
+        jobs.clone(),
+        Arc::new(MemoryQueue::new()),
+        config(&[]),
+    );
+    let object = ObjectRef {
+        bucket: BUCKET.to_string(),
+        key: odd.to_string(),
+    };
+    let outcome = tiler
+        .handle_s3(vec![object], tokio::time::Instant::now() + INVOKE_TIMEOUT)
+        .await
+        .unwrap();
+    let png_id = keys::doc_id(&png);
+    assert_eq!(
+        format!("{outcome:?}"),
+        format!("[Enqueued {{ doc_id: {png_id:?}, pages: 1 }}]")
+    );
+    let manifest = bucket.get(&keys::document_manifest(&png_id)).await.unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(manifest["source"]["name"], "scans\\2026//palette.png");
+    assert_eq!(jobs.sent(), 1);
 }
 
 /// (visible, in flight) message counts of a queue.

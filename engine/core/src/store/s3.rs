@@ -8,7 +8,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 
-use super::{validate_key, Metadata, ObjectInfo, ObjectStore, StoreError};
+use super::{validate_s3_key, Metadata, ObjectInfo, ObjectStore, StoreError};
 use crate::output::media_type;
 
 /// HTTP status of a conditional write that lost (`If-None-Match: *` on an existing key).
@@ -128,7 +128,7 @@ impl S3Store {
 
     /// The body of `key`, not yet read: `get` collects it, `sha256` hashes it as it streams.
     async fn body(&self, op: &'static str, key: &str) -> Result<ByteStream, StoreError> {
-        validate_key(key)?;
+        validate_s3_key(key)?;
         let out = self
             .client
             .get_object()
@@ -158,7 +158,7 @@ impl ObjectStore for S3Store {
         body: Vec<u8>,
         metadata: &Metadata,
     ) -> Result<(), StoreError> {
-        validate_key(key)?;
+        validate_s3_key(key)?;
         let metadata: HashMap<String, String> = metadata.clone().into_iter().collect();
         self.client
             .put_object()
@@ -174,7 +174,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<bool, StoreError> {
-        validate_key(key)?;
+        validate_s3_key(key)?;
         let result = self
             .client
             .put_object()
@@ -218,7 +218,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &str) -> Result<ObjectInfo, StoreError> {
-        validate_key(key)?;
+        validate_s3_key(key)?;
         let out = self
             .client
             .head_object()
@@ -268,7 +268,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        validate_key(key)?;
+        validate_s3_key(key)?;
         self.client
             .delete_object()
             .bucket(&self.bucket)
