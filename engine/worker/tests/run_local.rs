@@ -432,3 +432,43 @@ fn files_sharing_a_name_are_each_run() {
         );
     }
 }
+
+/// `x.pdf.job.json` beside `x.pdf` names x.pdf's tasks, as it does in the inbox: it is
+/// read with its document and is no failed document itself.
+#[test]
+fn a_job_sidecar_sets_its_documents_tasks_and_is_no_document() {
+    render_in_sphinx_children();
+    let (tmp, docs) = docs_folder(&[(PALETTE, "palette.png")]);
+    std::fs::write(
+        docs.join("palette.png.job.json"),
+        br#"{"schema_version":1,"tasks":[{"task":"caption","detail":"short"}]}"#,
+    )
+    .unwrap();
+    let model = tmp.path().join("model");
+    tiny_model(&model);
+    let out = tmp.path().join("out");
+    let mut run = args(&docs, &out, &model);
+    run.formats = "json".parse().unwrap();
+    run.overlays = false;
+    assert_eq!(run_cmd::run(run).unwrap(), ExitCode::SUCCESS);
+    let doc_id = keys::doc_id(&std::fs::read(docs.join("palette.png")).unwrap());
+    let merged = DocumentResult::from_json(
+        &std::fs::read(out.join(keys::document_result(&doc_id))).unwrap(),
+    )
+    .unwrap();
+    let tasks: Vec<String> = merged.tasks.iter().map(|t| t.task.to_string()).collect();
+    assert_eq!(
+        tasks,
+        ["caption:short"],
+        "the sidecar's tasks, not --task's"
+    );
+    let index = std::fs::read_to_string(out.join("documents.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = index
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["source"], "palette.png");
+    assert_eq!(lines[0]["status"], "ok");
+    assert_eq!(lines[1]["source"], "palette.png.job.json");
+    assert_eq!(lines[1]["status"], "skipped");
+}

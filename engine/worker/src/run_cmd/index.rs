@@ -22,6 +22,8 @@ enum Status {
     Partial,
     /// No page has a result (refused at upload, every page failed, or not run).
     Failed,
+    /// No document: a job sidecar, read with the document it names.
+    Skipped,
 }
 
 /// One line of [`INDEX_FILE`].
@@ -47,11 +49,15 @@ struct IndexLine<'a> {
     code: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,
+    /// Why a skipped input is no document.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<&'a str>,
 }
 
 impl<'a> IndexLine<'a> {
     fn of(d: &'a DocumentOutcome) -> Self {
         let status = match (d.pages_done, &d.error) {
+            _ if d.skipped.is_some() => Status::Skipped,
             (0, _) => Status::Failed,
             (_, None) if d.pages_done == d.pages => Status::Ok,
             _ => Status::Partial,
@@ -67,6 +73,7 @@ impl<'a> IndexLine<'a> {
             outputs: &d.outputs,
             code: d.code.as_deref(),
             error: d.error.as_deref(),
+            skipped: d.skipped.as_deref(),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct DocumentOutcome {
     pub code: Option<String>,
     /// The reason the whole document or some of its pages failed.
     pub error: Option<String>,
+    /// Why an input is no document and was rightly left alone (a job sidecar).
+    pub skipped: Option<String>,
     /// The start of the document's first task text.
     pub preview: String,
     /// `results/<doc_id>.json`, once written (every page has a result or an error record).
@@ -50,6 +52,7 @@ impl DocumentOutcome {
             pages_done: 0,
             code: None,
             error: None,
+            skipped: None,
             preview: String::new(),
             result: None,
             outputs: Vec::new(),
@@ -80,7 +83,7 @@ pub(super) async fn settle(
     let mut complete = true;
     for doc in docs {
         let Some(doc_id) = doc.doc_id.clone() else {
-            complete = false;
+            complete &= doc.skipped.is_some();
             continue;
         };
         let results = page_results(store, &doc_id, doc.pages).await?;
@@ -243,12 +246,16 @@ pub(super) fn summary(
             None => pages += d.pages_done,
         }
     }
-    let distinct = first_name.len() + docs.iter().filter(|d| d.doc_id.is_none()).count();
+    let inputs = docs.iter().filter(|d| d.skipped.is_none()).count();
+    let distinct = first_name.len()
+        + docs
+            .iter()
+            .filter(|d| d.doc_id.is_none() && d.skipped.is_none())
+            .count();
     let secs = took.as_secs_f64();
     let mut lines = vec![format!(
-        "{} documents{}, {pages} pages in {secs:.1} s ({:.2} pages/s) with model {model_id}{}",
-        docs.len(),
-        if distinct < docs.len() {
+        "{inputs} documents{}, {pages} pages in {secs:.1} s ({:.2} pages/s) with model {model_id}{}",
+        if distinct < inputs {
             format!(" ({distinct} distinct)")
         } else {
             String::new()
@@ -264,6 +271,10 @@ pub(super) fn summary(
                 "  ok      {}  the same bytes as {first}: results/{id}.json",
                 d.source
             ));
+            continue;
+        }
+        if let Some(why) = &d.skipped {
+            lines.push(format!("  --      {}  {why}", d.source));
             continue;
         }
         lines.push(match (&d.error, &d.doc_id) {

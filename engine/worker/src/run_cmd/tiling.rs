@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use sphinx_cli::progress::ProgressBar;
 use sphinx_core::error_record::describe;
 use sphinx_core::ingest::{self, IngestOutcome, Ingestor};
+use sphinx_core::job;
 use sphinx_core::keys;
 use sphinx_core::{DocumentManifest, LocalStore, MemoryQueue, ObjectStore};
 
@@ -132,6 +133,11 @@ pub(super) async fn tile_all(
 /// an earlier run gets jobs again for its pages that have no result yet).
 async fn tile_one(ingestor: &Ingestor, store: &dyn ObjectStore, source: &str) -> DocumentOutcome {
     let mut outcome = DocumentOutcome::new(source);
+    if job::is_sidecar(source) {
+        // `x.pdf.job.json` beside `x.pdf` names x.pdf's tasks, as in the inbox.
+        outcome.skipped = Some("job sidecar: the tasks of the document it is named for".into());
+        return outcome;
+    }
     let key = keys::upload(&ingestor.config().inbox_prefix, source);
     let doc_id = match ingestor.ingest_upload(&key, ingest::far_deadline()).await {
         Ok(IngestOutcome::Rejected { code, message, .. }) => {
