@@ -11,6 +11,7 @@ use clap::Args;
 use indicatif::ProgressBar;
 use sphinx_core::bundle;
 use sphinx_core::error_record::describe;
+use sphinx_core::job;
 use sphinx_core::keys;
 use sphinx_core::DocumentManifest;
 use sphinx_core::Isolation;
@@ -76,7 +77,17 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
     opts.tile
         .validate()
         .map_err(|e| anyhow::anyhow!("invalid --canvas/--grid: {e}"))?;
-    let files = inputs::collect(&args.inputs, &out)?;
+    let (sidecars, files): (Vec<PathBuf>, Vec<PathBuf>) = inputs::collect(&args.inputs, &out)?
+        .into_iter()
+        .partition(|f| job::is_sidecar(&f.to_string_lossy()));
+    if !sidecars.is_empty() {
+        eprintln!(
+            "left out {} job sidecar(s) (*{}): they name a document's tasks, which tiling \
+             does not use",
+            sidecars.len(),
+            job::JOB_SPEC_SUFFIX
+        );
+    }
     if files.is_empty() {
         anyhow::bail!("no files found in the given inputs");
     }

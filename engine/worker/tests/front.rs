@@ -92,6 +92,24 @@ fn the_front_renders_documents_itself() {
     );
     assert!(tiled.status.success(), "{}", text(&tiled.stderr));
     assert_says(&tiled.stdout, "errors: 0");
+
+    // A job sidecar beside a document is no document to tile, and no error.
+    let docs = out.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::copy(pdf, docs.join("a.pdf")).unwrap();
+    std::fs::write(
+        docs.join("a.pdf.job.json"),
+        br#"{"schema_version":1,"tasks":[]}"#,
+    )
+    .unwrap();
+    let tiled = without_libtorch_path(
+        FRONT,
+        &["tile", "--quiet", "--out", out_dir, docs.to_str().unwrap()],
+    );
+    assert!(tiled.status.success(), "{}", text(&tiled.stderr));
+    assert_says(&tiled.stdout, "documents: 1 ");
+    assert_says(&tiled.stdout, "errors: 0");
+    assert_says(&tiled.stderr, "left out 1 job sidecar(s)");
 }
 
 #[test]
@@ -118,10 +136,18 @@ fn other_command_lines_reach_the_engine_unchanged() {
     // An engine error and its exit status come back as they are.
     let missing = run(
         FRONT,
-        &["eval", "--cpu", "--model", "/nonexistent", "--data", "/x"],
+        &[
+            "eval",
+            "--cpu",
+            "--model",
+            "/nonexistent",
+            "--data",
+            "/no-data.jsonl",
+        ],
     );
     assert_eq!(missing.status.code(), Some(1));
-    assert_says(&missing.stderr, "/nonexistent");
+    // (The data is looked at before the model is loaded.)
+    assert_says(&missing.stderr, "cannot read dataset /no-data.jsonl");
 }
 
 #[test]
