@@ -160,7 +160,6 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
     //    each document's page jobs are queued as soon as it is tiled, so the model (2.)
     //    starts on the first document instead of after the last.
     let staged = staging::stage_inputs(&files, &args.inputs, &store);
-    let sources: Vec<String> = staged.iter().map(|s| s.source.clone()).collect();
     let tile = TileOptions {
         tile: loaded.tile.clone(),
         limits: limits.clone(),
@@ -177,7 +176,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
     let progress = Arc::new(RunProgress::new(
         sphinx_cli::progress::bar(0, "pages", args.quiet),
         infer.clone(),
-        sources.len(),
+        staged.len(),
     ));
     let threads = args
         .tile_threads
@@ -232,8 +231,6 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
 
     // 3. Report per document (and draw overlays).
     let overlays = args.overlays.then(|| report::Overlays {
-        files: &files,
-        sources: &sources,
         loaded: &loaded,
         limits: &limits,
         dir: args.out.join("overlays"),

@@ -60,11 +60,9 @@ impl DocumentOutcome {
     }
 }
 
-/// Where a run's overlays come from and go: the input files beside their source names,
-/// and `<out>/overlays/`.
+/// What drawing a run's overlays needs: the model's canvas, the render limits, and
+/// where they go (`<out>/overlays/`).
 pub(super) struct Overlays<'a> {
-    pub(super) files: &'a [PathBuf],
-    pub(super) sources: &'a [String],
     pub(super) loaded: &'a Loaded,
     pub(super) limits: &'a Limits,
     pub(super) dir: PathBuf,
@@ -108,14 +106,8 @@ pub(super) async fn settle(
             }
         }
         if let Some(o) = overlays {
-            let file = o
-                .files
-                .iter()
-                .zip(o.sources)
-                .find(|(_, s)| **s == doc.source);
-            if let Some((file, _)) = file {
-                draw_overlays(file, &results, o.loaded, o.limits, &o.dir)?;
-            }
+            let file = Path::new(&doc.input);
+            draw_overlays(file, &results, o.loaded, o.limits, &o.dir)?;
         }
     }
     Ok(complete)
