@@ -1,7 +1,7 @@
 //! `<out>/documents.jsonl`: a JSON line per input saying what became of it. Results are
 //! keyed by content hash; this maps each input back to its result (or its failure).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use sphinx_core::result::OutputRecord;
@@ -10,7 +10,7 @@ use super::report::DocumentOutcome;
 
 /// The run's per-document index under `--out`, for scripts: results are keyed by
 /// content hash, and this maps each input back to them.
-pub(super) const INDEX_FILE: &str = "documents.jsonl";
+const INDEX_FILE: &str = "documents.jsonl";
 
 /// How a document ended, as the index says it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -80,7 +80,7 @@ impl<'a> IndexLine<'a> {
 
 /// Writes `<out>/documents.jsonl`: a JSON line per input, in input order, replacing the
 /// last run's (written beside and renamed, so a reader never sees half of it).
-pub(super) fn write_index(docs: &[DocumentOutcome], out: &Path) -> Result<()> {
+pub(super) fn write_index(docs: &[DocumentOutcome], out: &Path) -> Result<PathBuf> {
     let mut body = Vec::new();
     for d in docs {
         serde_json::to_writer(&mut body, &IndexLine::of(d)).expect("plain data serializes");
@@ -92,7 +92,8 @@ pub(super) fn write_index(docs: &[DocumentOutcome], out: &Path) -> Result<()> {
     );
     std::fs::write(&partial, body)
         .with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, &path).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::rename(&partial, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
 }
 
 #[cfg(test)]

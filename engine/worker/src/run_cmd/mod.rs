@@ -243,13 +243,12 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
         overlays.as_ref(),
     )
     .await?;
-    index::write_index(&docs, &args.out)?;
-    sphinx_cli::stdout::line(report::summary(
-        &docs,
-        &loaded.id,
-        random,
-        &args.out,
-        started.elapsed(),
+    let index = index::write_index(&docs, &args.out)?;
+    let summary = report::summary(&docs, &loaded.id, random, started.elapsed());
+    sphinx_cli::stdout::line(format!(
+        "{summary}\nresults in {} (a line per document: {})",
+        args.out.join("results").display(),
+        index.display()
     ))?;
     Ok(if complete {
         ExitCode::SUCCESS

@@ -14,7 +14,6 @@ use sphinx_core::Limits;
 use sphinx_core::{DocumentResult, ObjectStore, PageResult};
 use sphinx_model::model_folder::Loaded;
 
-use super::index::INDEX_FILE;
 use crate::overlay;
 
 /// What one document became.
@@ -223,7 +222,6 @@ pub(super) fn summary(
     docs: &[DocumentOutcome],
     model_id: &str,
     random: bool,
-    out: &Path,
     took: Duration,
 ) -> String {
     let mut first_name: HashMap<&str, &str> = HashMap::new();
@@ -286,11 +284,6 @@ pub(super) fn summary(
                 .map(|o| format!("          {}", describe_output(o))),
         );
     }
-    lines.push(format!(
-        "results in {} (a line per document: {})",
-        out.join("results").display(),
-        out.join(INDEX_FILE).display()
-    ));
     lines.join("\n")
 }
 
