@@ -311,13 +311,7 @@ mod tests {
             doc("c.pdf", "d2", 1),
             refused,
         ];
-        let text = summary(
-            &docs,
-            "nano",
-            false,
-            Path::new("out"),
-            Duration::from_secs(2),
-        );
+        let text = summary(&docs, "nano", false, Duration::from_secs(2));
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[0].starts_with("4 documents (3 distinct), 4 pages in 2.0 s (2.00 pages/s)"),
