@@ -142,8 +142,8 @@ fn clashes(names: &[String], identity: &[PathBuf]) -> Vec<Vec<usize>> {
     groups
 }
 
-/// A name every store takes as a key: a backslash (a Windows path separator that S3 and
-/// the local store refuse) becomes `_`.
+/// A name the local store takes as a key: a backslash (a path separator to Windows, so
+/// no part of a key that names a file) becomes `_`.
 fn key_safe(name: &str) -> String {
     name.replace('\\', "_")
 }
