@@ -146,6 +146,18 @@ def fine_tune_and_serve(stack, model, work, docs):
     served_by = stack.get_json(new[0])["model"]["id"]
     check(served_by == run, f"by the fine-tuned run, found through models/latest ({served_by})")
 
+    # `sphinx run` on this machine takes the same model from the bucket.
+    local = work / "local-latest"
+    ran = subprocess.run([str(SPHINX), "run", str(page), "--out", str(local), "--quiet", "--cpu",
+                          "--model", f"s3://{stack.bucket}/models/latest"],
+                         env=serve_env(stack, model, SPHINX_MODEL_CACHE=work / "run-model-cache"),
+                         capture_output=True, text=True, timeout=600)
+    (LOGS / "run-latest.log").write_text(ran.stdout + ran.stderr)
+    check(ran.returncode == 0, f"sphinx run --model s3://.../models/latest exited 0 ({ran.returncode})")
+    results = [p for p in (local / "results").rglob("page-*.json")]
+    ran_by = json.loads(results[0].read_text())["model"]["id"] if results else None
+    check(ran_by == run, f"sphinx run used the fine-tuned run too ({ran_by})")
+
 
 def main():
     for path, how in [(SPHINX, "cargo build -p sphinx-worker"), (TILER, "cargo build -p sphinx-tiler"),

@@ -3,6 +3,7 @@
 //! parses and dispatches, so every command is testable as plain functions; the commands
 //! without a model (tile, synth) live in `sphinx-cli`.
 
+pub mod aws;
 pub mod batch;
 pub mod cli;
 pub mod devices;

@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sphinx_core::ObjectStore;
+use sphinx_core::settings::S3Args;
+use sphinx_core::{ObjectStore, S3Store};
 
 /// Files of a model folder, as `sphinx infer` loads them.
 pub const MODEL_FILES: [&str; 3] = sphinx_model::model_folder::FILES;
@@ -34,6 +35,22 @@ impl ModelSource {
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
         })
+    }
+}
+
+/// The local folder of a `--model` value: the folder itself, or for
+/// `s3://bucket/models/<run>/` (or `.../models/latest`) its copy in `cache`, fetched with
+/// the environment's AWS settings. `sphinx run`, `serve` and `train` take models alike.
+pub async fn local_folder(spec: &str, cache: &Path, s3: &S3Args) -> Result<PathBuf> {
+    match ModelSource::parse(spec)? {
+        ModelSource::Local(dir) => Ok(dir),
+        ModelSource::S3 { bucket, prefix } => {
+            let sdk = aws_config::load_from_env().await;
+            let store = S3Store::new(crate::aws::s3_client(&sdk, s3), bucket.clone());
+            fetch_to_cache(&store, &bucket, &prefix, cache)
+                .await
+                .with_context(|| format!("model {spec}"))
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use sphinx_core::{Queue, SqsQueue};
 
 use crate::batch::BatchOptions;
 use crate::batch::{DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_TOKENS_IN_FLIGHT};
-use crate::model_source::{fetch_to_cache, ModelSource};
+use crate::model_source;
 use crate::worker::metrics::emf_line;
 use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
 
@@ -124,23 +124,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
 
 async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let sdk = aws_config::load_from_env().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(args.s3.s3_force_path_style)
-            .build(),
-    );
-    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3.clone(), args.bucket.clone()));
+    let s3 = crate::aws::s3_client(&sdk, &args.s3);
+    let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3, args.bucket.clone()));
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
         args.queue_url.clone(),
     ));
-    let dir = match ModelSource::parse(&args.model)? {
-        ModelSource::Local(dir) => dir,
-        ModelSource::S3 { bucket, prefix } => {
-            let model_store = S3Store::new(s3, bucket.clone());
-            fetch_to_cache(&model_store, &bucket, &prefix, &args.model_cache).await?
-        }
-    };
+    let dir = model_source::local_folder(&args.model, &args.model_cache, &args.s3).await?;
     let started = std::time::Instant::now();
     let loaded = crate::devices::load(&dir, &args.devices, args.cpu)?;
     let device = loaded.device;

@@ -16,7 +16,7 @@ use sphinx_model::train::spec::TrainSpec;
 use sphinx_model::train::trainer::{RunControl, TrainOutcome, Trainer};
 use tch::Device;
 
-use crate::model_source::{fetch_to_cache, ModelSource};
+use crate::model_source;
 
 /// Output root when neither `--out` nor the spec's `output` names one.
 const DEFAULT_OUT: &str = "out/train";
@@ -104,12 +104,7 @@ fn s3_store(bucket: &str, s3: &S3Args) -> Result<S3Store> {
         .enable_all()
         .build()?;
     let sdk = rt.block_on(aws_config::load_from_env());
-    let client = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(s3.s3_force_path_style)
-            .build(),
-    );
-    Ok(S3Store::new(client, bucket))
+    Ok(S3Store::new(crate::aws::s3_client(&sdk, s3), bucket))
 }
 
 /// Blocks on one store call (the trainer is synchronous).
@@ -166,15 +161,9 @@ fn fetch_dataset(uri: &str, cache: &Path, s3: &S3Args) -> Result<String> {
 /// The local folder of the base model `dir`: itself, or the copy in `cache` of an
 /// `s3://bucket/models/<run>/` (or `.../models/latest`, the run it names) prefix.
 fn fetch_model(dir: &str, cache: &Path, s3: &S3Args) -> Result<String> {
-    match ModelSource::parse(dir)? {
-        ModelSource::Local(_) => Ok(dir.to_string()),
-        ModelSource::S3 { bucket, prefix } => {
-            let store = s3_store(&bucket, s3)?;
-            let local = block_on(fetch_to_cache(&store, &bucket, &prefix, cache))?
-                .with_context(|| format!("base model {dir}"))?;
-            Ok(local.display().to_string())
-        }
-    }
+    let local = block_on(model_source::local_folder(dir, cache, s3))?
+        .with_context(|| format!("base model {dir}"))?;
+    Ok(local.display().to_string())
 }
 
 /// Runs `sphinx train`.

@@ -77,6 +77,8 @@ fn args(inputs: &Path, out: &Path, model: &Path, max_batch_pages: usize) -> RunA
         quiet: true,
         cpu: true,
         devices: Default::default(),
+        model_cache: std::env::temp_dir().join("sphinx-models"),
+        s3: Default::default(),
     }
 }
 

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use sphinx_core::ingest::{IngestConfig, Ingestor};
 use sphinx_core::isolate::Isolation;
+use sphinx_core::settings::S3Args;
 use sphinx_core::DeviceArgs;
 use sphinx_core::LimitArgs;
 use sphinx_core::LocalStore;
@@ -34,6 +35,7 @@ use sphinx_core::TileOptions;
 
 use crate::batch::BatchOptions;
 use crate::batch::DEFAULT_MAX_NEW_TOKENS;
+use crate::model_source;
 use crate::random_model;
 use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
 use record::RunRecord;
@@ -55,10 +57,17 @@ pub struct RunArgs {
     /// Output root: inbox/, work/, results/, errors/ (and overlays/ with --overlays).
     #[arg(long)]
     pub out: PathBuf,
-    /// Model folder (config.json, model.safetensors, tokenizer.json). Default: the
-    /// bundled sphinx-nano if present, else a small RANDOM-weight model (says so).
+    /// Model folder (config.json, model.safetensors, tokenizer.json), or
+    /// s3://bucket/models/<run>/ (or .../models/latest), copied once into --model-cache.
+    /// Default: the bundled sphinx-nano if present, else a small RANDOM-weight model (says
+    /// so).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Local cache for models fetched from S3.
+    #[arg(long, env = "SPHINX_MODEL_CACHE", default_value = "/tmp/sphinx-models")]
+    pub model_cache: PathBuf,
+    #[command(flatten)]
+    pub s3: S3Args,
     /// Task per page; repeat for several: ocr, caption, caption:short,
     /// grounding:<query>, ask:<question>.
     #[arg(long = "task", default_value = "ocr")]
@@ -134,7 +143,11 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
         bail!("no files found in the given inputs");
     }
     let (model_dir, random) = match &args.model {
-        Some(dir) => (dir.clone(), false),
+        Some(spec) => {
+            let spec = spec.to_string_lossy();
+            let dir = model_source::local_folder(&spec, &args.model_cache, &args.s3).await?;
+            (dir, false)
+        }
         None => default_model(&args.out)?,
     };
     if random {
