@@ -157,6 +157,20 @@ def fine_tune_and_serve(stack, model, work, docs):
     results = [p for p in (local / "results").rglob("page-*.json")]
     ran_by = json.loads(results[0].read_text())["model"]["id"] if results else None
     check(ran_by == run, f"sphinx run used the fine-tuned run too ({ran_by})")
+    # ... and so do `sphinx infer` and `sphinx eval` (the held-out check after a run).
+    bucket_model = f"s3://{stack.bucket}/models/latest"
+    env = serve_env(stack, model, SPHINX_MODEL_CACHE=work / "run-model-cache")
+    inferred = subprocess.run([str(SPHINX), "infer", "--cpu", "--model", bucket_model, "--task", "ocr",
+                               "--max-new-tokens", "4", str(page)],
+                              env=env, capture_output=True, text=True, timeout=600)
+    check(inferred.returncode == 0 and json.loads(inferred.stdout)["model"]["id"] == run,
+          f"sphinx infer --model {bucket_model} uses the run ({inferred.stderr[-300:]})")
+    scored = subprocess.run([str(SPHINX), "eval", "--cpu", "--quiet", "--model", bucket_model,
+                             "--data", str(data / "conversations.jsonl"), "--limit", "2",
+                             "--max-new-tokens", "4"],
+                            env=env, capture_output=True, text=True, timeout=600)
+    check(scored.returncode == 0 and json.loads(scored.stdout)["pages"] == 2,
+          f"sphinx eval --model {bucket_model} scores 2 pages ({scored.stderr[-300:]})")
 
 
 def main():

@@ -33,9 +33,15 @@ use crate::stream::run_batch;
 /// Arguments of `sphinx infer`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct InferArgs {
-    /// Converted model folder (config.json, model.safetensors, tokenizer.json).
+    /// Converted model folder (config.json, model.safetensors, tokenizer.json), or
+    /// s3://bucket/models/<run>/ (or .../models/latest), copied once into --model-cache.
     #[arg(long)]
     pub model: PathBuf,
+    /// Local cache for models fetched from S3.
+    #[arg(long, env = "SPHINX_MODEL_CACHE", default_value = "/tmp/sphinx-models")]
+    pub model_cache: PathBuf,
+    #[command(flatten)]
+    pub s3: sphinx_core::settings::S3Args,
     /// Task to run; repeat for several: ocr, caption, caption:short, grounding:<query>,
     /// ask:<question>.
     #[arg(long = "task", required = true)]
@@ -89,7 +95,12 @@ pub fn run(args: InferArgs) -> Result<ExitCode> {
     // A wrong path is said before a model is loaded.
     std::fs::metadata(&args.input)
         .with_context(|| format!("cannot read {}", args.input.display()))?;
-    let loaded = crate::devices::load(&args.model, &args.devices, args.cpu)?;
+    let model = crate::model_source::local_folder_blocking(
+        &args.model.to_string_lossy(),
+        &args.model_cache,
+        &args.s3,
+    )?;
+    let loaded = crate::devices::load(&model, &args.devices, args.cpu)?;
     let (result, page) = infer_file(
         &loaded,
         &args.input,

@@ -54,6 +54,14 @@ pub async fn local_folder(spec: &str, cache: &Path, s3: &S3Args) -> Result<PathB
     }
 }
 
+/// [`local_folder`] for the commands without an async runtime (`infer`, `eval`, `train`).
+pub fn local_folder_blocking(spec: &str, cache: &Path, s3: &S3Args) -> Result<PathBuf> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(local_folder(spec, cache, s3))
+}
+
 /// Resolves `prefix` (following a `latest` pointer) and copies the model files into
 /// `cache/<bucket>/<prefix>/`, skipping files already there with the same size.
 /// Returns the local folder.

@@ -161,7 +161,7 @@ fn fetch_dataset(uri: &str, cache: &Path, s3: &S3Args) -> Result<String> {
 /// The local folder of the base model `dir`: itself, or the copy in `cache` of an
 /// `s3://bucket/models/<run>/` (or `.../models/latest`, the run it names) prefix.
 fn fetch_model(dir: &str, cache: &Path, s3: &S3Args) -> Result<String> {
-    let local = block_on(model_source::local_folder(dir, cache, s3))?
+    let local = model_source::local_folder_blocking(dir, cache, s3)
         .with_context(|| format!("base model {dir}"))?;
     Ok(local.display().to_string())
 }
