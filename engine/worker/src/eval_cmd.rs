@@ -35,11 +35,8 @@ pub struct EvalArgs {
     /// s3://bucket/models/<run>/ (or .../models/latest), copied once into --model-cache.
     #[arg(long)]
     pub model: PathBuf,
-    /// Local cache for models fetched from S3.
-    #[arg(long, env = "SPHINX_MODEL_CACHE", default_value = "/tmp/sphinx-models")]
-    pub model_cache: PathBuf,
     #[command(flatten)]
-    pub s3: sphinx_core::settings::S3Args,
+    pub models: crate::model_source::ModelCacheArgs,
     /// Conversations JSONL (e.g. a held-out `sphinx synth` range).
     #[arg(long)]
     pub data: PathBuf,
@@ -192,11 +189,7 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
     };
     // The data first: a wrong path is said before a model is loaded.
     let data = Dataset::load(&args.data)?;
-    let model = crate::model_source::local_folder_blocking(
-        &args.model.to_string_lossy(),
-        &args.model_cache,
-        &args.s3,
-    )?;
+    let model = args.models.local_folder_blocking(&args.model)?;
     let loaded = sphinx_model::model_folder::load(&model, device)
         .with_context(|| format!("cannot load model {}", args.model.display()))?;
     let ocr_question = prompts::question(&Task::Ocr)?;

@@ -37,11 +37,8 @@ pub struct InferArgs {
     /// s3://bucket/models/<run>/ (or .../models/latest), copied once into --model-cache.
     #[arg(long)]
     pub model: PathBuf,
-    /// Local cache for models fetched from S3.
-    #[arg(long, env = "SPHINX_MODEL_CACHE", default_value = "/tmp/sphinx-models")]
-    pub model_cache: PathBuf,
     #[command(flatten)]
-    pub s3: sphinx_core::settings::S3Args,
+    pub models: crate::model_source::ModelCacheArgs,
     /// Task to run; repeat for several: ocr, caption, caption:short, grounding:<query>,
     /// ask:<question>.
     #[arg(long = "task", required = true)]
@@ -95,11 +92,7 @@ pub fn run(args: InferArgs) -> Result<ExitCode> {
     // A wrong path is said before a model is loaded.
     std::fs::metadata(&args.input)
         .with_context(|| format!("cannot read {}", args.input.display()))?;
-    let model = crate::model_source::local_folder_blocking(
-        &args.model.to_string_lossy(),
-        &args.model_cache,
-        &args.s3,
-    )?;
+    let model = args.models.local_folder_blocking(&args.model)?;
     let loaded = crate::devices::load(&model, &args.devices, args.cpu)?;
     let (result, page) = infer_file(
         &loaded,

@@ -38,6 +38,45 @@ impl ModelSource {
     }
 }
 
+/// Where a command keeps the models it fetches from S3, and how it reaches S3: the one
+/// definition of `--model-cache` (`SPHINX_MODEL_CACHE`) and the S3 flags for every command
+/// that takes a model.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelCacheArgs {
+    /// Local cache for models fetched from S3.
+    #[arg(long, env = "SPHINX_MODEL_CACHE", default_value = DEFAULT_MODEL_CACHE)]
+    pub model_cache: PathBuf,
+    #[command(flatten)]
+    pub s3: S3Args,
+}
+
+/// Where models fetched from S3 are kept unless `SPHINX_MODEL_CACHE` says otherwise.
+pub const DEFAULT_MODEL_CACHE: &str = "/tmp/sphinx-models";
+
+impl Default for ModelCacheArgs {
+    fn default() -> Self {
+        Self {
+            model_cache: PathBuf::from(DEFAULT_MODEL_CACHE),
+            s3: S3Args::default(),
+        }
+    }
+}
+
+impl ModelCacheArgs {
+    /// [`local_folder`] of a `--model` value with these settings.
+    pub async fn local_folder(&self, spec: &Path) -> Result<PathBuf> {
+        local_folder(&spec.to_string_lossy(), &self.model_cache, &self.s3).await
+    }
+
+    /// The same, for the commands without an async runtime (`infer`, `eval`, `train`).
+    pub fn local_folder_blocking(&self, spec: &Path) -> Result<PathBuf> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(self.local_folder(spec))
+    }
+}
+
 /// The local folder of a `--model` value: the folder itself, or for
 /// `s3://bucket/models/<run>/` (or `.../models/latest`) its copy in `cache`, fetched with
 /// the environment's AWS settings. `sphinx run`, `serve` and `train` take models alike.
@@ -52,14 +91,6 @@ pub async fn local_folder(spec: &str, cache: &Path, s3: &S3Args) -> Result<PathB
                 .with_context(|| format!("model {spec}"))
         }
     }
-}
-
-/// [`local_folder`] for the commands without an async runtime (`infer`, `eval`, `train`).
-pub fn local_folder_blocking(spec: &str, cache: &Path, s3: &S3Args) -> Result<PathBuf> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(local_folder(spec, cache, s3))
 }
 
 /// Resolves `prefix` (following a `latest` pointer) and copies the model files into

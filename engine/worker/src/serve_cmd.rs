@@ -3,20 +3,20 @@
 //! setting has a `SPHINX_*` variable so a container needs no arguments; see
 //! [`crate::worker`] for what it guarantees.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use sphinx_core::settings::{DeviceArgs, S3Args};
+use sphinx_core::settings::DeviceArgs;
 use sphinx_core::store::{ObjectStore, S3Store};
 use sphinx_core::OutputFormats;
 use sphinx_core::{Queue, SqsQueue};
 
 use crate::batch::BatchOptions;
 use crate::batch::{DEFAULT_MAX_NEW_TOKENS, DEFAULT_MAX_TOKENS_IN_FLIGHT};
-use crate::model_source;
+use crate::model_source::ModelCacheArgs;
 use crate::worker::metrics::emf_line;
 use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
 
@@ -32,9 +32,8 @@ pub struct ServeArgs {
     /// Model folder, or s3://bucket/models/<run>/ (or .../models/latest), cached locally.
     #[arg(long, env = "SPHINX_MODEL")]
     pub model: String,
-    /// Local cache for models fetched from S3.
-    #[arg(long, env = "SPHINX_MODEL_CACHE", default_value = "/tmp/sphinx-models")]
-    pub model_cache: PathBuf,
+    #[command(flatten)]
+    pub models: ModelCacheArgs,
     /// Most pages received and encoded at once (a micro-batch; the next joins the running
     /// decode as slots free).
     #[arg(long, env = "SPHINX_MAX_BATCH_PAGES", default_value_t = 16)]
@@ -70,8 +69,6 @@ pub struct ServeArgs {
     /// Most tokens generated per task.
     #[arg(long, env = "SPHINX_MAX_NEW_TOKENS", default_value_t = DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
-    #[command(flatten)]
-    pub s3: S3Args,
     /// Result files per document beside the JSON: a comma list of txt, hocr, alto, pdf
     /// (or all); JSON is always written.
     #[arg(long, env = "SPHINX_OUTPUT_FORMATS", default_value = "json")]
@@ -124,13 +121,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
 
 async fn serve(args: ServeArgs) -> Result<ExitCode> {
     let sdk = aws_config::load_from_env().await;
-    let s3 = crate::aws::s3_client(&sdk, &args.s3);
+    let s3 = crate::aws::s3_client(&sdk, &args.models.s3);
     let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(s3, args.bucket.clone()));
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(
         aws_sdk_sqs::Client::new(&sdk),
         args.queue_url.clone(),
     ));
-    let dir = model_source::local_folder(&args.model, &args.model_cache, &args.s3).await?;
+    let dir = args.models.local_folder(Path::new(&args.model)).await?;
     let started = std::time::Instant::now();
     let loaded = crate::devices::load(&dir, &args.devices, args.cpu)?;
     let device = loaded.device;

@@ -16,7 +16,7 @@ use sphinx_model::train::spec::TrainSpec;
 use sphinx_model::train::trainer::{RunControl, TrainOutcome, Trainer};
 use tch::Device;
 
-use crate::model_source;
+use crate::model_source::ModelCacheArgs;
 
 /// Output root when neither `--out` nor the spec's `output` names one.
 const DEFAULT_OUT: &str = "out/train";
@@ -40,16 +40,14 @@ pub struct TrainArgs {
     /// Where datasets named by s3:// URIs are copied before training.
     #[arg(long, env = "SPHINX_DATA_CACHE", default_value = "/tmp/sphinx-data")]
     pub data_cache: PathBuf,
-    /// Where a base model named by an s3:// `model.dir` is copied (the cache `sphinx serve`
-    /// uses too).
-    #[arg(long, env = "SPHINX_MODEL_CACHE", default_value = "/tmp/sphinx-models")]
-    pub model_cache: PathBuf,
     /// The stack's bucket: without `--out` or the spec's `output`, the run writes to
     /// s3://<bucket>.
     #[arg(long, env = "SPHINX_BUCKET")]
     pub bucket: Option<String>,
+    /// Where a base model named by an s3:// `model.dir` is copied (the cache `sphinx serve`
+    /// uses too), and how S3 is reached.
     #[command(flatten)]
-    pub s3: S3Args,
+    pub models: ModelCacheArgs,
     /// Train on the CPU even when a GPU is available.
     #[arg(long)]
     pub cpu: bool,
@@ -158,23 +156,24 @@ fn fetch_dataset(uri: &str, cache: &Path, s3: &S3Args) -> Result<String> {
     Ok(local.display().to_string())
 }
 
-/// The local folder of the base model `dir`: itself, or the copy in `cache` of an
+/// The local folder of the base model `dir`: itself, or the copy in the model cache of an
 /// `s3://bucket/models/<run>/` (or `.../models/latest`, the run it names) prefix.
-fn fetch_model(dir: &str, cache: &Path, s3: &S3Args) -> Result<String> {
-    let local = model_source::local_folder_blocking(dir, cache, s3)
+fn fetch_model(dir: &str, models: &ModelCacheArgs) -> Result<String> {
+    let local = models
+        .local_folder_blocking(Path::new(dir))
         .with_context(|| format!("base model {dir}"))?;
     Ok(local.display().to_string())
 }
 
 /// Runs `sphinx train`.
 pub fn run(args: TrainArgs) -> Result<ExitCode> {
-    let text = read_spec(&args.config, &args.s3)?;
+    let text = read_spec(&args.config, &args.models.s3)?;
     let mut spec = TrainSpec::from_json(&text, &args.config)?;
     for d in &mut spec.datasets {
-        d.path = fetch_dataset(&d.path, &args.data_cache, &args.s3)?;
+        d.path = fetch_dataset(&d.path, &args.data_cache, &args.models.s3)?;
     }
     if let Some(dir) = &spec.model.dir {
-        spec.model.dir = Some(fetch_model(dir, &args.model_cache, &args.s3)?);
+        spec.model.dir = Some(fetch_model(dir, &args.models)?);
     }
     let root = args
         .out
@@ -202,7 +201,7 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         stop: stop_on_signals(&rt)?,
         halt_at: None,
     };
-    let output = open_output(&root, &args.s3, rt.handle().clone())?;
+    let output = open_output(&root, &args.models.s3, rt.handle().clone())?;
     let mut trainer = Trainer::new(spec, output, device, args.resume)?
         .with_isolation(sphinx_core::isolate::Isolation::this_binary());
     eprintln!(

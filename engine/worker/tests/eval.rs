@@ -43,8 +43,7 @@ fn eval_scores_every_page_and_the_summary_adds_up() {
         cpu: true,
         predictions: Some(predictions.clone()),
         quiet: true,
-        model_cache: std::env::temp_dir().join("sphinx-models"),
-        s3: Default::default(),
+        models: Default::default(),
     };
     let summary = evaluate(&args).unwrap();
 
@@ -98,8 +97,7 @@ fn a_wrong_data_path_is_said_before_the_model_is_loaded() {
         cpu: true,
         predictions: None,
         quiet: true,
-        model_cache: std::env::temp_dir().join("sphinx-models"),
-        s3: Default::default(),
+        models: Default::default(),
     };
     let err = format!("{:#}", evaluate(&args).unwrap_err());
     assert!(err.contains("no-data.jsonl"), "{err}");

@@ -77,8 +77,7 @@ fn args(inputs: &Path, out: &Path, model: &Path, max_batch_pages: usize) -> RunA
         quiet: true,
         cpu: true,
         devices: Default::default(),
-        model_cache: std::env::temp_dir().join("sphinx-models"),
-        s3: Default::default(),
+        models: Default::default(),
     }
 }
 

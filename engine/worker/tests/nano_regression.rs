@@ -54,8 +54,7 @@ fn committed_nano_reads_held_out_pages_as_well_as_recorded() {
         cpu: true,
         predictions: None,
         quiet: true,
-        model_cache: std::env::temp_dir().join("sphinx-models"),
-        s3: Default::default(),
+        models: Default::default(),
     })
     .unwrap();
     let cer = summary["cer"].as_f64().unwrap();

@@ -70,8 +70,7 @@ fn args(inputs: &Path, out: &Path, model: &Path) -> RunArgs {
         quiet: true,
         cpu: true,
         devices: Default::default(),
-        model_cache: std::env::temp_dir().join("sphinx-models"),
-        s3: Default::default(),
+        models: Default::default(),
     }
 }
 

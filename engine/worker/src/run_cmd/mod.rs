@@ -24,7 +24,6 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use sphinx_core::ingest::{IngestConfig, Ingestor};
 use sphinx_core::isolate::Isolation;
-use sphinx_core::settings::S3Args;
 use sphinx_core::DeviceArgs;
 use sphinx_core::LimitArgs;
 use sphinx_core::LocalStore;
@@ -35,7 +34,7 @@ use sphinx_core::TileOptions;
 
 use crate::batch::BatchOptions;
 use crate::batch::DEFAULT_MAX_NEW_TOKENS;
-use crate::model_source;
+use crate::model_source::ModelCacheArgs;
 use crate::random_model;
 use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
 use record::RunRecord;
@@ -63,11 +62,8 @@ pub struct RunArgs {
     /// so).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Local cache for models fetched from S3.
-    #[arg(long, env = "SPHINX_MODEL_CACHE", default_value = "/tmp/sphinx-models")]
-    pub model_cache: PathBuf,
     #[command(flatten)]
-    pub s3: S3Args,
+    pub models: ModelCacheArgs,
     /// Task per page; repeat for several: ocr, caption, caption:short,
     /// grounding:<query>, ask:<question>.
     #[arg(long = "task", default_value = "ocr")]
@@ -143,11 +139,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
         bail!("no files found in the given inputs");
     }
     let (model_dir, random) = match &args.model {
-        Some(spec) => {
-            let spec = spec.to_string_lossy();
-            let dir = model_source::local_folder(&spec, &args.model_cache, &args.s3).await?;
-            (dir, false)
-        }
+        Some(spec) => (args.models.local_folder(spec).await?, false),
         None => default_model(&args.out)?,
     };
     if random {
