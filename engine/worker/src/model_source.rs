@@ -80,7 +80,7 @@ impl ModelCacheArgs {
 /// The local folder of a `--model` value: the folder itself, or for
 /// `s3://bucket/models/<run>/` (or `.../models/latest`) its copy in `cache`, fetched with
 /// the environment's AWS settings. `sphinx run`, `serve` and `train` take models alike.
-pub async fn local_folder(spec: &str, cache: &Path, s3: &S3Args) -> Result<PathBuf> {
+async fn local_folder(spec: &str, cache: &Path, s3: &S3Args) -> Result<PathBuf> {
     match ModelSource::parse(spec)? {
         ModelSource::Local(dir) => Ok(dir),
         ModelSource::S3 { bucket, prefix } => {
