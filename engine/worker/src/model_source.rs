@@ -63,7 +63,8 @@ impl Default for ModelCacheArgs {
 }
 
 impl ModelCacheArgs {
-    /// [`local_folder`] of a `--model` value with these settings.
+    /// The local folder of a `--model` value: the folder itself, or the cached copy of an
+    /// `s3://` model, fetched with these settings.
     pub async fn local_folder(&self, spec: &Path) -> Result<PathBuf> {
         local_folder(&spec.to_string_lossy(), &self.model_cache, &self.s3).await
     }
