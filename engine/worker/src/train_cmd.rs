@@ -80,8 +80,12 @@ fn stop_on_signals(rt: &tokio::runtime::Runtime) -> Result<Arc<AtomicBool>> {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        tracing::warn!("stop requested: checkpointing after this step");
+        tracing::warn!("stop requested: checkpointing after this step (ctrl-c again to abort)");
         set.store(true, Ordering::SeqCst);
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("aborted: this step is not checkpointed; the last checkpoint stands");
+            crate::worker::exit_now(130);
+        }
     });
     Ok(flag)
 }

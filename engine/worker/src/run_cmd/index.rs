@@ -20,8 +20,11 @@ enum Status {
     Ok,
     /// Some pages have results, others failed or were not run.
     Partial,
-    /// No page has a result (refused at upload, every page failed, or not run).
+    /// No page has a result (refused at upload, every page failed).
     Failed,
+    /// The run was stopped (ctrl-c) before this document was finished: the same command
+    /// again finishes it. Some pages may have results (`pages_done`).
+    Interrupted,
     /// No document: a job sidecar, read with the document it names.
     Skipped,
 }
@@ -58,6 +61,7 @@ impl<'a> IndexLine<'a> {
     fn of(d: &'a DocumentOutcome) -> Self {
         let status = match (d.pages_done, &d.error) {
             _ if d.skipped.is_some() => Status::Skipped,
+            _ if d.interrupted => Status::Interrupted,
             (0, _) => Status::Failed,
             (_, None) if d.pages_done == d.pages => Status::Ok,
             _ => Status::Partial,
@@ -101,7 +105,8 @@ mod tests {
     use super::*;
     use sphinx_core::keys;
 
-    /// The index calls a document ok only with every page done, partial with some.
+    /// The index calls a document ok only with every page done, partial with some,
+    /// interrupted when the run stopped before it was finished.
     #[test]
     fn index_lines_say_ok_partial_or_failed() {
         let mut d = DocumentOutcome::new("scans/a.pdf");
@@ -123,6 +128,13 @@ mod tests {
         assert_eq!(line["status"], "partial");
         assert_eq!(line["result"], "results/d1.json");
 
+        d.interrupted = true;
+        d.error = Some("1 of 3 pages not run: the run was interrupted".into());
+        let line = serde_json::to_value(IndexLine::of(&d)).unwrap();
+        assert_eq!(line["status"], "interrupted");
+        assert_eq!(line["pages_done"], 2);
+
+        d.interrupted = false;
         d.pages_done = 3;
         d.error = None;
         assert_eq!(

@@ -36,7 +36,7 @@ use crate::batch::BatchOptions;
 use crate::batch::DEFAULT_MAX_NEW_TOKENS;
 use crate::model_source::ModelCacheArgs;
 use crate::random_model;
-use crate::worker::{spawn_grace_guard, Outputs, Poison, Shutdown, Worker, WorkerConfig};
+use crate::worker::{Outputs, Poison, Shutdown, Worker, WorkerConfig};
 use record::RunRecord;
 pub use report::DocumentOutcome;
 use sphinx_model::model_folder;
@@ -46,6 +46,9 @@ use tiling::{default_tile_threads, RunProgress};
 const LOCAL_BUCKET: &str = "local";
 /// Exit status when some document or page failed (the rest is done).
 const EXIT_SOME_FAILED: u8 = 2;
+/// Exit status when ctrl-c stopped the run before some document was finished (128 +
+/// SIGINT, as shells report it); the same command again finishes them.
+const EXIT_INTERRUPTED: u8 = 130;
 
 /// Arguments of `sphinx run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -199,14 +202,9 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
     // 2. Run the model over the page jobs as they come.
     let cfg = worker_config(&args, &limits);
     let worker = Worker::new(&loaded, store.clone(), infer.clone(), cfg, shutdown.clone());
-    spawn_grace_guard(
-        shutdown.clone(),
-        worker.inflight(),
-        infer.clone(),
-        Duration::from_secs(60),
-    );
+    let mut ran = 0;
     loop {
-        worker
+        ran += worker
             .run(&mut |batch| {
                 let secs = batch.wall.as_secs_f64().max(1e-9);
                 progress.pages(
@@ -218,7 +216,8 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
                     ),
                 );
             })
-            .await?;
+            .await?
+            .pages_done;
         // The worker stops when the queue is empty (or it is released jobs to retry).
         if shutdown.requested() || (tiler.is_finished() && infer.is_empty()) {
             break;
@@ -249,7 +248,13 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
     )
     .await?;
     let index = index::write_index(&docs, &args.out)?;
-    let summary = report::summary(&docs, &loaded.id, random, started.elapsed());
+    let summary = report::summary(
+        &docs,
+        &loaded.id,
+        random,
+        u32::try_from(ran).unwrap_or(u32::MAX),
+        started.elapsed(),
+    );
     sphinx_cli::stdout::line(format!(
         "{summary}\nresults in {} (a line per document: {})",
         args.out.join("results").display(),
@@ -257,6 +262,8 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
     ))?;
     Ok(if complete {
         ExitCode::SUCCESS
+    } else if docs.iter().any(|d| d.interrupted) {
+        ExitCode::from(EXIT_INTERRUPTED)
     } else {
         ExitCode::from(EXIT_SOME_FAILED)
     })
@@ -311,7 +318,7 @@ fn on_ctrl_c(shutdown: Arc<Shutdown>) {
             );
             shutdown.request();
             let _ = tokio::signal::ctrl_c().await;
-            std::process::exit(130);
+            crate::worker::exit_now(i32::from(EXIT_INTERRUPTED));
         }
     });
 }

@@ -32,6 +32,9 @@ pub struct DocumentOutcome {
     pub error: Option<String>,
     /// Why an input is no document and was rightly left alone (a job sidecar).
     pub skipped: Option<String>,
+    /// The run was stopped (ctrl-c) before it finished this document: the same command
+    /// again finishes it.
+    pub interrupted: bool,
     /// The start of the document's first task text.
     pub preview: String,
     /// `results/<doc_id>.json`, once written (every page has a result or an error record).
@@ -52,6 +55,7 @@ impl DocumentOutcome {
             code: None,
             error: None,
             skipped: None,
+            interrupted: false,
             preview: String::new(),
             result: None,
             outputs: Vec::new(),
@@ -87,7 +91,8 @@ pub(super) async fn settle(
         doc.pages_done = results.len() as u32;
         if doc.pages_done < doc.pages {
             complete = false;
-            let why = missing_pages(store, doc, out, interrupted).await;
+            let (why, not_run) = missing_pages(store, doc, out, interrupted).await;
+            doc.interrupted |= interrupted && not_run > 0;
             doc.error.get_or_insert(why);
         }
         if let Ok(merged) = DocumentResult::merge(results.clone()) {
@@ -127,13 +132,14 @@ fn describe_output(o: &OutputRecord) -> String {
 }
 
 /// Why some of a document's pages have no result: those with an error record failed,
-/// the others were never run (the run was interrupted before them).
+/// the others were never run (the run was interrupted before them). Also returns how
+/// many were never run.
 async fn missing_pages(
     store: &dyn ObjectStore,
     doc: &DocumentOutcome,
     out: &Path,
     interrupted: bool,
-) -> String {
+) -> (String, u32) {
     let doc_id = doc.doc_id.as_deref().unwrap_or_default();
     let mut failed = 0u32;
     for page in 0..doc.pages {
@@ -161,7 +167,7 @@ async fn missing_pages(
             }
         ));
     }
-    why.join("; ")
+    (why.join("; "), not_run)
 }
 
 async fn page_results(
@@ -217,11 +223,13 @@ fn preview(text: &str) -> String {
 
 /// What `sphinx run` prints at the end: totals, then a line per document (with its other
 /// result files, or why not). Inputs with the same bytes are one document with one
-/// result: its pages count once, and the later names point to the first.
+/// result: its pages count once, and the later names point to the first. `ran` is the
+/// pages this run computed (a rerun finds the others done): the rate is of those.
 pub(super) fn summary(
     docs: &[DocumentOutcome],
     model_id: &str,
     random: bool,
+    ran: u32,
     took: Duration,
 ) -> String {
     let mut first_name: HashMap<&str, &str> = HashMap::new();
@@ -244,13 +252,18 @@ pub(super) fn summary(
             .count();
     let secs = took.as_secs_f64();
     let mut lines = vec![format!(
-        "{inputs} documents{}, {pages} pages in {secs:.1} s ({:.2} pages/s) with model {model_id}{}",
+        "{inputs} documents{}, {pages} pages{} in {secs:.1} s ({:.2} pages/s) with model {model_id}{}",
         if distinct < inputs {
             format!(" ({distinct} distinct)")
         } else {
             String::new()
         },
-        f64::from(pages) / secs.max(1e-9),
+        if ran < pages {
+            format!(" ({ran} run now, {} by an earlier run)", pages - ran)
+        } else {
+            String::new()
+        },
+        f64::from(ran) / secs.max(1e-9),
         if random { " (RANDOM WEIGHTS)" } else { "" }
     )];
     for d in docs {
@@ -272,6 +285,7 @@ pub(super) fn summary(
                 "  ok      {}  {} pages  results/{id}.json  {:?}",
                 d.source, d.pages_done, d.preview
             ),
+            (Some(e), _) if d.interrupted => format!("  STOPPED {}  {e}", d.source),
             (Some(e), _) => match &d.code {
                 Some(code) => format!("  FAILED  {}  {e} ({code})", d.source),
                 None => format!("  FAILED  {}  {e}", d.source),
@@ -311,11 +325,20 @@ mod tests {
             doc("c.pdf", "d2", 1),
             refused,
         ];
-        let text = summary(&docs, "nano", false, Duration::from_secs(2));
+        let text = summary(&docs, "nano", false, 4, Duration::from_secs(2));
         let lines: Vec<&str> = text.lines().collect();
         assert!(
             lines[0].starts_with("4 documents (3 distinct), 4 pages in 2.0 s (2.00 pages/s)"),
             "{text}"
+        );
+        // A rerun: the rate is of the pages it ran.
+        let rerun = summary(&docs, "nano", false, 1, Duration::from_secs(2));
+        assert!(
+            rerun.starts_with(
+                "4 documents (3 distinct), 4 pages (1 run now, 3 by an earlier run) in 2.0 s \
+                 (0.50 pages/s)"
+            ),
+            "{rerun}"
         );
         assert_eq!(
             lines[2],
@@ -348,13 +371,20 @@ mod tests {
         let out = Path::new("/results/here");
         assert_eq!(
             missing_pages(&store, &doc, out, true).await,
-            "1 of 4 pages failed (see /results/here/errors/d1/); 2 of 4 pages not run: the \
-             run was interrupted (the same command again finishes them)"
+            (
+                "1 of 4 pages failed (see /results/here/errors/d1/); 2 of 4 pages not run: \
+                 the run was interrupted (the same command again finishes them)"
+                    .to_string(),
+                2
+            )
         );
         doc.pages_done = 3;
         assert_eq!(
             missing_pages(&store, &doc, out, false).await,
-            "1 of 4 pages failed (see /results/here/errors/d1/)"
+            (
+                "1 of 4 pages failed (see /results/here/errors/d1/)".to_string(),
+                0
+            )
         );
     }
 }

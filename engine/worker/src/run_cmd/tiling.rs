@@ -117,7 +117,8 @@ pub(super) async fn tile_all(
         .map(|(outcome, input)| {
             outcome.unwrap_or_else(|| {
                 let mut o = DocumentOutcome::new(&input.source);
-                o.error = Some(if shutdown.requested() {
+                o.interrupted = shutdown.requested();
+                o.error = Some(if o.interrupted {
                     "not tiled: the run was interrupted (the same command again finishes it)"
                         .to_string()
                 } else {

@@ -36,7 +36,7 @@ use sphinx_model::Loaded;
 pub use complete::{complete_document, Completion, Outputs};
 pub use config::{Poison, WorkerConfig};
 pub use inflight::InFlight;
-pub use shutdown::{spawn_grace_guard, Shutdown};
+pub use shutdown::{exit_now, spawn_grace_guard, Shutdown};
 
 use crate::stream::{Isolation, PageStream};
 use inflight::Keeper;

@@ -56,6 +56,20 @@ pub fn spawn_grace_guard(
         tokio::time::sleep(grace).await;
         let released = inflight.release_all(queue.as_ref()).await;
         tracing::warn!(released, "grace period over, released unfinished messages");
-        std::process::exit(0);
+        exit_now(0);
     });
+}
+
+/// Ends the process with `code` at once, without exit handlers or static destructors.
+///
+/// `std::process::exit` tears libtorch's globals down while another thread may still be
+/// running the model, which then fails inside libtorch (a panic with a page of C++
+/// frames, or a crash) instead of ending with `code`. Files the store writes are
+/// complete or absent (written aside, then renamed), so nothing half-written is left.
+pub fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` takes no pointers and only ends the process.
+    unsafe { libc::_exit(code) }
 }
