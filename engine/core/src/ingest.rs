@@ -569,7 +569,7 @@ impl Ingestor {
         };
         let body = serde_json::to_string(&c).expect("continuation serializes");
         queue.send_batch(&[body]).await?;
-        tracing::info!(key = %work.key, doc_id = %work.doc_id, start = next.start, end = next.end, "continued");
+        tracing::info!(key = ?work.key, doc_id = %work.doc_id, start = next.start, end = next.end, "continued");
         Ok(IngestOutcome::Continued {
             doc_id: work.doc_id.clone(),
             next,
@@ -585,7 +585,7 @@ impl Ingestor {
         })
         .await?;
         if !created {
-            tracing::info!(key = %work.key, doc_id = %work.doc_id, "manifest already written, jobs already sent");
+            tracing::info!(key = ?work.key, doc_id = %work.doc_id, "manifest already written, jobs already sent");
             return Ok(IngestOutcome::AlreadyDone {
                 doc_id: work.doc_id.clone(),
             });
@@ -617,7 +617,7 @@ impl Ingestor {
                 return Err(e.into());
             }
         }
-        tracing::info!(key = %work.key, doc_id = %work.doc_id, pages = work.page_count, "enqueued");
+        tracing::info!(key = ?work.key, doc_id = %work.doc_id, pages = work.page_count, "enqueued");
         Ok(IngestOutcome::Enqueued {
             doc_id: work.doc_id.clone(),
             pages: work.page_count,
@@ -649,7 +649,7 @@ impl Ingestor {
             self.store.put(&key, body.clone())
         })
         .await?;
-        tracing::warn!(doc_id = %record.doc_id, source = %record.source, code = %record.code, message = %record.message, "rejected");
+        tracing::warn!(doc_id = %record.doc_id, source = ?record.source, code = %record.code, message = %record.message, "rejected");
         Ok(IngestOutcome::Rejected {
             doc_id: record.doc_id,
             code: record.code,

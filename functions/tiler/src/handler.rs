@@ -90,7 +90,7 @@ impl Tiler {
                     match self.process_upload(object, deadline).await {
                         Ok(o) => outcomes.push(o),
                         Err(e) => {
-                            tracing::error!(key = %object.key, error = %e, "upload failed");
+                            tracing::error!(key = ?object.key, error = %e, "upload failed");
                             first_error.get_or_insert(e);
                         }
                     }

@@ -298,7 +298,25 @@ pub(super) fn summary(
                 .map(|o| format!("          {}", describe_output(o))),
         );
     }
-    lines.join("\n")
+    lines
+        .iter()
+        .map(|l| printable(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A summary line with its control characters escaped: a file name may hold a newline
+/// (which would split the document's line) or a terminal escape sequence.
+fn printable(line: &str) -> String {
+    line.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -351,6 +369,21 @@ mod tests {
         assert_eq!(
             lines[4],
             "  FAILED  bad.pdf  malformed PDF: truncated (malformed)"
+        );
+    }
+
+    /// A name with a newline or an escape sequence stays on its document's line, shown
+    /// escaped.
+    #[test]
+    fn names_with_control_characters_stay_on_one_line() {
+        let mut d = DocumentOutcome::new("scan\n\u{1b}[31mred.pdf");
+        d.error = Some("unknown document format".into());
+        let text = summary(&[d], "nano", false, 0, Duration::from_secs(1));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(
+            lines[1],
+            "  FAILED  scan\\n\\u{1b}[31mred.pdf  unknown document format"
         );
     }
 
