@@ -1,4 +1,4 @@
-//! `sphinx infer --model <dir> --task ocr <image or pdf> [--page N] [--overlay out.png]`:
+//! `sphinx infer [--model <dir>] --task ocr <image or pdf> [--page N] [--overlay out.png]`:
 //! runs SPHINX-X on one page and prints its [`PageResult`] JSON, the same object the
 //! batch worker writes per page.
 //!
@@ -35,8 +35,9 @@ use crate::stream::run_batch;
 pub struct InferArgs {
     /// Converted model folder (config.json, model.safetensors, tokenizer.json), or
     /// s3://bucket/models/<run>/ (or .../models/latest), copied once into --model-cache.
+    /// Default: the bundled sphinx-nano (it reads one-line synthetic pages only).
     #[arg(long)]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     #[command(flatten)]
     pub models: crate::model_source::ModelCacheArgs,
     /// Task to run; repeat for several: ocr, caption, caption:short, grounding:<query>,
@@ -92,7 +93,12 @@ pub fn run(args: InferArgs) -> Result<ExitCode> {
     // A wrong path is said before a model is loaded.
     std::fs::metadata(&args.input)
         .with_context(|| format!("cannot read {}", args.input.display()))?;
-    let model = args.models.local_folder_blocking(&args.model)?;
+    let model = match &args.model {
+        Some(spec) => args.models.local_folder_blocking(spec)?,
+        None => crate::model_source::bundled_nano().context(
+            "no --model given, and this build has no bundled model (models/sphinx-nano/)",
+        )?,
+    };
     let loaded = crate::devices::load(&model, &args.devices, args.cpu)?;
     let (result, page) = infer_file(
         &loaded,

@@ -14,6 +14,15 @@ use sphinx_core::{ObjectStore, S3Store};
 /// Files of a model folder, as `sphinx infer` loads them.
 pub const MODEL_FILES: [&str; 3] = sphinx_model::model_folder::FILES;
 
+/// The trained nano committed with the checkout (`models/sphinx-nano/`), if this binary
+/// was built from one that has it: the default model of `sphinx run` and `sphinx infer`.
+pub fn bundled_nano() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sphinx-nano");
+    dir.join(sphinx_model::model_folder::WEIGHTS_FILE)
+        .exists()
+        .then_some(dir)
+}
+
 /// A parsed `--model` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSource {

@@ -300,3 +300,40 @@ fn a_wrong_input_is_said_before_the_model_is_loaded() {
     );
     assert!(!said.contains("no-model"), "{said}");
 }
+
+/// Without `--model`, `sphinx infer` runs the bundled nano, as `sphinx run` does, and it
+/// reads one of its kind of page (the sample's first: all but at most one character
+/// right, as its 2-3% CER allows; a blind model answers the same words for every page).
+#[test]
+fn without_a_model_the_bundled_nano_reads_the_page() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let annotation =
+        std::fs::read_to_string(repo.join("samples/synthetic/annotations.jsonl")).unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(annotation.lines().next().unwrap()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sphinx-engine"))
+        .args(["infer", "--task", "ocr", "--cpu"])
+        .arg(
+            repo.join("samples/synthetic")
+                .join(first["image"].as_str().unwrap()),
+        )
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["model"]["id"], "sphinx-nano");
+    let (read, truth) = (
+        result["tasks"][0]["text"].as_str().unwrap(),
+        first["lines"][0]["text"].as_str().unwrap(),
+    );
+    let right = read
+        .chars()
+        .zip(truth.chars())
+        .filter(|(a, b)| a == b)
+        .count();
+    assert!(
+        read.chars().count() == truth.chars().count() && right + 1 >= truth.chars().count(),
+        "read {read:?} for {truth:?}"
+    );
+}

@@ -272,8 +272,7 @@ async fn run_local(args: RunArgs) -> Result<ExitCode> {
 /// The bundled trained model if the checkout has one, else a random-weight nano model
 /// made once under `<out>/.models/` (true = random).
 fn default_model(out: &Path) -> Result<(PathBuf, bool)> {
-    let bundled = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/sphinx-nano");
-    if bundled.join(model_folder::WEIGHTS_FILE).exists() {
+    if let Some(bundled) = crate::model_source::bundled_nano() {
         return Ok((bundled, false));
     }
     let dir = out.join(".models").join(random_model::RANDOM_MODEL_ID);
