@@ -5,7 +5,7 @@ engine/archive/tests/formats.rs; usable by hand on any case file it writes).
 
 case.json: {"original": path, "kind": "pdf"|"tiff"|"jpeg"|..., "pdf"|"hocr"|"alto"|"txt": path,
 "xsd": path, "pages": [{"index", "failed", "text", "size_pixels", "size_points",
-"lines": [{"text", "points": [x1,y1,x2,y2], "pixels": [...]}]}]}
+"lines": [{"text", "points": [x1,y1,x2,y2], "pixels": [...], "confidence": 0..1 or null}]}]}
 
 - PDF: `qpdf --check` passes; `pdffonts` lists the text font with a ToUnicode map;
   `pdftotext -bbox-layout` (poppler) gives every line's text with its box within 2 pt;
@@ -13,10 +13,10 @@ case.json: {"original": path, "kind": "pdf"|"tiff"|"jpeg"|..., "pdf"|"hocr"|"alt
   of the new one and every original page's content streams and images are the same
   objects with byte-identical raw data (read by PyMuPDF); for an image upload each page
   shows one image of the upload's size, a JPEG byte for byte.
-- hOCR: `hocr-check` (hocr-tools) and `hocr-spec` (kba/hocr-spec-python) pass; lines
-  and boxes read back with lxml.
-- ALTO: valid against the ALTO v4.4 XSD (xmlschema); lines and boxes read back through
-  xmlschema's decoder.
+- hOCR: `hocr-check` (hocr-tools) and `hocr-spec` (kba/hocr-spec-python) pass; lines,
+  boxes and confidences (`x_wconf`, 0-100) read back with lxml.
+- ALTO: valid against the ALTO v4.4 XSD (xmlschema); lines, boxes and confidences (`WC`,
+  0-1) read back through xmlschema's decoder.
 - TXT: pages split on form feeds give each page's text.
 Exits non-zero with every failure listed.
 """
@@ -201,13 +201,16 @@ def check_hocr(case):
         got = []
         for line in lines:
             props = dict(p.strip().split(" ", 1) for p in line.get("title").split(";"))
-            got.append((line.text_content(), [float(v) for v in props["bbox"].split()]))
-        want = [(l["text"], l["pixels"]) for l in page["lines"]]
+            conf = float(props["x_wconf"]) if "x_wconf" in props else None
+            got.append((line.text_content(), [float(v) for v in props["bbox"].split()], conf))
+        want = [(l["text"], l["pixels"], l.get("confidence")) for l in page["lines"]]
         if len(got) != len(want):
             fail(f"hOCR page {page['index']}: {len(got)} lines, expected {len(want)}")
-        for (gt, gb), (wt, wb) in zip(got, want):
+        for (gt, gb, gc), (wt, wb, wc) in zip(got, want):
             if gt != wt or not near(gb, wb, 1.0):
                 fail(f"hOCR page {page['index']}: {gt!r} {gb} != {wt!r} {wb}")
+            if (gc is None) != (wc is None) or (wc is not None and abs(gc - 100 * wc) > 0.5):
+                fail(f"hOCR page {page['index']}: {gt!r} x_wconf {gc} for confidence {wc}")
 
 
 def check_alto(case):
@@ -236,13 +239,15 @@ def check_alto(case):
             for line in as_list(block["TextLine"]):
                 s = as_list(line["String"])[0]
                 got.append((s["@CONTENT"], [s["@HPOS"], s["@VPOS"], s["@HPOS"] + s["@WIDTH"],
-                                            s["@VPOS"] + s["@HEIGHT"]]))
-        want = [(l["text"], l["pixels"]) for l in page["lines"]]
+                                            s["@VPOS"] + s["@HEIGHT"]], s.get("@WC")))
+        want = [(l["text"], l["pixels"], l.get("confidence")) for l in page["lines"]]
         if len(got) != len(want):
             fail(f"ALTO page {page['index']}: {len(got)} lines, expected {len(want)}")
-        for (gt, gb), (wt, wb) in zip(got, want):
+        for (gt, gb, gc), (wt, wb, wc) in zip(got, want):
             if gt != wt or not near(gb, wb, 0.02):
                 fail(f"ALTO page {page['index']}: {gt!r} {gb} != {wt!r} {wb}")
+            if (gc is None) != (wc is None) or (wc is not None and abs(float(gc) - wc) > 0.006):
+                fail(f"ALTO page {page['index']}: {gt!r} WC {gc} for confidence {wc}")
 
 
 def check_txt(case):

@@ -10,7 +10,8 @@ For each tiny random model (float32, CPU):
   <name>/reference.safetensors
                              ids [2, T] and HF logits [2, T, vocab]; the same with keys
                              3 and 9 of row 1 masked (key_mask, masked_logits); a greedy prompt and
-                             the 32 tokens HF `generate` (greedy, KV cache) produced
+                             the 32 tokens HF `generate` (greedy, KV cache) produced,
+                             and each one's log-probability from its raw logits
 Models: `gqa` (4 query / 2 KV heads, multiple_of 48, ffn_dim_multiplier 1.3) and
 `mha_scaled` (no GQA, rope_theta 5e5, linear RoPE scaling: HF factor 2 = reference
 rope_scaling 0.5 because the reference multiplies positions while HF divides them).
@@ -138,12 +139,17 @@ def reference_outputs(model, args, seed):
         masked_logits = model(input_ids=ids, attention_mask=mask).logits
         gen = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
                              max_new_tokens=GREEDY_STEPS, min_new_tokens=GREEDY_STEPS,
-                             eos_token_id=None, pad_token_id=0, use_cache=True)
-    tokens = gen[:, GREEDY_PROMPT:]
+                             eos_token_id=None, pad_token_id=0, use_cache=True,
+                             return_dict_in_generate=True, output_logits=True)
+    tokens = gen.sequences[:, GREEDY_PROMPT:]
     assert tokens.shape == (1, GREEDY_STEPS), tokens.shape
+    # Each chosen token's log-probability under the model: log-softmax of generate's raw
+    # logits at that step (before any logits processor), gathered at the token.
+    step_logits = torch.stack(gen.logits, dim=1).float()
+    logprobs = torch.log_softmax(step_logits, dim=-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
     return {"ids": ids, "logits": logits.float().contiguous(), "key_mask": mask,
             "masked_logits": masked_logits.float().contiguous(), "greedy_prompt": prompt,
-            "greedy_tokens": tokens.contiguous()}
+            "greedy_tokens": tokens.contiguous(), "greedy_logprobs": logprobs.contiguous()}
 
 
 def split_shards(sd, world):

@@ -162,6 +162,11 @@ fn write_page(w: &mut Writer<Vec<u8>>, page: &Page) -> io::Result<()> {
                         for (k, v) in &pos {
                             s = s.with_attribute((*k, v.as_str()));
                         }
+                        // ALTO's word confidence: 0 (unsure) to 1 (sure).
+                        let wc = line.confidence.map(|c| format!("{:.2}", c.clamp(0.0, 1.0)));
+                        if let Some(wc) = &wc {
+                            s = s.with_attribute(("WC", wc.as_str()));
+                        }
                         s.write_empty()?;
                         Ok(())
                     })?;

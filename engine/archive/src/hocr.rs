@@ -156,7 +156,16 @@ fn write_page(w: &mut Writer<Vec<u8>>, page: &Page, source_name: &str) -> io::Re
                     ])
                     .write_inner_content(|w| {
                         for (i, line) in lines.iter().enumerate() {
-                            let (id, title) = (format!("line_{n}_{}", i + 1), bbox(line.pixels));
+                            let id = format!("line_{n}_{}", i + 1);
+                            // hOCR's confidence, 0-100 (the spec's x_wconf).
+                            let title = match line.confidence {
+                                Some(c) => format!(
+                                    "{}; x_wconf {}",
+                                    bbox(line.pixels),
+                                    (100.0 * c.clamp(0.0, 1.0)).round()
+                                ),
+                                None => bbox(line.pixels),
+                            };
                             w.create_element("span")
                                 .with_attributes([
                                     ("class", "ocr_line"),

@@ -17,6 +17,8 @@ pub struct Line {
     pub pixels: [f64; 4],
     /// In PDF points (1/72 in).
     pub points: [f64; 4],
+    /// The model's confidence in the line's text, 0..1, when the result has it.
+    pub confidence: Option<f32>,
 }
 
 /// A page's size, in pixels of the bitmap read and in points.
@@ -99,6 +101,7 @@ pub fn ocr_pages(
                                 text: text.to_string(),
                                 pixels: b.pixels,
                                 points: b.points,
+                                confidence: span.confidence,
                             })
                     })
                     .filter(|l| l.points[2] > l.points[0] && l.points[3] > l.points[1])

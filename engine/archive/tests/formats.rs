@@ -3,7 +3,8 @@
 //! the published ALTO v4.4 XSD), on corpus PDFs, a multi-page TIFF and a JPEG, with
 //! results whose lines and boxes are known: fixed OCR answers mapped through the real
 //! answer-to-page path (`TaskResult::from_answer`), one page of each multi-page upload
-//! marked failed.
+//! marked failed; even pages carry line confidences (`TaskResult::score`), which hOCR
+//! (`x_wconf`) and ALTO (`WC`) must give back.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,7 @@ use sphinx_archive::{make, Request, Upload};
 use sphinx_core::boxes::PageFrame;
 use sphinx_core::document::{sniff, Document};
 use sphinx_core::result::{
-    DocumentResult, ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts,
+    DocumentResult, ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts, TokenScore,
 };
 use sphinx_core::tiling::{plan, TileConfig};
 use sphinx_core::Isolation;
@@ -97,7 +98,7 @@ fn run_case(case: &Case, formats: &OutputFormats) -> (DocumentResult, Value) {
             doc.page_size_points(index).unwrap(),
         )
         .unwrap();
-        let ocr = TaskResult::from_answer(
+        let mut ocr = TaskResult::from_answer(
             Task::Ocr,
             "ocr".into(),
             answer(index, &frame),
@@ -106,6 +107,19 @@ fn run_case(case: &Case, formats: &OutputFormats) -> (DocumentResult, Value) {
             TokenCounts::default(),
             Timings::default(),
         );
+        if index % 2 == 0 {
+            // One token per line, of probability 0.50, 0.61, 0.72, ...
+            let sources = sphinx_core::boxes::parse(&ocr.raw_text).sources;
+            let tokens: Vec<TokenScore> = sources
+                .into_iter()
+                .enumerate()
+                .map(|(i, bytes)| TokenScore {
+                    bytes,
+                    logprob: (0.5 + 0.11 * (i % 5) as f32).ln(),
+                })
+                .collect();
+            ocr.score(&tokens);
+        }
         assert!(ocr.warnings.is_empty(), "{:?}", ocr.warnings);
         pages.push(PageResult::new(
             doc_id.clone(),
@@ -161,6 +175,7 @@ fn run_case(case: &Case, formats: &OutputFormats) -> (DocumentResult, Value) {
                         "size_pixels": p.frame.size_pixels, "size_points": p.frame.size_points,
                         "lines": ocr.spans.iter().map(|s| json!({
                             "text": s.text, "points": s.boxes[0].points, "pixels": s.boxes[0].pixels,
+                            "confidence": s.confidence,
                         })).collect::<Vec<_>>(),
                     })
                 }

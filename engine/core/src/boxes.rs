@@ -36,6 +36,10 @@ pub struct NormBox(pub [f64; 4]);
 pub struct Grounded<B> {
     pub text: String,
     pub boxes: Vec<B>,
+    /// How sure the model was of it: the geometric mean probability of the tokens that
+    /// wrote the phrase (a bare list: the list), 0..1 (schema 1.3; absent when unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
 }
 
 /// What was wrong with one part of the answer.
@@ -69,6 +73,9 @@ pub struct ParseWarning {
 pub struct Parsed {
     /// Grounded spans in order of appearance.
     pub spans: Vec<Grounded<NormBox>>,
+    /// Where each span was written in the answer (byte range): its phrase, or a bare
+    /// list's brackets. Token scores are mapped onto spans through these.
+    pub sources: Vec<std::ops::Range<usize>>,
     /// The answer with `<p>`/`</p>` tags and box lists removed, for reading.
     pub plain_text: String,
     pub warnings: Vec<ParseWarning>,
@@ -95,6 +102,7 @@ enum ListRead {
 /// Parses every grounded phrase and bare box list out of `raw`. Never panics.
 pub fn parse(raw: &str) -> Parsed {
     let mut spans = Vec::new();
+    let mut sources = Vec::new();
     let mut warnings = Vec::new();
     let mut plain = String::with_capacity(raw.len());
     let mut i = 0;
@@ -110,14 +118,16 @@ pub fn parse(raw: &str) -> Parsed {
         let at = i + rel;
         let here = &raw[at..];
         if here.starts_with(OPEN) {
-            i = read_phrase(raw, at, &mut spans, &mut plain, &mut warnings);
+            i = read_phrase(raw, at, &mut spans, &mut sources, &mut plain, &mut warnings);
         } else if here.starts_with('[') {
             match read_list(raw, at) {
                 ListRead::List(boxes, w, end) => {
                     spans.push(Grounded {
                         text: String::new(),
                         boxes,
+                        confidence: None,
                     });
+                    sources.push(at..end);
                     warnings.extend(w);
                     i = end;
                 }
@@ -142,6 +152,7 @@ pub fn parse(raw: &str) -> Parsed {
     }
     Parsed {
         spans,
+        sources,
         plain_text: tidy_spaces(&plain),
         warnings,
     }
@@ -152,6 +163,7 @@ fn read_phrase(
     raw: &str,
     at: usize,
     spans: &mut Vec<Grounded<NormBox>>,
+    sources: &mut Vec<std::ops::Range<usize>>,
     plain: &mut String,
     warnings: &mut Vec<ParseWarning>,
 ) -> usize {
@@ -174,6 +186,7 @@ fn read_phrase(
         return body_start;
     };
     let text = &body[..close];
+    sources.push(body_start..body_start + close);
     plain.push_str(text);
     let after = body_start + close + CLOSE.len();
     let ws = raw[after..].len() - raw[after..].trim_start().len();
@@ -184,6 +197,7 @@ fn read_phrase(
                 spans.push(Grounded {
                     text: text.to_owned(),
                     boxes,
+                    confidence: None,
                 });
                 warnings.extend(w);
                 return end;
@@ -192,6 +206,7 @@ fn read_phrase(
                 spans.push(Grounded {
                     text: text.to_owned(),
                     boxes: Vec::new(),
+                    confidence: None,
                 });
                 warnings.push(warn(
                     WarningKind::TruncatedBoxList,
@@ -207,6 +222,7 @@ fn read_phrase(
     spans.push(Grounded {
         text: text.to_owned(),
         boxes: Vec::new(),
+        confidence: None,
     });
     warnings.push(warn(
         WarningKind::PhraseWithoutBoxes,
@@ -469,6 +485,7 @@ impl PageFrame {
             .map(|g| Grounded {
                 text: g.text.clone(),
                 boxes: g.boxes.iter().map(|&b| self.to_page(b)).collect(),
+                confidence: g.confidence,
             })
             .collect()
     }
@@ -522,6 +539,22 @@ mod tests {
             ]
         );
         assert_eq!(p.plain_text, "z and [note] <b>");
+    }
+
+    /// Each span says where it was written: its phrase, or a bare list's brackets, also
+    /// for phrases without boxes and truncated lists.
+    #[test]
+    fn spans_know_their_bytes_in_the_answer() {
+        let raw = "a <p>Hé</p> [0.1,0.2,0.3,0.4] b [0.5,0.5,0.6,0.6] <p>z</p> <p>cut</p>[0.1,";
+        let p = parse(raw);
+        let written: Vec<&str> = p.sources.iter().map(|r| &raw[r.clone()]).collect();
+        assert_eq!(
+            written,
+            vec!["Hé", "[0.5,0.5,0.6,0.6]", "z", "cut"],
+            "{:?}",
+            p.spans
+        );
+        assert_eq!(p.sources.len(), p.spans.len());
     }
 
     #[test]

@@ -7,6 +7,11 @@
 //! why generation stopped, token counts and timings, plus the model id and the prompt
 //! version that produced it. A [`DocumentResult`] merges a document's page results in page
 //! order and lists pages that have no result yet.
+//!
+//! **Confidence** (schema 1.3): how sure the model was of an answer, and of each span, is
+//! the geometric mean of the probabilities the model gave the tokens that wrote it
+//! (`exp` of their mean log-probability; 0..1). It says how sure, not how right: a model
+//! reading pages unlike those it learnt from is often unsure, which is when to look.
 
 use std::collections::BTreeSet;
 
@@ -19,7 +24,7 @@ use crate::prompts::PROMPT_VERSION;
 
 /// Schema version of [`PageResult`] and [`DocumentResult`]: `MAJOR.MINOR`. Readers accept
 /// any minor of their major (minors only add optional fields) and reject other majors.
-pub const RESULT_SCHEMA_VERSION: &str = "1.2";
+pub const RESULT_SCHEMA_VERSION: &str = "1.3";
 /// The major part of [`RESULT_SCHEMA_VERSION`].
 pub const RESULT_SCHEMA_MAJOR: u32 = 1;
 
@@ -103,9 +108,45 @@ pub struct TaskResult {
     pub stop: StopReason,
     pub tokens: TokenCounts,
     pub timings: Timings,
+    /// The geometric mean probability of the answer's tokens (see the module docs);
+    /// absent in results before schema 1.3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
+}
+
+/// One generated token's log-probability and the bytes of the raw answer it wrote
+/// (empty for a token that wrote nothing alone).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TokenScore {
+    pub bytes: std::ops::Range<usize>,
+    pub logprob: f32,
+}
+
+/// `exp` of the mean of `logprobs`; `None` without any.
+fn geometric_mean(logprobs: impl Iterator<Item = f32>) -> Option<f32> {
+    let (sum, n) = logprobs.fold((0f64, 0u32), |(s, n), l| (s + f64::from(l), n + 1));
+    (n > 0).then(|| (sum / f64::from(n)).exp() as f32)
 }
 
 impl TaskResult {
+    /// Sets the answer's and each span's confidence from the scores of the tokens that
+    /// wrote `raw_text` (tokens after it, such as the end signal, are left out): a span's
+    /// is over the tokens whose bytes overlap its phrase (or its bare list).
+    pub fn score(&mut self, tokens: &[TokenScore]) {
+        let len = self.raw_text.len();
+        let answer = tokens.iter().filter(|t| t.bytes.start < len);
+        self.confidence = geometric_mean(answer.map(|t| t.logprob));
+        let sources = boxes::parse(&self.raw_text).sources;
+        for (span, source) in self.spans.iter_mut().zip(sources) {
+            span.confidence = geometric_mean(
+                tokens
+                    .iter()
+                    .filter(|t| t.bytes.start < source.end && t.bytes.end > source.start)
+                    .map(|t| t.logprob),
+            );
+        }
+    }
+
     /// Parses `raw_text` and maps its boxes onto the page described by `frame`.
     pub fn from_answer(
         task: Task,
@@ -128,6 +169,7 @@ impl TaskResult {
             stop,
             tokens,
             timings,
+            confidence: None,
         }
     }
 }
@@ -196,6 +238,9 @@ pub struct DocumentSpan {
     pub page_index: u32,
     pub text: String,
     pub boxes: Vec<PageBox>,
+    /// The span's confidence on its page (schema 1.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
 }
 
 /// One task across a document.
@@ -208,6 +253,9 @@ pub struct MergedTask {
     /// Pages of the document on which this task has a parse warning.
     pub pages_with_warnings: Vec<u32>,
     pub tokens: TokenCounts,
+    /// The lowest of its pages' confidences: the page to look at first (schema 1.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confidence: Option<f32>,
 }
 
 /// A document's results, merged from its page results.
@@ -289,6 +337,7 @@ impl DocumentResult {
                             spans: Vec::new(),
                             pages_with_warnings: Vec::new(),
                             tokens: TokenCounts::default(),
+                            confidence: None,
                         });
                         tasks.last_mut().expect("just pushed")
                     }
@@ -301,7 +350,11 @@ impl DocumentResult {
                     page_index: page.page_index,
                     text: g.text.clone(),
                     boxes: g.boxes.clone(),
+                    confidence: g.confidence,
                 }));
+                if let Some(c) = tr.confidence {
+                    merged.confidence = Some(merged.confidence.map_or(c, |m| m.min(c)));
+                }
                 if !tr.warnings.is_empty() {
                     merged.pages_with_warnings.push(page.page_index);
                 }

@@ -104,7 +104,7 @@ proptest! {
         prop_assert!(p.warnings.is_empty(), "{:?}", p.warnings);
         let expected: Vec<Grounded<NormBox>> = spans
             .iter()
-            .map(|(t, b)| Grounded { text: t.clone(), boxes: b.iter().map(|&x| NormBox(x)).collect() })
+            .map(|(t, b)| Grounded { text: t.clone(), boxes: b.iter().map(|&x| NormBox(x)).collect(), confidence: None })
             .collect();
         prop_assert_eq!(p.spans, expected);
     }

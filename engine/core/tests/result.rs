@@ -6,7 +6,7 @@ use sphinx_core::job::{CaptionDetail, Task};
 use sphinx_core::prompts;
 use sphinx_core::result::{
     DocumentResult, ModelInfo, PageResult, ResultError, StopReason, TaskResult, Timings,
-    TokenCounts, RESULT_SCHEMA_VERSION,
+    TokenCounts, TokenScore, RESULT_SCHEMA_VERSION,
 };
 use sphinx_core::tiling::{plan, TileConfig};
 
@@ -189,7 +189,7 @@ fn document_results_name_their_upload_and_older_minors_still_read() {
     let json = doc.to_json().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert_eq!(v["source"], "scans/2026/invoice 7.pdf");
-    assert_eq!(v["schema_version"], "1.2");
+    assert_eq!(v["schema_version"], RESULT_SCHEMA_VERSION);
     assert_eq!(DocumentResult::from_json(&json).unwrap(), doc);
 
     let mut older = v.clone();
@@ -218,4 +218,54 @@ fn measured_timings_round_trip_bit_exactly() {
         assert_eq!(back.tasks[0].timings.decode_ms.to_bits(), ms.to_bits());
         assert_eq!(back, p);
     }
+}
+
+/// Token scores become the answer's confidence (the geometric mean probability of its
+/// tokens, the end signal's left out) and each span's (its phrase's tokens only, or a
+/// bare list's); they travel through JSON and the merge, where a task's is its least sure
+/// page's. Results without them (before 1.3) read as `None`.
+#[test]
+fn token_scores_become_answer_and_span_confidences() {
+    let raw = "<p>Hi</p>[0.1,0.1,0.2,0.2] [0.3,0.3,0.4,0.4]";
+    let mut task = ocr_result(raw);
+    assert_eq!(task.confidence, None);
+    // Bytes: "<p>" 0..3, "Hi" 3..5, "</p>" 5..9, the first list 9..26, " " 26, the second
+    // list 27..44; then the end signal, after the answer.
+    let (hi, list, other, end) = (0.5f32.ln(), 0.8f32.ln(), 0.2f32.ln(), 0.01f32.ln());
+    let t = |bytes: std::ops::Range<usize>, logprob| TokenScore { bytes, logprob };
+    let tokens = [
+        t(0..3, 0f32),
+        t(3..4, hi),
+        t(4..5, hi),
+        t(5..9, 0f32),
+        t(9..26, list),
+        t(26..27, 0f32),
+        t(27..44, other),
+        t(44..48, end),
+    ];
+    task.score(&tokens);
+    let close = |a: Option<f32>, b: f32| (a.unwrap() - b).abs() < 1e-6;
+    let all = ((2.0 * hi + list + other) / 7.0).exp();
+    assert!(
+        close(task.confidence, all),
+        "{:?} vs {all}",
+        task.confidence
+    );
+    assert!(close(task.spans[0].confidence, 0.5), "{:?}", task.spans[0]);
+    assert!(close(task.spans[1].confidence, 0.2), "{:?}", task.spans[1]);
+
+    let json = serde_json::to_value(&task).unwrap();
+    assert!(json["spans"][0]["confidence"].is_number());
+    let back: TaskResult = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, task);
+    let mut before = json;
+    before.as_object_mut().unwrap().remove("confidence");
+    let old: TaskResult = serde_json::from_value(before).unwrap();
+    assert_eq!(old.confidence, None);
+
+    let mut sure = ocr_result("<p>Yes</p>[0.1,0.1,0.2,0.2]");
+    sure.score(&[t(0..27, 0.9f32.ln())]);
+    let doc = DocumentResult::merge(vec![page(0, 2, vec![sure]), page(1, 2, vec![task])]).unwrap();
+    assert!(close(doc.tasks[0].confidence, all), "{:?}", doc.tasks[0]);
+    assert!(close(doc.tasks[0].spans[0].confidence, 0.9));
 }

@@ -13,6 +13,11 @@
 //! and the token budget all live on the device. The host reads the stop flags only every
 //! `read_every` steps (or when it knows a row has used its whole budget), and the
 //! tokens of the rows that stopped; [`Decoder::host_reads`] counts those reads.
+//!
+//! **Token log-probabilities.** Each chosen token's log-probability under the model's
+//! distribution (softmax of the logits, temperature 1, whatever the sampling) is kept
+//! beside it on the device and read with the tokens, in the same transfer: what a
+//! result's confidence is made of.
 
 use std::time::{Duration, Instant};
 
@@ -39,10 +44,12 @@ struct Active {
 }
 
 /// A row that finished.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Finished {
     pub id: usize,
     pub output: Generated,
+    /// The natural log of each of `output.tokens`' probability under the model.
+    pub logprobs: Vec<f32>,
 }
 
 /// Decode slots over one KV cache; see the module docs.
@@ -64,6 +71,8 @@ pub struct Decoder<'m> {
     stop_index: Tensor,
     stop_at: Tensor,
     history: Tensor,
+    /// Log-probability of each token in `history`.
+    logprobs: Tensor,
     uniforms: Tensor,
     stops: Vec<Tensor>,
     all_slots: Tensor,
@@ -118,6 +127,7 @@ impl<'m> Decoder<'m> {
             stop_index: Tensor::full([s], RUNNING, long),
             stop_at: Tensor::zeros([s], long),
             history: Tensor::zeros([s, width], long),
+            logprobs: Tensor::zeros([s, width], (Kind::Float, device)),
             uniforms: Tensor::zeros([s, width], (Kind::Double, device)),
             stops: cfg
                 .stop
@@ -298,8 +308,8 @@ impl<'m> Decoder<'m> {
         let _ = self.done.index_fill_(0, &slots_t, 0);
         let _ = self.stop_index.index_fill_(0, &slots_t, RUNNING);
         let _ = self.stop_at.index_fill_(0, &slots_t, 0);
-        let tokens = self.choose(&logits, &slots_t)?;
-        self.record(&slots_t, &tokens);
+        let (tokens, logprobs) = self.choose(&logits, &slots_t)?;
+        self.record(&slots_t, &tokens, &logprobs);
         let _ = self.next.index_copy_(0, &slots_t, &tokens);
         for (&(id, _), &slot) in rows.iter().zip(&free) {
             self.slots[slot] = Some(Active {
@@ -381,8 +391,8 @@ impl<'m> Decoder<'m> {
             .decode_step(&emb, &positions, &mut self.cache, keys)?;
         let logits = self.llm.logits(&hidden).squeeze_dim(1).to_kind(Kind::Float);
         let all = self.all_slots.shallow_clone();
-        let tokens = self.choose(&logits, &all)?;
-        self.record(&all, &tokens);
+        let (tokens, logprobs) = self.choose(&logits, &all)?;
+        self.record(&all, &tokens, &logprobs);
         self.next.copy_(&tokens);
         let _ = self.positions.f_add_(&self.occupied)?;
         Ok(())
@@ -398,13 +408,14 @@ impl<'m> Decoder<'m> {
         Ok(out)
     }
 
-    /// Next token of `rows` from their `logits: [n, vocab]` (float32), on the device.
-    fn choose(&self, logits: &Tensor, rows: &Tensor) -> Result<Tensor, GenerateError> {
+    /// Next token of `rows` from their `logits: [n, vocab]` (float32), and its
+    /// log-probability under the model (softmax over the known vocabulary), on the device.
+    fn choose(&self, logits: &Tensor, rows: &Tensor) -> Result<(Tensor, Tensor), GenerateError> {
         let known = match self.cfg.vocab {
             Some(n) if n > 0 && n < logits.size()[1] => logits.narrow(1, 0, n),
             _ => logits.shallow_clone(),
         };
-        Ok(match self.cfg.sampling {
+        let tokens = match self.cfg.sampling {
             Sampling::Greedy => known.argmax(-1, false),
             Sampling::TopP {
                 temperature, top_p, ..
@@ -433,12 +444,17 @@ impl<'m> Decoder<'m> {
                 let pick = below.minimum(&last);
                 idx.gather(1, &pick.unsqueeze(1), false).squeeze_dim(1)
             }
-        })
+        };
+        let logprobs = known
+            .log_softmax(-1, Kind::Float)
+            .gather(1, &tokens.unsqueeze(1), false)
+            .squeeze_dim(1);
+        Ok((tokens, logprobs))
     }
 
-    /// Appends `tokens` to the histories of `rows` that are still running, then checks
-    /// stop sequences and budgets, all on the device.
-    fn record(&mut self, rows: &Tensor, tokens: &Tensor) {
+    /// Appends `tokens` (and their `logprobs`) to the histories of `rows` that are still
+    /// running, then checks stop sequences and budgets, all on the device.
+    fn record(&mut self, rows: &Tensor, tokens: &Tensor, logprobs: &Tensor) {
         let width = self.history.size()[1];
         let done_before = self.done.index_select(0, rows);
         let running = done_before.logical_not();
@@ -450,6 +466,11 @@ impl<'m> Decoder<'m> {
             .unsqueeze(1)
             .where_self(&running.unsqueeze(1), &hist.gather(1, &col, false));
         let _ = hist.scatter_(1, &col, &value);
+        let mut scores = self.logprobs.index_select(0, rows);
+        let score = logprobs
+            .unsqueeze(1)
+            .where_self(&running.unsqueeze(1), &scores.gather(1, &col, false));
+        let _ = scores.scatter_(1, &col, &score);
         let gen = &gen + running.to_kind(Kind::Int64);
         let n = rows.size()[0];
         let long = (Kind::Int64, self.device);
@@ -481,6 +502,7 @@ impl<'m> Decoder<'m> {
         );
         let stop_at = gen.where_self(&ended, &self.stop_at.index_select(0, rows));
         let _ = self.history.index_copy_(0, rows, &hist);
+        let _ = self.logprobs.index_copy_(0, rows, &scores);
         let _ = self.generated.index_copy_(0, rows, &gen);
         let _ = self.stop_index.index_copy_(0, rows, &stop_index);
         let _ = self.stop_at.index_copy_(0, rows, &stop_at);
@@ -489,8 +511,8 @@ impl<'m> Decoder<'m> {
             .index_copy_(0, rows, &done_before.logical_or(&ended));
     }
 
-    /// Reads which rows stopped (one read), and the tokens of those that did (one more),
-    /// and frees their slots.
+    /// Reads which rows stopped (one read), and the tokens and log-probabilities of
+    /// those that did (one more), and frees their slots.
     fn collect(&mut self) -> Result<Vec<Finished>, GenerateError> {
         self.since_read = 0;
         let state = Tensor::stack(&[&self.stop_index, &self.stop_at], 0).to_device(Device::Cpu);
@@ -504,19 +526,30 @@ impl<'m> Decoder<'m> {
         }
         let idx: Vec<i64> = ended.iter().map(|&s| s as i64).collect();
         let rows = Tensor::from_slice(&idx).to_device(self.device);
-        let hist =
-            Vec::<Vec<i64>>::try_from(self.history.index_select(0, &rows).to_device(Device::Cpu))?;
+        // Tokens and their log-probabilities in one transfer: ids are exact in float64.
+        let both = Tensor::stack(
+            &[
+                self.history.index_select(0, &rows).to_kind(Kind::Double),
+                self.logprobs.index_select(0, &rows).to_kind(Kind::Double),
+            ],
+            0,
+        )
+        .to_device(Device::Cpu);
         self.host_reads += 1;
+        let hist = Vec::<Vec<f64>>::try_from(both.get(0))?;
+        let scores = Vec::<Vec<f64>>::try_from(both.get(1))?;
         let mut out = Vec::with_capacity(ended.len());
         for (k, &s) in ended.iter().enumerate() {
             let active = self.slots[s].take().expect("an occupied slot");
             let generated = state[1][s] as usize;
-            let mut tokens = hist[k][..generated].to_vec();
+            let mut tokens: Vec<i64> = hist[k][..generated].iter().map(|&t| t as i64).collect();
+            let mut logprobs: Vec<f32> = scores[k][..generated].iter().map(|&l| l as f32).collect();
             let stop = match state[0][s] {
                 MAX_TOKENS => Stop::MaxTokens,
                 i => {
                     let index = i as usize;
                     tokens.truncate(generated - self.cfg.stop[index].len());
+                    logprobs.truncate(tokens.len());
                     Stop::Sequence { index }
                 }
             };
@@ -530,6 +563,7 @@ impl<'m> Decoder<'m> {
                     generated,
                     stop,
                 },
+                logprobs,
             });
         }
         Ok(out)
@@ -540,6 +574,8 @@ impl<'m> Decoder<'m> {
 #[derive(Debug)]
 pub struct Batch {
     pub outputs: Vec<Generated>,
+    /// Each output's token log-probabilities ([`Finished::logprobs`]).
+    pub logprobs: Vec<Vec<f32>>,
     pub prefill: Duration,
     pub decode: Duration,
     /// Reads of device state by the host while decoding (see [`Decoder::host_reads`]):
@@ -570,8 +606,10 @@ pub fn generate(
         decoder.admit(id, s, cfg.max_new_tokens)?;
     }
     let mut outputs: Vec<Option<Generated>> = vec![None; seqs.len()];
+    let mut logprobs = vec![Vec::new(); seqs.len()];
     for f in decoder.drain()? {
         outputs[f.id] = Some(f.output);
+        logprobs[f.id] = f.logprobs;
     }
     let (prefill, decode) = decoder.timings();
     Ok(Batch {
@@ -579,6 +617,7 @@ pub fn generate(
             .into_iter()
             .map(|o| o.expect("every admitted row finishes"))
             .collect(),
+        logprobs,
         prefill,
         decode,
         host_reads: decoder.host_reads(),

@@ -27,6 +27,23 @@ pub enum TokenizerError {
     Decode(String),
 }
 
+/// Byte ranges from where the text ends after each id (`None`: the id completed
+/// nothing): an id that completes a piece gets the bytes since the last end, shared with
+/// the ids before it that completed nothing; ids after the last end get an empty range.
+fn ranges_from_ends(ends: &[Option<usize>]) -> Vec<std::ops::Range<usize>> {
+    let mut ranges = Vec::with_capacity(ends.len());
+    let (mut start, mut pending) = (0, 0);
+    for end in ends {
+        pending += 1;
+        if let Some(end) = *end {
+            ranges.extend(std::iter::repeat_n(start..end, pending));
+            (start, pending) = (end, 0);
+        }
+    }
+    ranges.extend(std::iter::repeat_n(start..start, pending));
+    ranges
+}
+
 /// SentencePiece's control pieces for begin/end of sequence in LLaMA tokenizers.
 const BOS_PIECE: &str = "<s>";
 const EOS_PIECE: &str = "</s>";
@@ -137,6 +154,53 @@ impl Tokenizer {
         self.inner
             .decode(&kept, false)
             .map_err(|e| TokenizerError::Decode(e.to_string()))
+    }
+
+    /// Text of `ids` and, for each id, the bytes of that text it produced (`start..end`,
+    /// in order, tiling the text): what decoding through it adds to decoding the ids
+    /// before it. Ids that add nothing alone (the first bytes of a character spelt by
+    /// byte-fallback pieces) share the range of the id that completes it; BOS/EOS and
+    /// trailing ids that complete nothing get an empty range. Token scores are mapped
+    /// onto the answer's spans with these.
+    ///
+    /// Each id decodes a small window (the ids since the last piece it completed), as
+    /// streaming servers do: linear in the length. Should a decoder rewrite earlier text,
+    /// so that the windows do not add up to the whole, every prefix is decoded instead.
+    pub fn decode_with_offsets(
+        &self,
+        ids: &[i64],
+    ) -> Result<(String, Vec<std::ops::Range<usize>>), TokenizerError> {
+        let text = self.decode(ids)?;
+        let mut ends: Vec<Option<usize>> = Vec::with_capacity(ids.len());
+        let (mut prefix, mut read, mut emitted) = (0, 0, 0);
+        let mut windows_add_up = true;
+        for i in 0..ids.len() {
+            let before = self.decode(&ids[prefix..read])?;
+            let after = self.decode(&ids[prefix..=i])?;
+            let piece = after.strip_prefix(before.as_str()).unwrap_or_default();
+            if piece.is_empty() || after.ends_with('\u{FFFD}') {
+                ends.push(None);
+                continue;
+            }
+            if text.get(emitted..emitted + piece.len()) != Some(piece) {
+                windows_add_up = false;
+                break;
+            }
+            emitted += piece.len();
+            ends.push(Some(emitted));
+            (prefix, read) = (read, i + 1);
+        }
+        if !windows_add_up || emitted != text.len() {
+            ends.clear();
+            let mut end = 0;
+            for i in 0..ids.len() {
+                let upto = self.decode(&ids[..=i])?;
+                let grew = upto.len() > end && text.starts_with(upto.as_str());
+                end = if grew { upto.len() } else { end };
+                ends.push(grew.then_some(end));
+            }
+        }
+        Ok((text, ranges_from_ends(&ends)))
     }
 
     /// The piece string of one id (e.g. "▁the", "<0x0A>"), for debugging and stop rules.

@@ -394,6 +394,7 @@ fn continuous_batching_gives_each_row_what_it_gets_alone() {
         assert!(matches!(err, GenerateError::GraphDevices(_)), "{err}");
         let mut next = 0;
         let mut got: Vec<Option<Generated>> = vec![None; f.seqs.len()];
+        let mut scores = vec![Vec::new(); f.seqs.len()];
         let mut most_running = 0;
         while next < f.seqs.len() || !decoder.is_idle() {
             while next < f.seqs.len() && decoder.free_slots() > 0 {
@@ -404,6 +405,7 @@ fn continuous_batching_gives_each_row_what_it_gets_alone() {
             for done in decoder.step().unwrap() {
                 assert!(got[done.id].is_none(), "row {} finished twice", done.id);
                 got[done.id] = Some(done.output);
+                scores[done.id] = done.logprobs;
             }
         }
         assert_eq!(most_running, 3);
@@ -414,11 +416,17 @@ fn continuous_batching_gives_each_row_what_it_gets_alone() {
                 max_new_tokens: budget(i),
                 ..alone(&cfg, i)
             };
-            let alone = generate(f.model.llm(), std::slice::from_ref(&f.seqs[i]), &alone_cfg)
-                .unwrap()
-                .outputs
-                .remove(0);
+            let mut alone_run =
+                generate(f.model.llm(), std::slice::from_ref(&f.seqs[i]), &alone_cfg).unwrap();
+            let alone = alone_run.outputs.remove(0);
             assert_eq!(out, alone, "row {i} ({sampling:?}, widths of {bucket:?})");
+            // Each token's log-probability too, one per token kept, up to float32 order
+            // of summation (other rows beside it, other cache widths).
+            let alone_scores = alone_run.logprobs.remove(0);
+            assert_eq!(scores[i].len(), out.tokens.len());
+            for (a, b) in scores[i].iter().zip(&alone_scores) {
+                assert!((a - b).abs() < 1e-4 && *a <= 0.0, "row {i}: {a} vs {b}");
+            }
             assert!(out.generated <= budget(i));
             if matches!(out.stop, Stop::Sequence { .. }) {
                 early += 1;

@@ -98,6 +98,38 @@ fn greedy_32_tokens_cached_equal_full_recompute_and_transformers() {
     });
 }
 
+/// The decoder the worker runs (continuous batching, token choice on the device) gives
+/// `transformers`' greedy tokens and, for each, the log-probability `generate`'s own raw
+/// logits give it: what a result's confidence is made of.
+#[test]
+fn decoder_tokens_and_logprobs_equal_transformers_generate() {
+    use sphinx_model::generate;
+    use sphinx_model::generate::{GenerateConfig, Sampling};
+    let (_vs, model, r) = load();
+    let prompt = &r["greedy_prompt"];
+    let expected = to_vec(&r["greedy_tokens"]);
+    let reference = Vec::<f32>::try_from(r["greedy_logprobs"].flatten(0, -1)).unwrap();
+    tch::no_grad(|| {
+        let embeds = model.embed_tokens(prompt).unwrap().squeeze_dim(0);
+        let cfg = GenerateConfig {
+            max_new_tokens: STEPS,
+            sampling: Sampling::Greedy,
+            stop: Vec::new(),
+            vocab: None,
+        };
+        let out = generate(&model, &[embeds], &cfg).unwrap();
+        assert_eq!(out.outputs[0].tokens, expected);
+        let ours = &out.logprobs[0];
+        assert_eq!(ours.len(), STEPS);
+        for (step, (a, b)) in ours.iter().zip(&reference).enumerate() {
+            assert!(
+                (a - b).abs() <= CACHE_TOL as f32,
+                "step {step}: log-probability {a} against transformers' {b}"
+            );
+        }
+    });
+}
+
 #[test]
 fn per_token_and_chunked_prefill_logits_equal_full_forward() {
     let (_vs, model, r) = load();

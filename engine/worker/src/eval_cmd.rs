@@ -112,6 +112,27 @@ pub fn word_edits(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// The probability that a page read wrong (`true`) has a lower confidence than a page read
+/// right, ties counting half (the area under the ROC curve of confidence as a detector of
+/// wrong pages); `None` unless there are pages of both kinds.
+pub fn confidence_auroc(pages: &[(f32, bool)]) -> Option<f64> {
+    let wrong: Vec<f32> = pages.iter().filter(|p| p.1).map(|p| p.0).collect();
+    let right: Vec<f32> = pages.iter().filter(|p| !p.1).map(|p| p.0).collect();
+    if wrong.is_empty() || right.is_empty() {
+        return None;
+    }
+    let below: f64 = wrong
+        .iter()
+        .flat_map(|w| right.iter().map(move |r| (w, r)))
+        .map(|(w, r)| match w.partial_cmp(r) {
+            Some(std::cmp::Ordering::Less) => 1.0,
+            Some(std::cmp::Ordering::Equal) => 0.5,
+            _ => 0.0,
+        })
+        .sum();
+    Some(below / (wrong.len() * right.len()) as f64)
+}
+
 /// How many lines of `reference` the line at the same place of `hypothesis` equals
 /// exactly (plain text, as [`plain_text`] gives it).
 pub fn exact_lines(hypothesis: &str, reference: &str) -> usize {
@@ -215,6 +236,8 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
         ..BatchOptions::default()
     };
     let mut score = Score::default();
+    // Each page's answer confidence, and whether the page had edits.
+    let mut confidences: Vec<(f32, bool)> = Vec::new();
     let mut predictions = match &args.predictions {
         Some(path) => Some(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -251,12 +274,17 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
         for (result, (image, reference)) in results.iter().zip(chunk) {
             let hypothesis = plain_text(&result.tasks[0].raw_text);
             let page_edits = score.add(&hypothesis, reference);
+            let confidence = result.tasks[0].confidence;
+            if let Some(c) = confidence {
+                confidences.push((c, page_edits > 0));
+            }
             if let Some(out) = predictions.as_mut() {
                 let row = serde_json::json!({
                     "image": image.display().to_string(),
                     "reference": reference,
                     "hypothesis": hypothesis,
                     "edits": page_edits,
+                    "confidence": confidence,
                 });
                 writeln!(out, "{row}")?;
             }
@@ -278,6 +306,9 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
         "reference_lines": score.reference_lines,
         "exact_lines": score.exact_lines,
         "exact_line_rate": score.exact_line_rate(),
+        // How well the answers' confidence ranks the pages read wrong below those read
+        // right: 0.5 is chance, 1.0 every wrong page below every right one.
+        "confidence_auroc": confidence_auroc(&confidences),
         "seconds": started.elapsed().as_secs_f64(),
         // Render + encode + decode, model loading excluded.
         "pages_per_s": score.pages as f64 / decode_started.elapsed().as_secs_f64(),
@@ -300,6 +331,21 @@ mod tests {
             plain_text("<p>Ten boats 42</p>[0.04,0.05,0.27,0.07]\n<p>b</p>[0.1,0.2,0.3,0.4]"),
             "Ten boats 42\nb"
         );
+    }
+
+    #[test]
+    fn confidence_auroc_ranks_wrong_pages_below_right_ones() {
+        // Every wrong page below every right one; the reverse; a tie; one kind only.
+        let perfect = [(0.2, true), (0.3, true), (0.8, false), (0.9, false)];
+        assert_eq!(confidence_auroc(&perfect), Some(1.0));
+        let reversed = [(0.9, true), (0.1, false)];
+        assert_eq!(confidence_auroc(&reversed), Some(0.0));
+        let mixed = [(0.5, true), (0.5, false), (0.2, true), (0.7, false)];
+        assert_eq!(
+            confidence_auroc(&mixed),
+            Some((1.0 + 0.5 + 1.0 + 1.0) / 4.0)
+        );
+        assert_eq!(confidence_auroc(&[(0.5, false)]), None);
     }
 
     #[test]

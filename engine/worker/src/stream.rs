@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use sphinx_core::error_record::describe;
 use sphinx_core::prompts;
-use sphinx_core::result::{ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts};
+use sphinx_core::result::{
+    ModelInfo, PageResult, StopReason, TaskResult, Timings, TokenCounts, TokenScore,
+};
 use sphinx_model::conversation::{Template, Turn};
 use sphinx_model::generate::{GenerateConfig, Generated, Stop, READ_EVERY};
 use sphinx_model::mov::MovViews;
@@ -369,7 +371,7 @@ impl<'m, T> PageStream<'m, T> {
                 .running
                 .remove(&f.id)
                 .ok_or_else(|| anyhow!("the decoder finished row {} it was never given", f.id))?;
-            if let Some(page) = self.finish_row(row, f.output)? {
+            if let Some(page) = self.finish_row(row, f.output, &f.logprobs)? {
                 done.push(page);
             }
         }
@@ -491,11 +493,22 @@ impl<'m, T> PageStream<'m, T> {
         Ok(())
     }
 
-    /// Records a finished row; returns its page if that was the page's last row.
-    fn finish_row(&mut self, row: Row, out: Generated) -> Result<Option<Done<T>>> {
+    /// Records a finished row (its tokens and their log-probabilities); returns its page
+    /// if that was the page's last row.
+    fn finish_row(
+        &mut self,
+        row: Row,
+        out: Generated,
+        logprobs: &[f32],
+    ) -> Result<Option<Done<T>>> {
         let loaded = self.loaded;
         self.stats.generated_tokens += out.generated;
-        let text = loaded.tokenizer.decode(&out.tokens)?;
+        let (text, bytes) = loaded.tokenizer.decode_with_offsets(&out.tokens)?;
+        let scores: Vec<TokenScore> = bytes
+            .into_iter()
+            .zip(logprobs)
+            .map(|(bytes, &logprob)| TokenScore { bytes, logprob })
+            .collect();
         let (answer, cut) = self.template.cut_answer(&text);
         let stop = match out.stop {
             Stop::Sequence { index: 0 } => StopReason::Eos,
@@ -508,7 +521,7 @@ impl<'m, T> PageStream<'m, T> {
             return Ok(None);
         };
         let decode = clock.saturating_sub(flight.decode_from.unwrap_or(clock));
-        flight.tasks[row.task] = Some(TaskResult::from_answer(
+        let mut task = TaskResult::from_answer(
             flight.page.tasks[row.task].clone(),
             row.question,
             answer.to_owned(),
@@ -525,7 +538,9 @@ impl<'m, T> PageStream<'m, T> {
                 decode_ms: ms(decode),
                 total_ms: ms(flight.submitted.elapsed()),
             },
-        ));
+        );
+        task.score(&scores);
+        flight.tasks[row.task] = Some(task);
         flight.left -= 1;
         if flight.left > 0 {
             return Ok(None);

@@ -70,6 +70,8 @@ fn eval_scores_every_page_and_the_summary_adds_up() {
         assert!(hypothesis.chars().count() <= 12, "{hypothesis:?}");
         let e = levenshtein(hypothesis, reference) as u64;
         assert_eq!(row["edits"], e);
+        let confidence = row["confidence"].as_f64().unwrap();
+        assert!(confidence > 0.0 && confidence <= 1.0, "{row}");
         edits += e;
         chars += reference.chars().count() as u64;
     }
@@ -82,6 +84,9 @@ fn eval_scores_every_page_and_the_summary_adds_up() {
         "{summary}"
     );
     assert!(summary["pages_per_s"].as_f64().unwrap() > 0.0);
+    // A random model reads every page wrong: no right page to rank against.
+    assert!(rows.iter().all(|r| r["edits"] != 0));
+    assert!(summary["confidence_auroc"].is_null(), "{summary}");
 }
 
 /// A wrong data path is said before a model is loaded (the model is missing too).

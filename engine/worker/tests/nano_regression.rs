@@ -2,7 +2,8 @@
 //! held-out pages `scripts/train-nano.sh` scores it on (seed 7 from index 1,000,000, the
 //! script's PAGE_FLAGS) must give a CER within 2 points of the figure recorded when it
 //! was trained (`eval-heldout.json`, the figure the README quotes), so the model, the
-//! page path or the decoder cannot silently regress.
+//! page path or the decoder cannot silently regress; and its answers' confidence must
+//! still rank its wrong pages below its right ones.
 
 use std::path::PathBuf;
 
@@ -63,4 +64,8 @@ fn committed_nano_reads_held_out_pages_as_well_as_recorded() {
         cer <= figure + 0.02,
         "held-out CER {cer:.4} regressed past the recorded {figure:.4} + 2 points: {summary}"
     );
+    // Its confidence tells its wrong pages from its right ones far better than chance
+    // (0.5): 0.86 measured on 2026-12-06 (docs/nano.md).
+    let auroc = summary["confidence_auroc"].as_f64().unwrap();
+    assert!(auroc >= 0.75, "confidence AUROC {auroc:.3}: {summary}");
 }
