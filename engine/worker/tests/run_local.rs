@@ -218,6 +218,18 @@ fn run_writes_cloud_keys_and_a_rerun_skips_finished_pages() {
             merged["source"], line["source"],
             "the merged result names its input"
         );
+        // The index gives the lowest confidence of the document's answers.
+        let lowest = merged["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["confidence"].as_f64().unwrap())
+            .fold(f64::INFINITY, f64::min);
+        let said = line["confidence"].as_f64().unwrap();
+        assert!(
+            (said - lowest).abs() < 1e-6 && said > 0.0 && said <= 1.0,
+            "{line}"
+        );
     }
 
     // A rerun: every page is already done, so nothing is written again.

@@ -45,6 +45,9 @@ struct IndexLine<'a> {
     /// The merged result's path below `--out`.
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<&'a str>,
+    /// The lowest confidence of its answers on any page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    confidence: Option<f32>,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     outputs: &'a [OutputRecord],
     /// The error record's code when the upload was refused.
@@ -74,6 +77,7 @@ impl<'a> IndexLine<'a> {
             pages: d.pages,
             pages_done: d.pages_done,
             result: d.result.as_deref(),
+            confidence: d.confidence,
             outputs: &d.outputs,
             code: d.code.as_deref(),
             error: d.error.as_deref(),

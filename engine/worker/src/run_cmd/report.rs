@@ -37,6 +37,9 @@ pub struct DocumentOutcome {
     pub interrupted: bool,
     /// The start of the document's first task text.
     pub preview: String,
+    /// The lowest confidence of its tasks' answers on any page (see
+    /// [`sphinx_core::result`]): how sure the model was where it was least sure.
+    pub confidence: Option<f32>,
     /// `results/<doc_id>.json`, once written (every page has a result or an error record).
     pub result: Option<String>,
     /// The other result files: written (`results/<doc_id>.txt`, ...) or why not.
@@ -57,6 +60,7 @@ impl DocumentOutcome {
             skipped: None,
             interrupted: false,
             preview: String::new(),
+            confidence: None,
             result: None,
             outputs: Vec::new(),
         }
@@ -101,6 +105,11 @@ pub(super) async fn settle(
                 .first()
                 .map(|t| preview(&t.text))
                 .unwrap_or_default();
+            doc.confidence = merged
+                .tasks
+                .iter()
+                .filter_map(|t| t.confidence)
+                .reduce(f32::min);
         }
         let result_key = keys::document_result(&doc_id);
         if let Ok(written) = store.get(&result_key).await {
@@ -282,8 +291,13 @@ pub(super) fn summary(
         }
         lines.push(match (&d.error, &d.doc_id) {
             (None, Some(id)) => format!(
-                "  ok      {}  {} pages  results/{id}.json  {:?}",
-                d.source, d.pages_done, d.preview
+                "  ok      {}  {} pages  results/{id}.json  {:?}{}",
+                d.source,
+                d.pages_done,
+                d.preview,
+                d.confidence
+                    .map(|c| format!("  (confidence {c:.2})"))
+                    .unwrap_or_default()
             ),
             (Some(e), _) if d.interrupted => format!("  STOPPED {}  {e}", d.source),
             (Some(e), _) => match &d.code {
@@ -340,7 +354,11 @@ mod tests {
         let docs = [
             doc("a.pdf", "d1", 3),
             doc("b.pdf", "d1", 3),
-            doc("c.pdf", "d2", 1),
+            {
+                let mut c = doc("c.pdf", "d2", 1);
+                c.confidence = Some(0.873);
+                c
+            },
             refused,
         ];
         let text = summary(&docs, "nano", false, 4, Duration::from_secs(2));
@@ -363,7 +381,8 @@ mod tests {
             "  ok      b.pdf  the same bytes as a.pdf: results/d1.json"
         );
         assert!(
-            lines[3].starts_with("  ok      c.pdf  1 pages  results/d2.json"),
+            lines[3].starts_with("  ok      c.pdf  1 pages  results/d2.json")
+                && lines[3].ends_with("  (confidence 0.87)"),
             "{text}"
         );
         assert_eq!(
