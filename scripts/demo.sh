@@ -28,12 +28,13 @@ python3 - "$out" "$model" <<'PY'
 import json, os, sys
 out, model = sys.argv[1], sys.argv[2]
 print(f"\nsamples/synthetic/ read by {model}:")
-print(f"{'page':<14} {'reference':<28} {'model read':<40} edits")
+print(f"{'page':<14} {'reference':<28} {'model read':<40} edits  confidence")
 for line in open(f"{out}/synthetic-predictions.jsonl"):
     r = json.loads(line)
     said = repr(r["hypothesis"])
     said = said if len(said) <= 40 else said[:37] + "..."
-    print(f"{os.path.basename(r['image']):<14} {r['reference']!r:<28} {said:<40} {r['edits']}")
+    conf = "" if r.get("confidence") is None else f"{r['confidence']:.3f}"
+    print(f"{os.path.basename(r['image']):<14} {r['reference']!r:<28} {said:<40} {r['edits']:<6} {conf}")
 e = json.load(open(f"{out}/synthetic-eval.json"))
 print(f"CER {100 * e['cer']:.1f}% over {e['reference_chars']} characters "
       f"(WER {100 * e['wer']:.1f}%, exact lines {100 * e['exact_line_rate']:.0f}%)")
