@@ -3,14 +3,14 @@
 //! same command again finishes them; a second one ends the process at once, and cleanly:
 //! no panic from inside libtorch while the model still runs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 const FRONT: &str = env!("CARGO_BIN_EXE_sphinx");
 
 /// One-line synthetic pages, the nano's kind: enough that a run takes seconds.
-fn pages(dir: &Path, count: u32) -> std::path::PathBuf {
+fn pages(dir: &Path, count: u32) -> PathBuf {
     let out = Command::new(FRONT)
         .args([
             "synth",
@@ -43,6 +43,17 @@ fn spawn_run(images: &Path, out: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap()
+}
+
+/// A run of 400 pages (folder, its images, `--out`) whose model is running: its first
+/// merged result is written.
+fn running_run() -> (tempfile::TempDir, PathBuf, PathBuf, Child) {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = pages(&tmp.path().join("synth"), 400);
+    let out = tmp.path().join("out");
+    let mut child = spawn_run(&images, &out);
+    wait_for_a_result(&mut child, &out);
+    (tmp, images, out, child)
 }
 
 /// Waits until the run has written its first merged result (so the model is running).
@@ -91,11 +102,7 @@ fn statuses(out: &Path) -> Vec<String> {
 
 #[test]
 fn one_ctrl_c_stops_the_run_and_the_same_command_finishes_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let images = pages(&tmp.path().join("synth"), 400);
-    let out = tmp.path().join("out");
-    let mut child = spawn_run(&images, &out);
-    wait_for_a_result(&mut child, &out);
+    let (_tmp, images, out, child) = running_run();
     interrupt(&child);
     let stopped: Output = child.wait_with_output().unwrap();
     let (stdout, stderr) = (text(&stopped.stdout), text(&stopped.stderr));
@@ -134,11 +141,7 @@ fn one_ctrl_c_stops_the_run_and_the_same_command_finishes_it() {
 
 #[test]
 fn a_second_ctrl_c_ends_the_run_at_once_without_a_panic() {
-    let tmp = tempfile::tempdir().unwrap();
-    let images = pages(&tmp.path().join("synth"), 400);
-    let out = tmp.path().join("out");
-    let mut child = spawn_run(&images, &out);
-    wait_for_a_result(&mut child, &out);
+    let (_tmp, _images, out, child) = running_run();
     interrupt(&child);
     std::thread::sleep(Duration::from_millis(20));
     interrupt(&child);
