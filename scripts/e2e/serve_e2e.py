@@ -222,6 +222,13 @@ def main():
         print(f"  tiler: {response}")
         check(page_jobs_pending(stack) == 4, "4 page jobs queued (3 PDF pages + 1 image)")
         serve_until_idle(stack, model, "serve-1.log", SPHINX_OUTPUT_FORMATS="all")
+        # Each micro-batch's EMF line (stdout, in the log) carries its pages and the mean
+        # confidence of its answers.
+        emf = [json.loads(line) for line in (LOGS / "serve-1.log").read_text().splitlines()
+               if line.startswith("{") and '"CloudWatchMetrics"' in line]
+        check(sum(e["Pages"] for e in emf) == 4, f"the metric lines count the 4 pages ({emf})")
+        check(all(0 < e["AnswerConfidence"] <= 1 for e in emf if e["Pages"]),
+              "every metric line with pages has the answers' mean confidence")
         everything = stack.keys("results/")
         results = [k for k in everything if k.endswith(".json")]
         archives = [k for k in everything if not k.endswith(".json")]

@@ -213,6 +213,11 @@ pub struct BatchStats {
     /// Rows admitted while other rows were decoding (continuous batching at work: a
     /// freed slot refilled, or a page of a later micro-batch joining a running decode).
     pub joined: usize,
+    /// Answers with a confidence, and the sum of those confidences: their mean is the
+    /// metric that drifts down when the documents stop looking like what the model
+    /// learnt from.
+    pub scored_answers: usize,
+    pub confidence_sum: f64,
 }
 
 impl BatchStats {
@@ -229,6 +234,8 @@ impl BatchStats {
         self.host_reads += s.host_reads;
         self.graph_replays += s.graph_replays;
         self.joined += s.joined;
+        self.scored_answers += s.scored_answers;
+        self.confidence_sum += s.confidence_sum;
         self.slots = self.slots.max(s.slots);
     }
 }

@@ -540,6 +540,10 @@ impl<'m, T> PageStream<'m, T> {
             },
         );
         task.score(&scores);
+        if let Some(c) = task.confidence {
+            self.stats.scored_answers += 1;
+            self.stats.confidence_sum += f64::from(c);
+        }
         flight.tasks[row.task] = Some(task);
         flight.left -= 1;
         if flight.left > 0 {

@@ -29,7 +29,7 @@ pub struct BatchReport {
 pub fn emf_line(service: &str, report: &BatchReport) -> String {
     let secs = report.wall.as_secs_f64().max(1e-9);
     let s = &report.stats;
-    let metrics: [(&str, &str, f64); 12] = [
+    let mut metrics: Vec<(&str, &str, f64)> = vec![
         ("Pages", "Count", report.pages_done as f64),
         ("PagesFailed", "Count", report.pages_failed as f64),
         ("MessagesReleased", "Count", report.released as f64),
@@ -51,6 +51,15 @@ pub fn emf_line(service: &str, report: &BatchReport) -> String {
         ("RowsJoined", "Count", s.joined as f64),
         ("DecodeStepsGraphed", "Count", s.graph_replays as f64),
     ];
+    // The mean confidence of the batch's answers (0..1), only when it has some: a
+    // falling average says the documents no longer look like the training data.
+    if s.scored_answers > 0 {
+        metrics.push((
+            "AnswerConfidence",
+            "None",
+            s.confidence_sum / s.scored_answers as f64,
+        ));
+    }
     let timestamp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -71,8 +80,8 @@ pub fn emf_line(service: &str, report: &BatchReport) -> String {
         }),
     );
     root.insert("Service".into(), Value::from(service));
-    for (name, _, value) in metrics {
-        root.insert(name.into(), Value::from(value));
+    for (name, _, value) in &metrics {
+        root.insert((*name).into(), Value::from(*value));
     }
     root.insert("GeneratedTokens".into(), Value::from(s.generated_tokens));
     Value::Object(root).to_string()
@@ -110,5 +119,27 @@ mod tests {
         assert_eq!(v["PagesPerSecond"], 2.0);
         assert_eq!(v["TokensPerSecond"], 50.0);
         assert_eq!(v["Service"], "serve");
+        // No answer had a confidence: no confidence metric (a 0 would drag the mean).
+        assert!(v.get("AnswerConfidence").is_none());
+    }
+
+    /// The batch's mean answer confidence is declared and given when it has answers.
+    #[test]
+    fn answer_confidence_is_the_mean_of_the_batch() {
+        let report = BatchReport {
+            stats: BatchStats {
+                scored_answers: 4,
+                confidence_sum: 3.0,
+                ..Default::default()
+            },
+            wall: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let v: Value = serde_json::from_str(&emf_line("serve", &report)).unwrap();
+        assert_eq!(v["AnswerConfidence"], 0.75);
+        let declared = v["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap();
+        assert!(declared.iter().any(|m| m["Name"] == "AnswerConfidence"));
     }
 }
