@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use sphinx_core::isolate::{render_page, Isolation};
 use sphinx_core::prompts;
 use sphinx_core::Limits;
@@ -208,11 +208,8 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
     } else {
         Device::cuda_if_available()
     };
-    // The data first: a wrong path is said before a model is loaded.
+    // The data first: a wrong path or a missing image is said before a model is loaded.
     let data = Dataset::load(&args.data)?;
-    let model = args.models.local_folder_blocking(&args.model)?;
-    let loaded = sphinx_model::model_folder::load(&model, device)
-        .with_context(|| format!("cannot load model {}", args.model.display()))?;
     let ocr_question = prompts::question(&Task::Ocr)?;
     // (page, reference) pairs, then batches through the worker's batch path.
     let mut work = Vec::new();
@@ -230,6 +227,23 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
         let reference = plain_text(turn.answer.as_deref().unwrap_or_default());
         work.push((image, reference));
     }
+    let missing: Vec<String> = work
+        .iter()
+        .filter(|(image, _)| !image.is_file())
+        .map(|(image, _)| image.display().to_string())
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} of the {} pages to score have no image file: {}{}",
+            missing.len(),
+            work.len(),
+            missing[..missing.len().min(5)].join(", "),
+            if missing.len() > 5 { ", ..." } else { "" }
+        );
+    }
+    let model = args.models.local_folder_blocking(&args.model)?;
+    let loaded = sphinx_model::model_folder::load(&model, device)
+        .with_context(|| format!("cannot load model {}", args.model.display()))?;
     let opts = BatchOptions {
         max_new_tokens: args.max_new_tokens,
         sampling: Sampling::Greedy,

@@ -108,3 +108,43 @@ fn a_wrong_data_path_is_said_before_the_model_is_loaded() {
     assert!(err.contains("no-data.jsonl"), "{err}");
     assert!(!err.contains("no-model"), "{err}");
 }
+
+/// Images the data names but that are gone are all said at once, before a model is
+/// loaded (the model is missing too), not one by one after minutes of scoring.
+#[test]
+fn missing_images_are_said_before_the_model_is_loaded() {
+    let data = tempfile::tempdir().unwrap();
+    let cfg = SynthConfig {
+        seed: 5,
+        first_index: 0,
+        count: 4,
+        noise: false,
+        bounds: TextBounds::nano(),
+    };
+    synth::generate(&cfg, data.path(), |_| {}).unwrap();
+    let mut gone: Vec<std::path::PathBuf> = std::fs::read_dir(data.path().join("images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    gone.sort();
+    for image in &gone[1..3] {
+        std::fs::remove_file(image).unwrap();
+    }
+    let args = EvalArgs {
+        model: data.path().join("no-model"),
+        data: data.path().join(synth::CONVERSATIONS_FILE),
+        limit: None,
+        max_new_tokens: 4,
+        batch: 1,
+        cpu: true,
+        predictions: None,
+        quiet: true,
+        models: Default::default(),
+    };
+    let err = format!("{:#}", evaluate(&args).unwrap_err());
+    assert!(err.contains("2 of the 4 pages"), "{err}");
+    for image in &gone[1..3] {
+        assert!(err.contains(&image.display().to_string()), "{err}");
+    }
+    assert!(!err.contains("no-model"), "{err}");
+}
