@@ -181,6 +181,28 @@ fn bad_job_specs_name_the_field() {
     assert!(e.contains("datasets[0].weight"), "{e}");
 }
 
+/// A dataset whose records name missing images is refused when the run starts, every
+/// missing file named (not at the step that draws the first, again on each resume).
+#[test]
+fn missing_dataset_images_are_refused_at_the_start() {
+    let data = tempfile::tempdir().unwrap();
+    let jsonl = synth_pages(data.path());
+    let gone = ["000003.png", "000009.png"].map(|n| data.path().join("images").join(n));
+    for image in &gone {
+        std::fs::remove_file(image).unwrap();
+    }
+    let out = tempfile::tempdir().unwrap();
+    let job = spec(&jsonl, r#""steps": 2, "lr": 0.001"#);
+    let err = Trainer::new(job, output(out.path()), Device::Cpu, false)
+        .err()
+        .expect("refused");
+    let said = format!("{err:#}");
+    assert!(said.contains("2 of the 16 records"), "{said}");
+    for image in &gone {
+        assert!(said.contains(&image.display().to_string()), "{said}");
+    }
+}
+
 /// The encoders learn exactly when `train_vision` is set: frozen (the paper's MoV) by
 /// default, and really updated when asked. (A gradient-free encoder pass once left the
 /// nano's random encoders at their initialisation through whole GPU runs.)
