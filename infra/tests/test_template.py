@@ -24,6 +24,7 @@ from cfnlint.decode import decode
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "infra" / "template.yaml"
 TILER_README = ROOT / "functions" / "tiler" / "README.md"
+WORKER_METRICS = ROOT / "engine" / "worker" / "src" / "worker" / "metrics.rs"
 
 # The worker container contract (engine/worker `sphinx serve` / `sphinx train`).
 SERVE_COMMAND = ["sphinx", "serve"]
@@ -77,6 +78,35 @@ def param_default(tpl, value):
 
 
 # ------------------------------------------------------------------ invariants
+
+
+def worker_metrics():
+    """The namespace, service and metric names `sphinx serve` prints as EMF lines, read
+    from the worker's source (engine/worker/src/worker/metrics.rs)."""
+    src = WORKER_METRICS.read_text()
+    namespace = re.search(r'pub const NAMESPACE: &str = "([^"]+)";', src).group(1)
+    names = set(re.findall(r'\(\s*"([A-Za-z]+)",\s*"(?:Count|Count/Second|Milliseconds|None)"', src))
+    return namespace, names
+
+
+def worker_alarm_violations(tpl):
+    """Alarms on the worker's own metrics must name a metric it emits, in its namespace,
+    with the dimension it writes (Service=serve), or they would never fire."""
+    namespace, names = worker_metrics()
+    out = []
+    alarms = resources(tpl, "AWS::CloudWatch::Alarm")
+    on_worker = {k: a for k, a in alarms.items() if props(a).get("Namespace", "").startswith("Sphinx/")}
+    if not on_worker:
+        out.append("no alarm on the worker's metrics")
+    for name, alarm in on_worker.items():
+        p = props(alarm)
+        if p.get("Namespace") != namespace:
+            out.append(f"{name}: namespace {p.get('Namespace')}, the worker writes {namespace}")
+        if p.get("MetricName") not in names:
+            out.append(f"{name}: the worker emits no metric {p.get('MetricName')} ({sorted(names)})")
+        if p.get("Dimensions") != [{"Name": "Service", "Value": "serve"}]:
+            out.append(f"{name}: dimensions {p.get('Dimensions')}, the worker writes Service=serve")
+    return out
 
 
 def dead_letter_violations(tpl):
@@ -338,6 +368,15 @@ class TemplateInvariants(unittest.TestCase):
         self.assertEqual(invariant(self.tpl), [], invariant.__name__)
         for change in mutations:
             self.assertNotEqual(invariant(self.mutated(change)), [], f"{invariant.__name__} missed a violation")
+
+    def test_worker_metric_alarms_name_what_the_worker_emits(self):
+        self.assertIn("AnswerConfidence", worker_metrics()[1])
+        self.check(
+            worker_alarm_violations,
+            lambda r: r["AnswerConfidenceAlarm"]["Properties"].__setitem__("MetricName", "Confidence"),
+            lambda r: r["AnswerConfidenceAlarm"]["Properties"].__setitem__("Namespace", "Sphinx/Workers"),
+            lambda r: r["AnswerConfidenceAlarm"]["Properties"]["Dimensions"][0].__setitem__("Value", "worker"),
+        )
 
     def test_every_queue_has_a_dead_letter_queue(self):
         self.check(
