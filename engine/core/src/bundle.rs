@@ -46,7 +46,7 @@ const PNG_COMPRESSION: png::Compression = png::Compression::Fast;
 pub enum BundleError {
     #[error("bundle is {len} bytes, shorter than its {PREAMBLE_LEN}-byte preamble")]
     Truncated { len: usize },
-    #[error("bundle does not start with the magic bytes {MAGIC:?}")]
+    #[error("not a page bundle: it does not start with \"SPHXBNDL\"")]
     BadMagic,
     #[error(
         "bundle format version {found} is not supported (this build reads version \

@@ -174,6 +174,12 @@ fn corrupt_bundles_give_typed_errors() {
         PageBundle::decode(bad),
         Err(BundleError::BadMagic)
     ));
+    // The message shows the magic as the text it is.
+    let said = BundleError::BadMagic.to_string();
+    assert!(
+        said.contains(std::str::from_utf8(&MAGIC).unwrap()),
+        "{said}"
+    );
     let mut bad = good.clone();
     bad[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
     assert!(matches!(
