@@ -12,7 +12,14 @@ use anyhow::{bail, Context, Result};
 ///
 /// `out`, the command's output folder, is never walked: `sphinx run . --out results`
 /// would otherwise take its own results, bundles and copies for new documents on a rerun.
+/// An `out` that exists must be a folder.
 pub fn collect(paths: &[PathBuf], out: &Path) -> Result<Vec<PathBuf>> {
+    if out.exists() && !out.is_dir() {
+        bail!(
+            "--out {} is a file; give a folder (it is made if missing)",
+            out.display()
+        );
+    }
     let mut files = Vec::new();
     // Folders already walked, as canonical paths; the output folder counts as walked.
     let mut seen: HashSet<PathBuf> = out.canonicalize().into_iter().collect();
@@ -185,6 +192,21 @@ mod tests {
 
     /// An output folder that does not exist: nothing to leave out.
     const NO_OUT: &str = "/definitely/no/output";
+
+    #[test]
+    fn an_output_that_is_a_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("notes.txt");
+        std::fs::write(&file, b"x").unwrap();
+        let err = collect(&[dir.path().to_path_buf()], &file).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "--out {} is a file; give a folder (it is made if missing)",
+                file.display()
+            )
+        );
+    }
 
     #[test]
     fn the_output_folder_is_not_an_input() {
