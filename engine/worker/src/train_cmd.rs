@@ -51,6 +51,9 @@ pub struct TrainArgs {
     /// Train on the CPU even when a GPU is available.
     #[arg(long)]
     pub cpu: bool,
+    /// No progress bar on stderr (the metrics lines on stdout stay).
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// The object store and prefix of an output root: a local folder or `s3://bucket/prefix`.
@@ -214,10 +217,18 @@ pub fn run(args: TrainArgs) -> Result<ExitCode> {
         trainer.step(),
         trainer.spec.steps
     );
+    let progress = sphinx_cli::progress::bar(trainer.spec.steps, "steps", args.quiet);
+    progress.set_position(trainer.step());
+    progress.reset_eta();
     let outcome = trainer.run(&ctl, &mut |m| {
         // Metrics are also in the run's metrics.jsonl: a failed write loses no record.
-        let _ = sphinx_cli::stdout::line(serde_json::to_string(m).unwrap_or_default());
+        progress.suspend(|| {
+            let _ = sphinx_cli::stdout::line(serde_json::to_string(m).unwrap_or_default());
+        });
+        progress.set_position(m.step);
+        progress.set_message(format!("loss {:.4}  lr {:.2e}", m.loss, m.lr));
     })?;
+    progress.finish_and_clear();
     match outcome {
         TrainOutcome::Finished { model } => {
             eprintln!("model written to {root}/{model}");
