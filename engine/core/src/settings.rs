@@ -43,6 +43,16 @@ pub fn parse_seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| format!("{e}: expected seconds >= 0"))
 }
 
+/// A count that must be at least 1 (pages in a batch, decode slots, a token budget):
+/// 0 is refused with the flag's name instead of quietly taken as 1 or as nothing to do.
+pub fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(format!("{e}: expected a whole number of at least 1")),
+    }
+}
+
 /// Bounds on what one upload may cost (`--max-bytes` or `SPHINX_MAX_BYTES`, ...); unset
 /// ones keep [`Limits::default`]. Each flag's help says what it bounds and its default.
 #[derive(Debug, Clone, Default, Args)]
@@ -286,6 +296,16 @@ mod tests {
             .to_string();
         assert!(err.contains("expected cpu, cuda or cuda:N"), "{err}");
         assert_eq!(DeviceSpec::Cuda(2).to_string(), "cuda:2");
+    }
+
+    /// Counts of at least 1: 0 and non-numbers are refused, saying why.
+    #[test]
+    fn counts_are_at_least_one() {
+        assert_eq!(at_least_one("8"), Ok(8));
+        assert_eq!(at_least_one(" 1 "), Ok(1));
+        assert_eq!(at_least_one("0"), Err("must be at least 1".to_string()));
+        assert!(at_least_one("-2").unwrap_err().contains("at least 1"));
+        assert!(at_least_one("many").unwrap_err().contains("at least 1"));
     }
 
     /// Each limit's help gives the default it falls back to, from `Limits::default()`.

@@ -41,13 +41,13 @@ pub struct EvalArgs {
     #[arg(long)]
     pub data: PathBuf,
     /// Evaluate at most this many pages.
-    #[arg(long)]
+    #[arg(long, value_parser = sphinx_core::settings::at_least_one)]
     pub limit: Option<usize>,
     /// Most tokens generated per page.
-    #[arg(long, default_value_t = 2048)]
+    #[arg(long, value_parser = sphinx_core::settings::at_least_one, default_value_t = 2048)]
     pub max_new_tokens: usize,
     /// Pages decoded together (one batched generation).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_parser = sphinx_core::settings::at_least_one, default_value_t = 16)]
     pub batch: usize,
     /// Run on the CPU even when a GPU is available.
     #[arg(long)]
@@ -226,6 +226,13 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
         };
         let reference = plain_text(turn.answer.as_deref().unwrap_or_default());
         work.push((image, reference));
+    }
+    if work.is_empty() {
+        bail!(
+            "no record of {} asks the OCR question with a reference answer and an image: \
+             nothing to score",
+            args.data.display()
+        );
     }
     let missing: Vec<String> = work
         .iter()

@@ -50,7 +50,7 @@ pub struct InferArgs {
     #[arg(long, default_value_t = 0)]
     pub page: u32,
     /// Most tokens generated per task.
-    #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
+    #[arg(long, value_parser = sphinx_core::settings::at_least_one, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// Sampling temperature; 0 = greedy.
     #[arg(long, default_value_t = 0.0)]

@@ -36,17 +36,17 @@ pub struct ServeArgs {
     pub models: ModelCacheArgs,
     /// Most pages received and encoded at once (a micro-batch; the next joins the running
     /// decode as slots free).
-    #[arg(long, env = "SPHINX_MAX_BATCH_PAGES", default_value_t = 16)]
+    #[arg(long, env = "SPHINX_MAX_BATCH_PAGES", value_parser = sphinx_core::settings::at_least_one, default_value_t = 16)]
     pub max_batch_pages: usize,
     /// Rows decoded at once (continuous batching: a finished row's slot takes the next).
-    #[arg(long, env = "SPHINX_DECODE_SLOTS", default_value_t = 32)]
+    #[arg(long, env = "SPHINX_DECODE_SLOTS", value_parser = sphinx_core::settings::at_least_one, default_value_t = 32)]
     pub decode_slots: usize,
     /// Replay each decode step from a CUDA graph (one launch per token instead of one per
     /// kernel). CUDA only; anywhere else, or where a capture fails, decoding is eager.
     #[arg(long, env = "SPHINX_CUDA_GRAPHS", value_parser = clap::builder::BoolishValueParser::new())]
     pub cuda_graphs: bool,
     /// Positions the KV cache may hold across all slots (fewer slots for long rows).
-    #[arg(long, env = "SPHINX_MAX_TOKENS_IN_FLIGHT", default_value_t = DEFAULT_MAX_TOKENS_IN_FLIGHT)]
+    #[arg(long, env = "SPHINX_MAX_TOKENS_IN_FLIGHT", value_parser = sphinx_core::settings::at_least_one, default_value_t = DEFAULT_MAX_TOKENS_IN_FLIGHT)]
     pub max_tokens_in_flight: usize,
     /// Milliseconds to wait for more pages once the first arrived.
     #[arg(long, env = "SPHINX_BATCH_WAIT_MS", default_value_t = 2000)]
@@ -67,7 +67,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SPHINX_RELEASE_BACKOFF_S", default_value_t = 10)]
     pub release_backoff_s: u64,
     /// Most tokens generated per task.
-    #[arg(long, env = "SPHINX_MAX_NEW_TOKENS", default_value_t = DEFAULT_MAX_NEW_TOKENS)]
+    #[arg(long, env = "SPHINX_MAX_NEW_TOKENS", value_parser = sphinx_core::settings::at_least_one, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// Result files per document beside the JSON: a comma list of txt, hocr, alto, pdf
     /// (or all); JSON is always written.

@@ -148,3 +148,35 @@ fn missing_images_are_said_before_the_model_is_loaded() {
     }
     assert!(!err.contains("no-model"), "{err}");
 }
+
+/// Data with no OCR record is refused, not scored as a perfect CER of 0 over 0 pages.
+#[test]
+fn data_without_an_ocr_record_is_refused_not_scored_perfect() {
+    let data = tempfile::tempdir().unwrap();
+    let jsonl = data.path().join("captions.jsonl");
+    let record = serde_json::json!({
+        "id": "c1",
+        "image": "page.png",
+        "conversations": [
+            {"from": "human", "value": "<image>\nDescribe the page."},
+            {"from": "gpt", "value": "A page."}
+        ]
+    });
+    std::fs::write(&jsonl, format!("{record}\n")).unwrap();
+    let args = EvalArgs {
+        model: data.path().join("no-model"),
+        data: jsonl.clone(),
+        limit: None,
+        max_new_tokens: 4,
+        batch: 1,
+        cpu: true,
+        predictions: None,
+        quiet: true,
+        models: Default::default(),
+    };
+    let err = format!("{:#}", evaluate(&args).unwrap_err());
+    assert!(
+        err.contains("nothing to score") && err.contains(&jsonl.display().to_string()),
+        "{err}"
+    );
+}

@@ -73,13 +73,13 @@ pub struct RunArgs {
     pub tasks: Vec<Task>,
     /// Most pages received and encoded at once (their rows, and the next ones, stream
     /// through the decode slots).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, value_parser = sphinx_core::settings::at_least_one, default_value_t = 32)]
     pub max_batch_pages: usize,
     /// Rows decoded at once; a row that ends frees its slot for the next at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, value_parser = sphinx_core::settings::at_least_one, default_value_t = 8)]
     pub decode_slots: usize,
     /// Most tokens generated per task.
-    #[arg(long, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
+    #[arg(long, value_parser = sphinx_core::settings::at_least_one, default_value_t = DEFAULT_MAX_NEW_TOKENS)]
     pub max_new_tokens: usize,
     /// Replay each decode step from a CUDA graph (one launch per token instead of one per
     /// kernel). CUDA only; anywhere else, or where a capture fails, decoding is eager.
@@ -97,7 +97,7 @@ pub struct RunArgs {
     pub limits: LimitArgs,
     /// Documents tiled at the same time, each in its own render child, while the model
     /// runs. Default: the cores less one (the one left for the model's host work).
-    #[arg(long)]
+    #[arg(long, value_parser = sphinx_core::settings::at_least_one)]
     pub tile_threads: Option<usize>,
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
