@@ -14,3 +14,32 @@ pub fn line(text: impl Display) -> std::io::Result<()> {
         other => other,
     }
 }
+
+/// `text` with its control characters escaped (`\n`, `\u{1b}`), for a summary line that
+/// names files: a file name may hold a newline, which would split its line, or a terminal
+/// escape sequence.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(
+            printable("scan\n\u{1b}[31mröd.pdf"),
+            "scan\\n\\u{1b}[31mröd.pdf"
+        );
+        assert_eq!(printable("plain name.pdf"), "plain name.pdf");
+    }
+}

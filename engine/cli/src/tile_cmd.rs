@@ -113,7 +113,7 @@ pub fn run(args: TileArgs) -> Result<ExitCode> {
     progress.finish_and_clear();
     crate::stdout::line(&summary)?;
     for failure in summary.failures.lock().unwrap().iter() {
-        eprintln!("failed: {failure}");
+        eprintln!("failed: {}", crate::stdout::printable(failure));
     }
     Ok(if summary.errors.load(Ordering::Relaxed) > 0 {
         ExitCode::from(EXIT_SOME_FAILED)

@@ -314,23 +314,9 @@ pub(super) fn summary(
     }
     lines
         .iter()
-        .map(|l| printable(l))
+        .map(|l| sphinx_cli::stdout::printable(l))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// A summary line with its control characters escaped: a file name may hold a newline
-/// (which would split the document's line) or a terminal escape sequence.
-fn printable(line: &str) -> String {
-    line.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_default().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
