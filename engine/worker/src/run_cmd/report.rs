@@ -230,10 +230,15 @@ fn preview(text: &str) -> String {
     p
 }
 
+/// Documents the summary lists one by one; a larger run lists only those that did not
+/// end ok (at most this many): `documents.jsonl` has every one.
+const LISTED: usize = 50;
+
 /// What `sphinx run` prints at the end: totals, then a line per document (with its other
-/// result files, or why not). Inputs with the same bytes are one document with one
-/// result: its pages count once, and the later names point to the first. `ran` is the
-/// pages this run computed (a rerun finds the others done): the rate is of those.
+/// result files, or why not; past [`LISTED`] documents, only the ones not ok). Inputs
+/// with the same bytes are one document with one result: its pages count once, and the
+/// later names point to the first. `ran` is the pages this run computed (a rerun finds
+/// the others done): the rate is of those.
 pub(super) fn summary(
     docs: &[DocumentOutcome],
     model_id: &str,
@@ -275,7 +280,11 @@ pub(super) fn summary(
         f64::from(ran) / secs.max(1e-9),
         if random { " (RANDOM WEIGHTS)" } else { "" }
     )];
+    // Each document's lines, and whether it ended ok (or was rightly skipped).
+    let mut blocks: Vec<(bool, Vec<String>)> = Vec::with_capacity(docs.len());
     for d in docs {
+        let mut lines = Vec::new();
+        let ok = d.error.is_none();
         let first = d.doc_id.as_deref().and_then(|id| first_name.get(id));
         if let (Some(first), None) = (first.filter(|f| **f != d.source), &d.error) {
             let id = d.doc_id.as_deref().unwrap_or_default();
@@ -283,10 +292,12 @@ pub(super) fn summary(
                 "  ok      {}  the same bytes as {first}: results/{id}.json",
                 d.source
             ));
+            blocks.push((ok, lines));
             continue;
         }
         if let Some(why) = &d.skipped {
             lines.push(format!("  --      {}  {why}", d.source));
+            blocks.push((true, lines));
             continue;
         }
         lines.push(match (&d.error, &d.doc_id) {
@@ -311,6 +322,28 @@ pub(super) fn summary(
                 .iter()
                 .map(|o| format!("          {}", describe_output(o))),
         );
+        blocks.push((ok, lines));
+    }
+    if blocks.len() <= LISTED {
+        lines.extend(blocks.into_iter().flat_map(|(_, l)| l));
+    } else {
+        let not_ok: Vec<Vec<String>> = blocks
+            .into_iter()
+            .filter(|(ok, _)| !ok)
+            .map(|(_, l)| l)
+            .collect();
+        let ok = docs.len() - not_ok.len();
+        lines.push(match not_ok.len() {
+            0 => format!("  all {ok} ended ok (every document is in documents.jsonl)"),
+            n if n <= LISTED => {
+                format!("  {ok} ended ok, {n} did not (every document is in documents.jsonl):")
+            }
+            n => format!(
+                "  {ok} ended ok, {n} did not, the first {LISTED} below (every document is \
+                 in documents.jsonl):"
+            ),
+        });
+        lines.extend(not_ok.into_iter().take(LISTED).flatten());
     }
     lines
         .iter()
@@ -375,6 +408,37 @@ mod tests {
             lines[4],
             "  FAILED  bad.pdf  malformed PDF: truncated (malformed)"
         );
+    }
+
+    /// A run of more documents than are listed lists those not ok, and says how many of
+    /// each there are.
+    #[test]
+    fn a_large_run_lists_the_documents_that_did_not_end_ok() {
+        let mut docs: Vec<DocumentOutcome> = (0..LISTED + 10)
+            .map(|i| {
+                let mut d = DocumentOutcome::new(&format!("p{i}.pdf"));
+                d.doc_id = Some(format!("d{i}"));
+                (d.pages, d.pages_done) = (1, 1);
+                d
+            })
+            .collect();
+        for i in [3, 40] {
+            docs[i].pages_done = 0;
+            docs[i].error = Some("1 of 1 pages failed".into());
+        }
+        let ran = (LISTED + 8) as u32;
+        let text = summary(&docs, "nano", false, ran, Duration::from_secs(1));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert_eq!(
+            lines[1],
+            format!(
+                "  {} ended ok, 2 did not (every document is in documents.jsonl):",
+                LISTED + 8
+            )
+        );
+        assert!(lines[2].starts_with("  FAILED  p3.pdf"), "{text}");
+        assert!(lines[3].starts_with("  FAILED  p40.pdf"), "{text}");
     }
 
     /// A name with a newline or an escape sequence stays on its document's line, shown
