@@ -103,6 +103,18 @@ fn statuses(out: &Path) -> Vec<String> {
 #[test]
 fn one_ctrl_c_stops_the_run_and_the_same_command_finishes_it() {
     let (_tmp, images, out, child) = running_run();
+    // The front handed the engine a short OpenMP spin (sphinx_cli::engine::OMP_SPIN),
+    // as this test's environment chose none.
+    if std::env::var_os("GOMP_SPINCOUNT").is_none() && std::env::var_os("OMP_WAIT_POLICY").is_none()
+    {
+        let environ = std::fs::read(format!("/proc/{}/environ", child.id())).unwrap();
+        let (name, value) = sphinx_cli::engine::OMP_SPIN;
+        let wanted = format!("{name}={value}");
+        assert!(
+            environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()),
+            "the engine runs without {wanted}"
+        );
+    }
     interrupt(&child);
     let stopped: Output = child.wait_with_output().unwrap();
     let (stdout, stderr) = (text(&stopped.stdout), text(&stopped.stderr));
