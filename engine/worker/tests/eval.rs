@@ -15,6 +15,23 @@ fn render_in_sphinx_children() {
     );
 }
 
+/// The error `sphinx eval` gives on `data` with a model folder that does not exist (so
+/// an error about the data must come before any model is looked for).
+fn refusal(data: &std::path::Path, no_model: &std::path::Path) -> String {
+    let args = EvalArgs {
+        model: no_model.to_path_buf(),
+        data: data.to_path_buf(),
+        limit: None,
+        max_new_tokens: 4,
+        batch: 1,
+        cpu: true,
+        predictions: None,
+        quiet: true,
+        models: Default::default(),
+    };
+    format!("{:#}", evaluate(&args).unwrap_err())
+}
+
 #[test]
 fn eval_scores_every_page_and_the_summary_adds_up() {
     render_in_sphinx_children();
@@ -93,18 +110,10 @@ fn eval_scores_every_page_and_the_summary_adds_up() {
 #[test]
 fn a_wrong_data_path_is_said_before_the_model_is_loaded() {
     let tmp = tempfile::tempdir().unwrap();
-    let args = EvalArgs {
-        model: tmp.path().join("no-model"),
-        data: tmp.path().join("no-data.jsonl"),
-        limit: None,
-        max_new_tokens: 4,
-        batch: 1,
-        cpu: true,
-        predictions: None,
-        quiet: true,
-        models: Default::default(),
-    };
-    let err = format!("{:#}", evaluate(&args).unwrap_err());
+    let err = refusal(
+        &tmp.path().join("no-data.jsonl"),
+        &tmp.path().join("no-model"),
+    );
     assert!(err.contains("no-data.jsonl"), "{err}");
     assert!(!err.contains("no-model"), "{err}");
 }
@@ -130,18 +139,10 @@ fn missing_images_are_said_before_the_model_is_loaded() {
     for image in &gone[1..3] {
         std::fs::remove_file(image).unwrap();
     }
-    let args = EvalArgs {
-        model: data.path().join("no-model"),
-        data: data.path().join(synth::CONVERSATIONS_FILE),
-        limit: None,
-        max_new_tokens: 4,
-        batch: 1,
-        cpu: true,
-        predictions: None,
-        quiet: true,
-        models: Default::default(),
-    };
-    let err = format!("{:#}", evaluate(&args).unwrap_err());
+    let err = refusal(
+        &data.path().join(synth::CONVERSATIONS_FILE),
+        &data.path().join("no-model"),
+    );
     assert!(err.contains("2 of the 4 pages"), "{err}");
     for image in &gone[1..3] {
         assert!(err.contains(&image.display().to_string()), "{err}");
@@ -163,18 +164,7 @@ fn data_without_an_ocr_record_is_refused_not_scored_perfect() {
         ]
     });
     std::fs::write(&jsonl, format!("{record}\n")).unwrap();
-    let args = EvalArgs {
-        model: data.path().join("no-model"),
-        data: jsonl.clone(),
-        limit: None,
-        max_new_tokens: 4,
-        batch: 1,
-        cpu: true,
-        predictions: None,
-        quiet: true,
-        models: Default::default(),
-    };
-    let err = format!("{:#}", evaluate(&args).unwrap_err());
+    let err = refusal(&jsonl.clone(), &data.path().join("no-model"));
     assert!(
         err.contains("nothing to score") && err.contains(&jsonl.display().to_string()),
         "{err}"
