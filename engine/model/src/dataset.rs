@@ -47,6 +47,38 @@ pub enum DataError {
     Empty { path: PathBuf },
     #[error("record {id}: {reason}")]
     Example { id: String, reason: String },
+    #[error("{missing} of the {of} {what} have no image file: {first}")]
+    MissingImages {
+        missing: usize,
+        of: usize,
+        what: &'static str,
+        /// The first few, comma-separated.
+        first: String,
+    },
+}
+
+/// Refuses `images`, the pages a command is about to read (`what` they are, for the
+/// message), when some are not files: all are counted and the first five named, before
+/// a model is loaded, instead of failing at the first one minutes or steps later.
+pub fn check_images_exist(images: &[PathBuf], what: &'static str) -> Result<(), DataError> {
+    let missing: Vec<String> = images
+        .iter()
+        .filter(|p| !p.is_file())
+        .map(|p| p.display().to_string())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let mut first = missing[..missing.len().min(5)].join(", ");
+    if missing.len() > 5 {
+        first.push_str(", ...");
+    }
+    Err(DataError::MissingImages {
+        missing: missing.len(),
+        of: images.len(),
+        what,
+        first,
+    })
 }
 
 /// One message of a conversation.

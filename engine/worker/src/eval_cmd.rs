@@ -234,20 +234,8 @@ pub fn evaluate(args: &EvalArgs) -> Result<serde_json::Value> {
             args.data.display()
         );
     }
-    let missing: Vec<String> = work
-        .iter()
-        .filter(|(image, _)| !image.is_file())
-        .map(|(image, _)| image.display().to_string())
-        .collect();
-    if !missing.is_empty() {
-        bail!(
-            "{} of the {} pages to score have no image file: {}{}",
-            missing.len(),
-            work.len(),
-            missing[..missing.len().min(5)].join(", "),
-            if missing.len() > 5 { ", ..." } else { "" }
-        );
-    }
+    let images: Vec<PathBuf> = work.iter().map(|(image, _)| image.clone()).collect();
+    sphinx_model::dataset::check_images_exist(&images, "pages to score")?;
     let model = args.models.local_folder_blocking(&args.model)?;
     let loaded = sphinx_model::model_folder::load(&model, device)
         .with_context(|| format!("cannot load model {}", args.model.display()))?;

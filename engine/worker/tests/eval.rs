@@ -164,7 +164,7 @@ fn data_without_an_ocr_record_is_refused_not_scored_perfect() {
         ]
     });
     std::fs::write(&jsonl, format!("{record}\n")).unwrap();
-    let err = refusal(&jsonl.clone(), &data.path().join("no-model"));
+    let err = refusal(&jsonl, &data.path().join("no-model"));
     assert!(
         err.contains("nothing to score") && err.contains(&jsonl.display().to_string()),
         "{err}"

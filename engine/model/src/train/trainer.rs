@@ -122,7 +122,12 @@ impl Trainer {
             .iter()
             .map(|d| Dataset::load(Path::new(&d.path)))
             .collect::<Result<Vec<_>, _>>()?;
-        check_images(&datasets)?;
+        // (A run would otherwise fail, and fail again on resume, at the step that draws it.)
+        let images: Vec<PathBuf> = datasets
+            .iter()
+            .flat_map(|ds| ds.records.iter().filter_map(|r| ds.image_path(r)))
+            .collect();
+        crate::dataset::check_images_exist(&images, "records that name an image")?;
         let (config, tokenizer_json, weights_dir) = model_source(&spec)?;
         let vision = config.vision();
         if let Some(dir) = &weights_dir {
@@ -612,33 +617,6 @@ impl Trainer {
         ];
         Ok(self.output.export_model(&self.spec.run, files)?)
     }
-}
-
-/// Refuses datasets whose records name image files that are not there, all of them at
-/// once (a run would otherwise fail, and fail again on resume, at the step that draws
-/// the first).
-fn check_images(datasets: &[Dataset]) -> Result<()> {
-    let mut missing = Vec::new();
-    let mut pages = 0;
-    for ds in datasets {
-        for rec in &ds.records {
-            if let Some(path) = ds.image_path(rec) {
-                pages += 1;
-                if !path.is_file() {
-                    missing.push(path.display().to_string());
-                }
-            }
-        }
-    }
-    if !missing.is_empty() {
-        bail!(
-            "{} of the {pages} records with an image name a file that is not there: {}{}",
-            missing.len(),
-            missing[..missing.len().min(5)].join(", "),
-            if missing.len() > 5 { ", ..." } else { "" }
-        );
-    }
-    Ok(())
 }
 
 /// The model config, tokenizer JSON and (to fine-tune) weights folder of a spec.
